@@ -1,0 +1,61 @@
+# edge-sbc — see README.md.
+GO       ?= go
+BIN      := bin/edge-sbc
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+PREFIX   ?= /usr/local
+DESTDIR  ?=
+# Debian packages the tests talk to (real peers on loopback).
+TEST_DEBS := sip-tester socat openssl
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all build run test test-deps unit integration lint fuzz bench soak install clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/edge-sbc
+
+# Runs the SBC on its embedded loopback configuration.
+run: build
+	./$(BIN) run
+
+# Installs what the tests need when it is missing (you are expected to be
+# root, as on CI), then runs every test.
+test: test-deps build lint
+	$(GO) test -count=1 -race -timeout 12m ./...
+
+test-deps:
+	@missing=""; \
+	command -v sipp  >/dev/null || missing="$$missing sip-tester"; \
+	command -v socat >/dev/null || missing="$$missing socat"; \
+	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@[ -x "$$($(GO) env GOPATH)/bin/staticcheck" ] || (cd /tmp && $(GO) install $(STATICCHECK))
+
+unit:
+	$(GO) test -count=1 -short ./...
+
+integration: test-deps build
+	$(GO) test -count=1 -v ./test/...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; \
+	elif [ -x $$($(GO) env GOPATH)/bin/staticcheck ]; then $$($(GO) env GOPATH)/bin/staticcheck ./...; \
+	else echo "staticcheck not installed (go install honnef.co/go/tools/cmd/staticcheck@latest)"; fi
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchmem ./...
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/edge-sbc
+	install -D -m 0644 config/example.yaml $(DESTDIR)/etc/edge-sbc/edge-sbc.yaml.example
+
+clean:
+	rm -rf bin

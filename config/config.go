@@ -1,0 +1,230 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole edge-sbc configuration. Load fills defaults with
+// applyDefaults and then checks it with Validate; a Config that Load returned
+// is ready to use.
+type Config struct {
+	Node     Node     `yaml:"node"`
+	TLS      TLS      `yaml:"tls"`
+	Listen   []Listen `yaml:"listen"`
+	Trunks   []Trunk  `yaml:"trunks"`
+	Routes   []Route  `yaml:"routes"`
+	DNS      DNS      `yaml:"dns"`
+	SIP      SIP      `yaml:"sip"`
+	Media    Media    `yaml:"media"`
+	Log      Log      `yaml:"log"`
+	Shutdown Shutdown `yaml:"shutdown"`
+}
+
+// Node describes this SBC as peers see it.
+type Node struct {
+	// FQDN is the host put in Via, Contact and Record-Route; it must be a
+	// name our certificate carries. Required.
+	FQDN string `yaml:"fqdn"`
+	// PublicIPv4 is advertised in SDP when the SBC sits behind NAT.
+	// Default: empty (the media bind address is advertised).
+	PublicIPv4 string `yaml:"public_ipv4"`
+	// Domains are the SIP domains this SBC answers for. Requests from a trunk
+	// that accepts unauthenticated peers are only routed when their
+	// Request-URI host is one of these (or FQDN). Default: [fqdn].
+	Domains []string `yaml:"domains"`
+}
+
+// TLS names our certificate and the roots we trust for peers.
+type TLS struct {
+	// Cert is a PEM file with our leaf followed by its intermediates; the
+	// whole chain is sent. Required.
+	Cert string `yaml:"cert"`
+	// Key is the PEM private key of Cert. Required.
+	Key string `yaml:"key"`
+	// CA is a PEM bundle of roots trusted for peers in both directions.
+	// Required.
+	CA string `yaml:"ca"`
+	// MinVersion is the lowest TLS version accepted: "1.2" or "1.3".
+	// Default "1.2".
+	MinVersion string `yaml:"min_version"`
+	// HandshakeTimeout bounds a TLS handshake. Default 10s.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+}
+
+// Listen is one SIP-over-TLS listener.
+type Listen struct {
+	// Addr is ip:port. Required.
+	Addr string `yaml:"addr"`
+	// ClientAuth is none, optional or required. Default "optional".
+	ClientAuth string `yaml:"client_auth"`
+	// UnauthenticatedTrunk names the trunk a peer that shows no certificate
+	// is mapped to on this listener. Such a trunk only reaches our own
+	// domains (node.domains). Default: empty (peers without a certificate
+	// get 403).
+	UnauthenticatedTrunk string `yaml:"unauthenticated_trunk"`
+}
+
+// Trunk is a peer the SBC exchanges calls with.
+type Trunk struct {
+	// Name identifies the trunk in routes, logs and CDRs. Required, unique.
+	Name string `yaml:"name"`
+	// URI is where calls to this trunk go, resolved per RFC 3263, e.g.
+	// "sips:example.webex.com" or "sips:10.0.0.5:5061". Empty for a trunk
+	// that only calls in.
+	URI string `yaml:"uri"`
+	// Identity is the name (SAN DNS or CN) the peer's certificate must carry,
+	// both when it connects to us and when we connect to it. Default: the
+	// host of URI.
+	Identity string `yaml:"identity"`
+	// AllowPlainRTP lets this trunk offer RTP/AVP without SRTP. Default false.
+	AllowPlainRTP bool `yaml:"allow_plain_rtp"`
+	// MediaAddress is the address advertised in SDP toward this trunk.
+	// Default: node.public_ipv4, else media.bind.
+	MediaAddress string `yaml:"media_address"`
+}
+
+// Route sends calls from one trunk to another. Routes are tried in order;
+// the first whose match fits wins.
+type Route struct {
+	// From is the trunk calls arrive on. Required.
+	From string `yaml:"from"`
+	// To is the trunk calls are sent to. Required.
+	To string `yaml:"to"`
+	// RURIDomain, when set, must equal the Request-URI host. Default: any.
+	RURIDomain string `yaml:"ruri_domain"`
+	// RURIUserPrefix, when set, must prefix the Request-URI user. Default: any.
+	RURIUserPrefix string `yaml:"ruri_user_prefix"`
+}
+
+// DNS configures RFC 3263 resolution of trunk URIs.
+type DNS struct {
+	// Servers is a list of ip:port. Default: the system's /etc/resolv.conf.
+	Servers []string `yaml:"servers"`
+	// Timeout per query. Default 2s.
+	Timeout time.Duration `yaml:"timeout"`
+	// Attempts over the server list. Default 2.
+	Attempts int `yaml:"attempts"`
+	// MinTTL and MaxTTL clamp cached answers. Default 5s and 1h.
+	MinTTL time.Duration `yaml:"min_ttl"`
+	MaxTTL time.Duration `yaml:"max_ttl"`
+	// NegativeTTL caches NXDOMAIN/NODATA. Default 30s.
+	NegativeTTL time.Duration `yaml:"negative_ttl"`
+	// DownTime is how long a target that failed is tried last. Default 30s.
+	DownTime time.Duration `yaml:"down_time"`
+}
+
+// SIP holds signalling timers and policy.
+type SIP struct {
+	// ProvisionalTimeout: a target that sends no response at all to an
+	// INVITE within this time is abandoned for the next one. Default 2s.
+	ProvisionalTimeout time.Duration `yaml:"provisional_timeout"`
+	// AnswerTimeout: a call not answered within this time ends with 408.
+	// Default 180s.
+	AnswerTimeout time.Duration `yaml:"answer_timeout"`
+	// KeepaliveInterval sends a CRLF-CRLF ping on idle TLS connections
+	// (RFC 5626 §4.4.1). Zero disables. Default 30s.
+	KeepaliveInterval time.Duration `yaml:"keepalive_interval"`
+	// SessionExpires is the RFC 4028 interval the SBC asks for when the
+	// caller did not. Default 1800s; minimum 90s.
+	SessionExpires time.Duration `yaml:"session_expires"`
+	// HeaderAllowList names the headers copied from one leg to the other
+	// besides those the B2BUA builds itself. Default: P-Asserted-Identity,
+	// P-Preferred-Identity, Privacy, Diversion, History-Info, Allow, Supported,
+	// Require, Accept, User-Agent, Server, Session-Expires, Min-SE, Reason,
+	// Subject, Organization, Priority, Alert-Info, Call-Info, Content-Disposition.
+	HeaderAllowList []string `yaml:"header_allow_list"`
+	// MaxMessageSize drops SIP messages larger than this many bytes.
+	// Default 65535.
+	MaxMessageSize int `yaml:"max_message_size"`
+}
+
+// Media configures the SRTP/RTP relay.
+type Media struct {
+	// PortRange is "min-max" of UDP ports for relayed media.
+	// Default "36000-59999".
+	PortRange string `yaml:"port_range"`
+	// Bind is the address media sockets bind to. Default "0.0.0.0".
+	Bind string `yaml:"bind"`
+	// Timeout ends a call when no media arrives for this long (not on hold).
+	// Default 60s.
+	Timeout time.Duration `yaml:"timeout"`
+	// StrictSource accepts media only from the address signalled in SDP.
+	// Default false (symmetric latching).
+	StrictSource bool `yaml:"strict_source"`
+	// DSCP values per kind of traffic (RFC 4594).
+	DSCP DSCP `yaml:"dscp"`
+}
+
+// DSCP holds DiffServ code points.
+type DSCP struct {
+	// Audio default 46 (EF).
+	Audio int `yaml:"audio"`
+	// Video default 34 (AF41).
+	Video int `yaml:"video"`
+	// Signalling default 24 (CS3).
+	Signalling int `yaml:"signalling"`
+}
+
+// Log configures zerolog output.
+type Log struct {
+	// Level is trace, debug, info, warn or error. Default "info".
+	Level string `yaml:"level"`
+	// Format is json or console. Default "json".
+	Format string `yaml:"format"`
+}
+
+// Shutdown configures the graceful drain on SIGTERM.
+type Shutdown struct {
+	// DrainTimeout lets calls in progress run this long before they are
+	// ended with BYE. Default 30s.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+}
+
+// Load reads, decodes strictly (unknown keys are errors), fills defaults and
+// validates the file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes YAML bytes strictly, fills defaults and validates.
+func Parse(b []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, ErrEmpty
+		}
+		return nil, fmt.Errorf("%w: %w", ErrSyntax, err)
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// Trunk returns the trunk named name, or nil.
+func (c *Config) Trunk(name string) *Trunk {
+	for i := range c.Trunks {
+		if c.Trunks[i].Name == name {
+			return &c.Trunks[i]
+		}
+	}
+	return nil
+}

@@ -1,0 +1,179 @@
+//go:build linux
+
+package media
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// mmsghdr mirrors struct mmsghdr (a msghdr followed by the byte count);
+// Go pads it like C on every Linux architecture.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+}
+
+// batchIO is the batched datagram I/O of one reader goroutine: recvmmsg
+// into batchSize preallocated buffers, then sendmmsg of the accepted
+// packets, from the same buffers, through the peer socket.
+//
+// golang.org/x/net/ipv4.PacketConn.ReadBatch is not used on the read path:
+// it allocates a net.IP and a *net.UDPAddr for every received message, two
+// allocations per packet. The raw calls below use message headers, iovecs
+// and socket address buffers prepared once, bound method values for
+// syscall.RawConn, and decode the source into a netip.AddrPort, so the
+// steady state allocates nothing.
+//
+// A batchIO is owned by one goroutine and is not safe for concurrent use.
+type batchIO struct {
+	rc    syscall.RawConn // own socket: recvmmsg
+	peer  syscall.RawConn // peer socket: sendmmsg
+	bufs  []byte          // batchSize * bufSize
+	names [batchSize][sockaddrLen]byte
+	riov  [batchSize]unix.Iovec
+	rhs   [batchSize]mmsghdr
+	siov  [batchSize]unix.Iovec
+	shs   [batchSize]mmsghdr
+	nsend int
+
+	// results of the last raw call, set inside the RawConn callbacks
+	n     int
+	errno syscall.Errno
+	off   int
+
+	recvF func(uintptr) bool
+	sendF func(uintptr) bool
+}
+
+func newBatchIO(own, peer *net.UDPConn) (*batchIO, error) {
+	rc, err := own.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	prc, err := peer.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	b := &batchIO{rc: rc, peer: prc, bufs: make([]byte, batchSize*bufSize)}
+	for i := range batchSize {
+		b.riov[i].Base = &b.bufs[i*bufSize]
+		b.riov[i].SetLen(bufSize)
+		b.rhs[i].hdr.Iov = &b.riov[i]
+		b.rhs[i].hdr.SetIovlen(1)
+		b.rhs[i].hdr.Name = &b.names[i][0]
+		b.shs[i].hdr.Iov = &b.siov[i]
+		b.shs[i].hdr.SetIovlen(1)
+	}
+	b.recvF = b.doRecv
+	b.sendF = b.doSend
+	return b, nil
+}
+
+// recv blocks (in the netpoller) until at least one datagram is available
+// and returns how many were received.
+func (b *batchIO) recv() (int, error) {
+	for i := range b.rhs {
+		b.rhs[i].hdr.Namelen = sockaddrLen
+		b.rhs[i].hdr.Flags = 0
+		b.rhs[i].len = 0
+	}
+	b.n, b.errno = 0, 0
+	if err := b.rc.Read(b.recvF); err != nil {
+		return 0, err
+	}
+	if b.errno != 0 {
+		return 0, b.errno
+	}
+	return b.n, nil
+}
+
+func (b *batchIO) doRecv(fd uintptr) bool {
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd,
+			uintptr(unsafe.Pointer(&b.rhs[0])), batchSize, 0, 0, 0)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // wait for readability
+		}
+		b.n, b.errno = int(n), e
+		return true
+	}
+}
+
+// buf returns the i-th received datagram.
+func (b *batchIO) buf(i int) []byte {
+	return b.bufs[i*bufSize : i*bufSize+int(b.rhs[i].len)]
+}
+
+// truncated reports whether the i-th datagram did not fit its buffer.
+func (b *batchIO) truncated(i int) bool {
+	return b.rhs[i].hdr.Flags&unix.MSG_TRUNC != 0
+}
+
+// src returns the source address of the i-th datagram.
+func (b *batchIO) src(i int) netip.AddrPort {
+	return parseSockaddr(&b.names[i])
+}
+
+// queue schedules the i-th received datagram (n bytes) for sending to dst.
+// dst must stay unmodified until flush returns (endpoints are immutable).
+func (b *batchIO) queue(i, n int, dst *endpoint) {
+	j := b.nsend
+	b.siov[j].Base = &b.bufs[i*bufSize]
+	b.siov[j].SetLen(n)
+	b.shs[j].hdr.Name = &dst.sa[0]
+	b.shs[j].hdr.Namelen = dst.salen
+	b.nsend++
+}
+
+// flush sends the queued datagrams through the peer socket and returns
+// how many the kernel refused. A closed peer socket refuses all.
+func (b *batchIO) flush() (failed int) {
+	for b.off = 0; b.off < b.nsend; {
+		b.n, b.errno = 0, 0
+		if err := b.peer.Write(b.sendF); err != nil {
+			failed += b.nsend - b.off
+			break
+		}
+		if b.errno != 0 {
+			failed++ // skip the message the kernel refused
+			b.off++
+			continue
+		}
+		b.off += b.n
+	}
+	for j := range b.nsend {
+		b.shs[j].hdr.Name = nil // do not keep old endpoints alive
+	}
+	b.nsend = 0
+	return failed
+}
+
+func (b *batchIO) doSend(fd uintptr) bool {
+	for {
+		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd,
+			uintptr(unsafe.Pointer(&b.shs[b.off])), uintptr(b.nsend-b.off), 0, 0, 0)
+		switch e {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return false // socket buffer full: wait for writability
+		}
+		b.n, b.errno = int(n), e
+		if e == 0 && n == 0 {
+			b.errno = unix.EIO // no progress; never spin
+		}
+		return true
+	}
+}
+
+// isClosed reports whether err means the socket was closed.
+func isClosed(err error) bool { return errors.Is(err, net.ErrClosed) }

@@ -1,0 +1,98 @@
+package media
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Config configures an Engine. The zero value of every field selects the
+// default named in its comment; defaults are applied by withDefaults only.
+type Config struct {
+	// PortMin is the lowest relay port (rounded up to even). Default 36000.
+	PortMin int
+	// PortMax is the highest relay port. Default 59999.
+	PortMax int
+	// BindAddr is the local address every relay socket binds to.
+	// Default 0.0.0.0 (all IPv4 interfaces); an IPv6 address binds IPv6
+	// sockets.
+	BindAddr netip.Addr
+	// DSCPAudio is the DSCP of audio streams. Default 46 (EF).
+	DSCPAudio int
+	// DSCPVideo is the DSCP of main video streams. Default 34 (AF41).
+	DSCPVideo int
+	// DSCPOther is the DSCP of content video (a=content:slides) and
+	// application streams such as BFCP. Default 34 (AF41).
+	DSCPOther int
+	// Timeout is the dead-media timeout: when no packet was received from
+	// either side on any answered, non-held stream for this long, the
+	// session's OnTimeout is called once. Default 60s.
+	Timeout time.Duration
+	// Quarantine is how long released ports stay out of the pool before
+	// they can be allocated again (late packets of the old call must not
+	// reach a new call). Default 2s. A negative value disables quarantine.
+	Quarantine time.Duration
+	// StrictSource, when true, accepts only packets whose source equals the
+	// address:port signalled in SDP and disables latching. Default false
+	// (symmetric latching: the destination follows the packets' source).
+	StrictSource bool
+}
+
+// Defaults of Config, applied by withDefaults.
+const (
+	DefaultPortMin    = 36000
+	DefaultPortMax    = 59999
+	DefaultDSCPAudio  = 46 // EF
+	DefaultDSCPVideo  = 34 // AF41
+	DefaultDSCPOther  = 34 // AF41
+	DefaultTimeout    = 60 * time.Second
+	DefaultQuarantine = 2 * time.Second
+)
+
+// withDefaults returns c with defaults applied, or an error if the result is
+// invalid.
+func (c Config) withDefaults() (Config, error) {
+	if c.PortMin == 0 {
+		c.PortMin = DefaultPortMin
+	}
+	if c.PortMax == 0 {
+		c.PortMax = DefaultPortMax
+	}
+	if !c.BindAddr.IsValid() {
+		c.BindAddr = netip.IPv4Unspecified()
+	}
+	c.BindAddr = c.BindAddr.Unmap()
+	if c.DSCPAudio == 0 {
+		c.DSCPAudio = DefaultDSCPAudio
+	}
+	if c.DSCPVideo == 0 {
+		c.DSCPVideo = DefaultDSCPVideo
+	}
+	if c.DSCPOther == 0 {
+		c.DSCPOther = DefaultDSCPOther
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Quarantine == 0 {
+		c.Quarantine = DefaultQuarantine
+	}
+	if c.Quarantine < 0 {
+		c.Quarantine = 0
+	}
+	if c.PortMin%2 != 0 {
+		c.PortMin++
+	}
+	if c.PortMin < 1024 || c.PortMax > 65535 || c.PortMax < c.PortMin+1 {
+		return c, fmt.Errorf("media: invalid port range %d-%d", c.PortMin, c.PortMax)
+	}
+	for _, d := range []int{c.DSCPAudio, c.DSCPVideo, c.DSCPOther} {
+		if d < 0 || d > 63 {
+			return c, fmt.Errorf("media: invalid DSCP %d", d)
+		}
+	}
+	if c.Timeout < 0 {
+		return c, fmt.Errorf("media: invalid timeout %v", c.Timeout)
+	}
+	return c, nil
+}

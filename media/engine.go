@@ -1,0 +1,208 @@
+package media
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Engine owns the relay port pool, the sessions and the dead-media
+// watchdog. All methods are safe for concurrent use.
+type Engine struct {
+	cfg   Config // immutable after NewEngine
+	log   zerolog.Logger
+	pool  *portPool
+	epoch time.Time // origin of arrival times for jitter
+	tick  time.Duration
+
+	mu       sync.Mutex // guards sessions, started, closed
+	sessions map[*Session]struct{}
+	started  bool
+	closed   bool
+
+	stop     chan struct{} // closed by Close to stop the watchdog
+	stopOnce sync.Once
+	wg       sync.WaitGroup // the watchdog goroutine
+}
+
+// NewEngine validates cfg, applies its defaults and returns an Engine. It
+// does no I/O: sockets are opened by the sessions.
+func NewEngine(cfg Config, log zerolog.Logger) (*Engine, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	tick := time.Second
+	if q := c.Timeout / 4; q < tick {
+		tick = max(q, 10*time.Millisecond)
+	}
+	return &Engine{
+		cfg:      c,
+		log:      log,
+		pool:     newPortPool(c.PortMin, c.PortMax, c.Quarantine, time.Now),
+		epoch:    time.Now(),
+		tick:     tick,
+		sessions: make(map[*Session]struct{}),
+		stop:     make(chan struct{}),
+	}, nil
+}
+
+// Config returns the effective configuration (defaults applied).
+func (e *Engine) Config() Config { return e.cfg }
+
+// Start starts the dead-media watchdog, an engine-wide ticker that scans
+// the sessions every second (every Timeout/4 when Timeout is shorter). It
+// runs until ctx is done or Close is called. Without Start, OnTimeout is
+// never called; relaying works regardless.
+func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return ErrClosed
+	}
+	if e.started {
+		return fmt.Errorf("media: engine already started")
+	}
+	e.started = true
+	e.wg.Add(1)
+	go e.watchdog(ctx)
+	return nil
+}
+
+// Close stops the watchdog, closes every remaining session and waits for
+// all goroutines of the engine. Further sessions fail with ErrClosed.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	e.closed = true
+	sessions := make([]*Session, 0, len(e.sessions))
+	for s := range e.sessions {
+		sessions = append(sessions, s)
+	}
+	e.mu.Unlock()
+	e.stopOnce.Do(func() { close(e.stop) })
+	e.wg.Wait()
+	for _, s := range sessions {
+		s.Close()
+	}
+	return nil
+}
+
+// PortsInUse returns the number of relay ports allocated to streams (a
+// pair counts as two ports, whether or not its RTCP socket is open).
+func (e *Engine) PortsInUse() int {
+	inUse, _, _ := e.pool.counts()
+	return 2 * inUse
+}
+
+// PortsFree returns the number of relay ports available for allocation
+// now; ports in quarantine are neither free nor in use.
+func (e *Engine) PortsFree() int {
+	_, free, _ := e.pool.counts()
+	return 2 * free
+}
+
+// NewSession creates a session. It does no I/O: ports are allocated by
+// Offer. If the engine is closed, the session's methods return ErrClosed.
+func (e *Engine) NewSession(sc SessionConfig) *Session {
+	s := newSession(e, sc)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		s.closed = true
+		return s
+	}
+	e.sessions[s] = struct{}{}
+	return s
+}
+
+func (e *Engine) removeSession(s *Session) {
+	e.mu.Lock()
+	delete(e.sessions, s)
+	e.mu.Unlock()
+}
+
+// NumSessions returns the number of open sessions.
+func (e *Engine) NumSessions() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.sessions)
+}
+
+// listen binds one relay socket on port.
+func (e *Engine) listen(port int) (*net.UDPConn, error) {
+	network := "udp4"
+	if e.cfg.BindAddr.Is6() {
+		network = "udp6"
+	}
+	return net.ListenUDP(network, &net.UDPAddr{IP: e.cfg.BindAddr.AsSlice(), Port: port})
+}
+
+// openPair takes a pair from the pool and binds its RTP socket, and its
+// RTCP socket if withRTCP. A pair that cannot be bound (taken by another
+// process) goes back through quarantine and the next pair is tried.
+func (e *Engine) openPair(withRTCP bool) (base int, rtp, rtcp *net.UDPConn, err error) {
+	var lastErr error
+	for range e.pool.total() {
+		b, ok := e.pool.get()
+		if !ok {
+			break
+		}
+		rtp, err = e.listen(b)
+		if err != nil {
+			e.pool.release(b)
+			lastErr = err
+			continue
+		}
+		if withRTCP {
+			rtcp, err = e.listen(b + 1)
+			if err != nil {
+				_ = rtp.Close()
+				e.pool.release(b)
+				lastErr = err
+				continue
+			}
+		}
+		return b, rtp, rtcp, nil
+	}
+	if lastErr != nil {
+		return 0, nil, nil, fmt.Errorf("%w: last bind error: %w", ErrPortsExhausted, lastErr)
+	}
+	return 0, nil, nil, ErrPortsExhausted
+}
+
+// watchdog scans the sessions for dead media. It is owned by the Engine
+// (started by Start, stopped by Close or ctx).
+func (e *Engine) watchdog(ctx context.Context) {
+	defer e.wg.Done()
+	t := time.NewTicker(e.tick)
+	defer t.Stop()
+	var list []*Session
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.stop:
+			return
+		case now := <-t.C:
+			e.mu.Lock()
+			for s := range e.sessions {
+				list = append(list, s)
+			}
+			e.mu.Unlock()
+			for _, s := range list {
+				if s.deadMedia(now, e.cfg.Timeout) {
+					s.log.Warn().Dur("timeout", e.cfg.Timeout).Msg("media: no media received, timing out")
+					if s.cfg.OnTimeout != nil {
+						s.cfg.OnTimeout()
+					}
+				}
+			}
+			clear(list)
+			list = list[:0]
+		}
+	}
+}

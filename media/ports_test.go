@@ -1,0 +1,89 @@
+package media
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+func TestPortPoolPairsAndExhaustion(t *testing.T) {
+	now := time.Unix(0, 0)
+	p := newPortPool(1001, 1010, time.Second, func() time.Time { return now })
+	if p.total() != 4 { // 1002,1004,1006,1008 (1010 has no odd partner)
+		t.Fatalf("total %d, want 4", p.total())
+	}
+	seen := map[int]bool{}
+	for range 4 {
+		b, ok := p.get()
+		if !ok || b%2 != 0 || seen[b] || b < 1002 || b+1 > 1010 {
+			t.Fatalf("get = %d %v", b, ok)
+		}
+		seen[b] = true
+	}
+	if _, ok := p.get(); ok {
+		t.Fatal("get succeeded on an empty pool")
+	}
+	p.release(1004)
+	if inUse, free, q := p.counts(); inUse != 3 || free != 0 || q != 1 {
+		t.Fatalf("counts %d %d %d", inUse, free, q)
+	}
+	if _, ok := p.get(); ok {
+		t.Fatal("quarantined pair handed out")
+	}
+	now = now.Add(time.Second)
+	if b, ok := p.get(); !ok || b != 1004 {
+		t.Fatalf("after quarantine get = %d %v", b, ok)
+	}
+}
+
+func TestPortPoolFIFO(t *testing.T) {
+	p := newPortPool(2000, 2007, 0, time.Now)
+	a, _ := p.get()
+	p.release(a)
+	b, _ := p.get()
+	if b == a {
+		t.Fatal("released pair reused before the other free pairs")
+	}
+}
+
+func TestOpenPairSkipsPortInUse(t *testing.T) {
+	e := testEngine(t, func(c *Config) { c.PortMin, c.PortMax = 42600, 42609 })
+	// Another process holds the first RTP port and the second RTCP port.
+	for _, port := range []int{42600, 42603} {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
+		if err != nil {
+			t.Skipf("cannot occupy port %d: %v", port, err)
+		}
+		defer c.Close()
+	}
+	base, rtp, rtcp, err := e.openPair(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rtp.Close()
+	defer rtcp.Close()
+	if base != 42604 {
+		t.Fatalf("base %d, want 42604 (42600 and 42602 are unusable)", base)
+	}
+	if e.PortsInUse() != 2 {
+		t.Fatalf("in use %d, want 2", e.PortsInUse())
+	}
+	e.pool.release(base)
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := Config{}.withDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PortMin != 36000 || c.PortMax != 59999 || c.DSCPAudio != 46 || c.DSCPVideo != 34 ||
+		c.DSCPOther != 34 || c.Timeout != 60*time.Second || c.Quarantine != 2*time.Second ||
+		c.StrictSource || c.BindAddr.String() != "0.0.0.0" {
+		t.Fatalf("defaults %+v", c)
+	}
+	for _, bad := range []Config{{PortMin: 100}, {PortMin: 50000, PortMax: 40000}, {DSCPAudio: 64}} {
+		if _, err := bad.withDefaults(); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}

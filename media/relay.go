@@ -1,0 +1,357 @@
+package media
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+const (
+	// batchSize is the number of datagrams one recvmmsg/sendmmsg moves.
+	batchSize = 8
+	// bufSize is the size of one relay buffer; larger datagrams are
+	// dropped as oversize.
+	bufSize = 2048
+)
+
+// mediaKind selects the DSCP of a stream.
+type mediaKind uint8
+
+const (
+	kindAudio mediaKind = iota
+	kindVideo
+	kindOther // content video (a=content:slides), application (BFCP), ...
+)
+
+func classify(media, content string) mediaKind {
+	switch media {
+	case "audio":
+		return kindAudio
+	case "video":
+		if content == "" || content == "main" {
+			return kindVideo
+		}
+	}
+	return kindOther
+}
+
+// clockTable maps RTP payload types to clock rates (0: no jitter, e.g.
+// telephone-event). Tables are immutable once published.
+type clockTable [128]uint32
+
+// sock is one relay socket and the published statistics of its reader.
+type sock struct {
+	conn  *net.UDPConn
+	port  int
+	stats sockStats
+}
+
+// leg is the part of a stream facing one side.
+//
+// The endpoint pointers are written by the session's signalling (SDP) and,
+// for latching, by the reader goroutine of this leg's socket; they are read
+// by the reader of the other leg's socket, which sends to them. Endpoints
+// are immutable, so a Load gives a consistent address.
+type leg struct {
+	base int   // even port of the pair reserved in the pool
+	rtp  *sock // set before the stream is shared, then immutable
+	// rtcp is nil until RTCP is known not to be muxed; it is set by the
+	// signalling and read by Stats and the watchdog, hence atomic.
+	rtcp atomic.Pointer[sock]
+
+	sigRTP, sigRTCP atomic.Pointer[endpoint] // signalled in this side's SDP
+	remRTP, remRTCP atomic.Pointer[endpoint] // where packets to this side go
+}
+
+// stream relays one m= line between side A and side B.
+//
+// Fields set at creation are immutable. Signalling fields (media, content,
+// kind, dir) are guarded by the owning Session's opMu. The atomics are
+// shared with the reader goroutines and the watchdog.
+type stream struct {
+	eng   *Engine
+	log   zerolog.Logger
+	index int
+	isRTP bool // the transport carries RTP (stats parse RTP headers)
+	v6    bool // sockets are IPv6
+
+	media, content string
+	kind           mediaKind
+	dir            [2]direction
+
+	legs     [2]leg
+	clocks   atomic.Pointer[clockTable]
+	held     atomic.Bool // pauses the dead-media timer
+	answered atomic.Bool // both sides signalled: the timer may run
+	closing  atomic.Bool
+	wg       sync.WaitGroup // reader goroutines
+}
+
+// openStream allocates relay sockets on both legs and starts their
+// readers. RTCP sockets are opened only if withRTCP (no rtcp-mux).
+func (e *Engine) openStream(log zerolog.Logger, index int, media, content string, isRTP, withRTCP bool) (*stream, error) {
+	st := &stream{
+		eng:     e,
+		index:   index,
+		isRTP:   isRTP,
+		v6:      e.cfg.BindAddr.Is6(),
+		media:   media,
+		content: content,
+		kind:    classify(media, content),
+	}
+	st.log = log.With().Int("mline", index).Str("media", media).Logger()
+	st.dir = [2]direction{dirSendRecv, dirSendRecv}
+	for side := range st.legs {
+		base, rtp, rtcp, err := e.openPair(withRTCP)
+		if err != nil {
+			st.close()
+			return nil, err
+		}
+		l := &st.legs[side]
+		l.base = base
+		l.rtp = &sock{conn: rtp, port: base}
+		if rtcp != nil {
+			l.rtcp.Store(&sock{conn: rtcp, port: base + 1})
+		}
+	}
+	st.applyDSCP()
+	st.startReaders(false)
+	if withRTCP {
+		st.startReaders(true)
+	}
+	return st, nil
+}
+
+func (st *stream) dscp() int {
+	switch st.kind {
+	case kindAudio:
+		return st.eng.cfg.DSCPAudio
+	case kindVideo:
+		return st.eng.cfg.DSCPVideo
+	}
+	return st.eng.cfg.DSCPOther
+}
+
+// applyDSCP sets the DSCP of every socket of the stream from its kind.
+func (st *stream) applyDSCP() {
+	d := st.dscp()
+	for i := range st.legs {
+		for _, s := range [2]*sock{st.legs[i].rtp, st.legs[i].rtcp.Load()} {
+			if s == nil {
+				continue
+			}
+			if err := SetDSCP(s.conn, d); err != nil {
+				st.log.Warn().Err(err).Int("port", s.port).Msg("media: cannot set DSCP")
+			}
+		}
+	}
+}
+
+// ensureRTCP opens the RTCP sockets (odd ports of the reserved pairs) when
+// the negotiation turned out not to mux RTCP. The pairs are reserved, so
+// this fails only if another process took the port meanwhile.
+func (st *stream) ensureRTCP() error {
+	if st.legs[SideA].rtcp.Load() != nil {
+		return nil
+	}
+	var conns [2]*net.UDPConn
+	for side := range st.legs {
+		c, err := st.eng.listen(st.legs[side].base + 1)
+		if err != nil {
+			if conns[0] != nil {
+				_ = conns[0].Close()
+			}
+			return fmt.Errorf("media: open RTCP port %d: %w", st.legs[side].base+1, err)
+		}
+		conns[side] = c
+	}
+	for side := range st.legs {
+		l := &st.legs[side]
+		l.rtcp.Store(&sock{conn: conns[side], port: l.base + 1})
+		if err := SetDSCP(conns[side], st.dscp()); err != nil {
+			st.log.Warn().Err(err).Msg("media: cannot set DSCP")
+		}
+	}
+	st.startReaders(true)
+	return nil
+}
+
+// startReaders starts the two reader goroutines of the RTP or RTCP
+// sockets. Their owner is the stream: close stops and waits for them.
+func (st *stream) startReaders(rtcp bool) {
+	for side := range st.legs {
+		in, out := st.legs[side].rtp, st.legs[1-side].rtp
+		if rtcp {
+			in, out = st.legs[side].rtcp.Load(), st.legs[1-side].rtcp.Load()
+		}
+		bio, err := newBatchIO(in.conn, out.conn)
+		if err != nil {
+			st.log.Error().Err(err).Msg("media: relay socket unusable")
+			continue
+		}
+		st.wg.Add(1)
+		go st.readLoop(Side(side), rtcp, in, bio)
+	}
+}
+
+// readLoop is the hot path: it receives batches on the socket facing side
+// from, accounts them, and sends them unmodified, from the same buffers,
+// through the socket facing the other side. It owns bio and its local
+// statistics; it returns when its socket is closed.
+func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
+	defer st.wg.Done()
+	me, peer := &st.legs[from], &st.legs[from.Other()]
+	own, dstp, sig := &me.remRTP, &peer.remRTP, &me.sigRTP
+	if rtcp {
+		own, dstp, sig = &me.remRTCP, &peer.remRTCP, &me.sigRTCP
+	}
+	strict := st.eng.cfg.StrictSource
+	epoch := st.eng.epoch
+	var ls localStats
+	for {
+		n, err := bio.recv()
+		if err != nil {
+			if isClosed(err) || st.closing.Load() {
+				ls.publish(&in.stats)
+				return
+			}
+			continue // transient error, e.g. an ICMP report
+		}
+		nowUs := uint64(time.Since(epoch) / time.Microsecond)
+		dst := dstp.Load()
+		var clocks *clockTable
+		if st.isRTP && !rtcp {
+			clocks = st.clocks.Load()
+		}
+		cur := own.Load()
+		var want *endpoint
+		if strict {
+			want = sig.Load()
+		}
+		for i := range n {
+			if bio.truncated(i) {
+				ls.oversize++
+				continue
+			}
+			src := bio.src(i)
+			if strict {
+				if want == nil || want.ap != src {
+					ls.stranger++
+					continue
+				}
+			} else if cur == nil || cur.ap != src {
+				// Symmetric latching: answer where the side sends from.
+				cur = newEndpoint(src, st.v6)
+				own.Store(cur)
+			}
+			p := bio.buf(i)
+			ls.account(p, rtcp, clocks, nowUs)
+			if dst == nil {
+				ls.noDest++
+				continue
+			}
+			bio.queue(i, len(p), dst)
+		}
+		ls.sendErr += uint64(bio.flush())
+		ls.publish(&in.stats)
+	}
+}
+
+// account updates the local statistics for packet p.
+func (ls *localStats) account(p []byte, rtcp bool, clocks *clockTable, nowUs uint64) {
+	n := uint64(len(p))
+	if !rtcp && clocks != nil && len(p) >= 8 && p[0]>>6 == 2 && p[1] >= 192 && p[1] <= 223 {
+		rtcp = true // RTCP muxed on the RTP port (RFC 5761 section 4)
+	}
+	if rtcp {
+		ls.rtcpPackets++
+		ls.rtcpBytes += n
+		return
+	}
+	ls.packets++
+	ls.bytes += n
+	if clocks == nil || len(p) < 12 || p[0]>>6 != 2 {
+		return
+	}
+	ls.seq.update(binary.BigEndian.Uint16(p[2:4]), binary.BigEndian.Uint32(p[4:8]),
+		binary.BigEndian.Uint32(p[8:12]), nowUs, clocks[p[1]&0x7f])
+}
+
+// setRemote records the address:port signalled in side's SDP. The relay
+// destination is reset to it only if it changed, so a destination latched
+// behind a NAT survives re-INVITEs that repeat the same SDP address.
+// rtcpAP is the RTCP address (a=rtcp, or RTP port+1).
+func (st *stream) setRemote(side Side, rtpAP, rtcpAP netip.AddrPort) {
+	l := &st.legs[side]
+	set := func(sig, rem *atomic.Pointer[endpoint], ap netip.AddrPort) {
+		if old := sig.Load(); old != nil && old.ap == ap {
+			return
+		}
+		e := newEndpoint(ap, st.v6)
+		sig.Store(e)
+		rem.Store(e)
+	}
+	set(&l.sigRTP, &l.remRTP, rtpAP)
+	set(&l.sigRTCP, &l.remRTCP, rtcpAP)
+}
+
+// activity returns a counter that grows with every packet accepted on the
+// stream, in either direction.
+func (st *stream) activity() uint64 {
+	var a uint64
+	for i := range st.legs {
+		for _, s := range [2]*sock{st.legs[i].rtp, st.legs[i].rtcp.Load()} {
+			if s != nil {
+				a += s.stats.activity()
+			}
+		}
+	}
+	return a
+}
+
+// stats returns the stream's statistics so far.
+func (st *stream) stats() StreamStats {
+	ss := StreamStats{Index: st.index, Media: st.media, Content: st.content}
+	dirs := [2]*DirectionStats{&ss.FromA, &ss.FromB}
+	for side := range st.legs {
+		l := &st.legs[side]
+		if l.rtp != nil {
+			l.rtp.stats.addTo(dirs[side])
+		}
+		if s := l.rtcp.Load(); s != nil {
+			s.stats.addTo(dirs[side])
+		}
+	}
+	ss.PortA, ss.PortB = st.legs[SideA].base, st.legs[SideB].base
+	return ss
+}
+
+// close closes the sockets, waits for the readers and returns the ports to
+// the pool (through quarantine). It must be called once, by the owner.
+func (st *stream) close() {
+	st.closing.Store(true)
+	var errs []error
+	for i := range st.legs {
+		for _, s := range [2]*sock{st.legs[i].rtp, st.legs[i].rtcp.Load()} {
+			if s != nil {
+				errs = append(errs, s.conn.Close())
+			}
+		}
+	}
+	st.wg.Wait()
+	for i := range st.legs {
+		if st.legs[i].rtp != nil {
+			st.eng.pool.release(st.legs[i].base)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		st.log.Debug().Err(err).Msg("media: closing relay sockets")
+	}
+}

@@ -1,0 +1,517 @@
+package media
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pion/sdp/v3"
+	"github.com/rs/zerolog"
+)
+
+// Side names a call leg: A is the caller side, B the callee side.
+type Side uint8
+
+const (
+	SideA Side = iota // caller side
+	SideB             // callee side
+)
+
+// Other returns the opposite side.
+func (s Side) Other() Side { return 1 - s }
+
+func (s Side) String() string {
+	switch s {
+	case SideA:
+		return "A"
+	case SideB:
+		return "B"
+	}
+	return fmt.Sprintf("Side(%d)", uint8(s))
+}
+
+// maxStreams bounds the m-lines of one SDP, so that a hostile SDP cannot
+// take hundreds of ports.
+const maxStreams = 16
+
+// SessionConfig configures one call's media.
+type SessionConfig struct {
+	// CallID identifies the call in logs.
+	CallID string
+	// AdvertiseA and AdvertiseB are the SBC addresses written in SDP sent
+	// to side A and side B (c= and o=). The zero value falls back to
+	// Config.BindAddr, which then must not be unspecified.
+	AdvertiseA, AdvertiseB netip.Addr
+	// AllowPlainRTP accepts audio/video over RTP/AVP(F) without a=crypto.
+	AllowPlainRTP bool
+	// OnTimeout is called once, from the engine's watchdog goroutine, when
+	// media is dead (see Config.Timeout). It must not block for long; it
+	// may call Session.Close.
+	OnTimeout func()
+}
+
+// Session anchors the media of one call: it rewrites the SDP exchanged
+// between side A and side B and relays every stream through SBC ports.
+//
+// All methods are safe for concurrent use; Offer, Answer, Stats and Close
+// are serialized.
+type Session struct {
+	eng *Engine
+	cfg SessionConfig
+	log zerolog.Logger
+	adv [2]netip.Addr // advertised address toward each side
+
+	// opMu serializes the signalling operations (Offer, Answer, Stats,
+	// Close) and guards pending, origins, retired, final and closed, and
+	// the signalling fields of the streams. It may be held while sockets
+	// are bound and configured (non-blocking system calls), never across
+	// network I/O or a wait for packets.
+	opMu    sync.Mutex
+	pending *pendingOffer
+	origins [2]origin
+	retired []StreamStats // streams closed before the session (port 0)
+	final   []StreamStats // result of Close
+	closed  bool
+
+	// mu guards streams, which the watchdog reads. Writers hold opMu too.
+	// It is never held across a system call.
+	mu      sync.Mutex
+	streams []*stream // by m-line index; nil: rejected or not allocated
+
+	// Dead-media state, touched only by the engine's watchdog goroutine.
+	wdActivity uint64
+	wdSince    time.Time
+	wdFired    bool
+}
+
+type pendingOffer struct {
+	from    Side
+	mlines  int
+	started time.Time
+}
+
+// origin is the o= line the SBC sends toward one side.
+type origin struct {
+	init    bool
+	id      uint64
+	version uint64
+	last    [sha256.Size]byte // digest of the last SDP sent, o= excluded
+}
+
+func newSession(e *Engine, sc SessionConfig) *Session {
+	s := &Session{eng: e, cfg: sc}
+	s.log = e.log.With().Str("call_id", sc.CallID).Logger()
+	s.adv = [2]netip.Addr{sc.AdvertiseA.Unmap(), sc.AdvertiseB.Unmap()}
+	for i, a := range s.adv {
+		if !a.IsValid() {
+			s.adv[i] = e.cfg.BindAddr
+		}
+	}
+	return s
+}
+
+// Offer takes an SDP offer received from side from and returns the SDP to
+// send to the other side, anchored on the SBC's ports facing that side.
+// The first offer allocates a port pair per stream and leg; a re-offer
+// (re-INVITE, UPDATE, from either side) keeps the ports of existing
+// streams (matched by m-line index), updates the relay in place and
+// allocates only added streams.
+//
+// Errors wrap ErrNotAcceptable (plain RTP refused, unparsable SDP),
+// ErrPortsExhausted, ErrBadSDP or ErrClosed. On error nothing changed.
+func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
+	if from != SideA && from != SideB {
+		return nil, fmt.Errorf("%w: invalid side %v", ErrBadSDP, from)
+	}
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	to := from.Other()
+	if err := s.checkAdvertise(to); err != nil {
+		return nil, err
+	}
+	sd, err := parseSDP(offer)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.check(sd); err != nil {
+		return nil, err
+	}
+	if len(sd.MediaDescriptions) < len(s.streams) {
+		return nil, fmt.Errorf("%w: re-offer has %d m-lines, previous had %d",
+			ErrBadSDP, len(sd.MediaDescriptions), len(s.streams))
+	}
+
+	// Phase 1: allocate what is new; on failure undo and change nothing.
+	next := make([]*stream, len(sd.MediaDescriptions))
+	copy(next, s.streams)
+	var created, toClose []*stream
+	for i, md := range sd.MediaDescriptions {
+		old := next[i]
+		if md.MediaName.Port.Value == 0 || (old != nil && old.media != md.MediaName.Media) {
+			if old != nil {
+				toClose = append(toClose, old)
+				next[i] = nil
+			}
+			if md.MediaName.Port.Value == 0 {
+				continue
+			}
+		}
+		if next[i] != nil {
+			continue
+		}
+		st, err := s.eng.openStream(s.log, i, md.MediaName.Media, attrValue(md.Attributes, "content"),
+			carriesRTP(md), carriesRTP(md) && !hasAttr(md.Attributes, "rtcp-mux"))
+		if err != nil {
+			for _, c := range created {
+				c.close()
+			}
+			s.log.Warn().Err(err).Int("mline", i).Msg("media: cannot allocate relay ports")
+			return nil, err
+		}
+		created = append(created, st)
+		next[i] = st
+	}
+
+	// Phase 2: rewrite; phase 3: commit.
+	adv := s.adv[to]
+	infos := make([]remoteInfo, len(next))
+	for i, md := range sd.MediaDescriptions {
+		st := next[i]
+		if st == nil {
+			rewriteMedia(md, 0, adv)
+			continue
+		}
+		infos[i] = remoteOf(sd, md)
+		rewriteMedia(md, st.legs[to].base, adv)
+	}
+	rewriteSession(sd, adv)
+	out, err := s.marshal(to, sd)
+	if err != nil {
+		for _, c := range created {
+			c.close()
+		}
+		return nil, err
+	}
+	s.setStreams(next)
+	s.retire(toClose)
+	for i, st := range next {
+		if st != nil {
+			s.learn(st, from, infos[i])
+		}
+	}
+	s.pending = &pendingOffer{from: from, mlines: len(sd.MediaDescriptions), started: time.Now()}
+	s.log.Debug().Stringer("from", from).Int("mlines", len(next)).Int("new", len(created)).Msg("media: offer anchored")
+	return out, nil
+}
+
+// Answer takes the SDP answer received from side from, for the pending
+// offer of the other side, and returns the SDP to send to the offerer.
+// It learns the answerer's addresses; streams the answer rejects (port 0)
+// are released.
+//
+// Errors wrap ErrBadSDP (no pending offer, m-line count mismatch,
+// unparsable), ErrNotAcceptable or ErrClosed. On error nothing changed.
+func (s *Session) Answer(from Side, answer []byte) ([]byte, error) {
+	if from != SideA && from != SideB {
+		return nil, fmt.Errorf("%w: invalid side %v", ErrBadSDP, from)
+	}
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	to := from.Other()
+	if s.pending == nil || s.pending.from != to {
+		return nil, fmt.Errorf("%w: answer from side %v without an offer from side %v", ErrBadSDP, from, to)
+	}
+	if err := s.checkAdvertise(to); err != nil {
+		return nil, err
+	}
+	sd, err := parseSDP(answer)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.check(sd); err != nil {
+		return nil, err
+	}
+	if len(sd.MediaDescriptions) != s.pending.mlines {
+		return nil, fmt.Errorf("%w: answer has %d m-lines, offer had %d",
+			ErrBadSDP, len(sd.MediaDescriptions), s.pending.mlines)
+	}
+	next := make([]*stream, len(s.streams))
+	copy(next, s.streams)
+	var toClose []*stream
+	adv := s.adv[to]
+	infos := make([]remoteInfo, len(next))
+	for i, md := range sd.MediaDescriptions {
+		st := next[i]
+		if st == nil || md.MediaName.Port.Value == 0 {
+			if st != nil {
+				toClose = append(toClose, st)
+				next[i] = nil
+			}
+			rewriteMedia(md, 0, adv)
+			continue
+		}
+		infos[i] = remoteOf(sd, md)
+		rewriteMedia(md, st.legs[to].base, adv)
+	}
+	rewriteSession(sd, adv)
+	out, err := s.marshal(to, sd)
+	if err != nil {
+		return nil, err
+	}
+	s.setStreams(next)
+	s.retire(toClose)
+	for i, st := range next {
+		if st != nil {
+			s.learn(st, from, infos[i])
+			st.answered.Store(true)
+		}
+	}
+	s.pending = nil
+	s.log.Debug().Stringer("from", from).Msg("media: answer anchored")
+	return out, nil
+}
+
+// check refuses what the session does not accept.
+func (s *Session) check(sd *sdp.SessionDescription) error {
+	if len(sd.MediaDescriptions) > maxStreams {
+		return fmt.Errorf("%w: %d m-lines (max %d)", ErrNotAcceptable, len(sd.MediaDescriptions), maxStreams)
+	}
+	for i, md := range sd.MediaDescriptions {
+		p := md.MediaName.Port.Value
+		if p < 0 || p > 65535 {
+			return fmt.Errorf("%w: %w: m-line %d: port %d", ErrNotAcceptable, ErrBadSDP, i, p)
+		}
+		if p == 0 {
+			continue
+		}
+		if !s.cfg.AllowPlainRTP && isPlainRTP(md) {
+			return fmt.Errorf("%w: m-line %d (%s): plain %s without a=crypto",
+				ErrNotAcceptable, i, md.MediaName.Media, proto(md))
+		}
+		if !connAddr(sd, md).IsValid() {
+			return fmt.Errorf("%w: %w: m-line %d: no usable c= address", ErrNotAcceptable, ErrBadSDP, i)
+		}
+	}
+	return nil
+}
+
+func (s *Session) checkAdvertise(to Side) error {
+	if a := s.adv[to]; !a.IsValid() || a.IsUnspecified() {
+		return fmt.Errorf("media: no advertise address for side %v (set SessionConfig.Advertise%v)", to, to)
+	}
+	return nil
+}
+
+// remoteInfo is what one side's SDP says about one stream.
+type remoteInfo struct {
+	hasAddr   bool // false for c=0.0.0.0 (RFC 2543 hold): keep the destination
+	rtp, rtcp netip.AddrPort
+	dir       direction
+	content   string
+	mux       bool
+	md        *sdp.MediaDescription // for the clock rates
+}
+
+// remoteOf extracts the remote information of md. It must run before
+// rewriteMedia changes md.
+func remoteOf(sd *sdp.SessionDescription, md *sdp.MediaDescription) remoteInfo {
+	ri := remoteInfo{
+		dir:     mediaDirection(sd, md),
+		content: attrValue(md.Attributes, "content"),
+		mux:     hasAttr(md.Attributes, "rtcp-mux"),
+		md:      md,
+	}
+	addr := connAddr(sd, md)
+	if addr.IsUnspecified() {
+		ri.dir = dirInactive
+		return ri
+	}
+	ri.hasAddr = true
+	port := md.MediaName.Port.Value
+	ri.rtp = netip.AddrPortFrom(addr, uint16(port))
+	ri.rtcp = netip.AddrPortFrom(addr, uint16(port+1))
+	if p, a, ok := rtcpAttr(md); ok {
+		if !a.IsValid() || a.IsUnspecified() {
+			a = addr
+		}
+		ri.rtcp = netip.AddrPortFrom(a, uint16(p))
+	}
+	return ri
+}
+
+// learn applies what side from's SDP says about stream st: its address,
+// direction (hold), payload clock rates, content and RTCP multiplexing.
+// Caller holds opMu.
+func (s *Session) learn(st *stream, from Side, ri remoteInfo) {
+	if ri.hasAddr {
+		st.setRemote(from, ri.rtp, ri.rtcp)
+	}
+	st.dir[from] = ri.dir
+	st.held.Store(st.dir[SideA] != dirSendRecv || st.dir[SideB] != dirSendRecv)
+	if st.isRTP {
+		st.clocks.Store(buildClocks(st.clocks.Load(), ri.md))
+	}
+	if ri.content != st.content {
+		st.content = ri.content
+		if k := classify(st.media, ri.content); k != st.kind {
+			st.kind = k
+			st.applyDSCP()
+		}
+	}
+	if st.isRTP && !ri.mux {
+		if err := st.ensureRTCP(); err != nil {
+			s.log.Warn().Err(err).Int("mline", st.index).Msg("media: RTCP will not be relayed")
+		}
+	}
+}
+
+// marshal sets the o= line toward side to and serializes sd. The session
+// version toward that side increments whenever the rest of the SDP
+// changes (RFC 3264 section 8).
+func (s *Session) marshal(to Side, sd *sdp.SessionDescription) ([]byte, error) {
+	o := &s.origins[to]
+	if !o.init {
+		o.init = true
+		o.id = uint64(rand.Uint32())
+		o.version = uint64(rand.Uint32())
+	}
+	user := sd.Origin.Username
+	if user == "" {
+		user = "-"
+	}
+	ci := connInfo(s.adv[to])
+	sd.Origin = sdp.Origin{
+		Username: user, SessionID: o.id, SessionVersion: 0,
+		NetworkType: "IN", AddressType: ci.AddressType, UnicastAddress: ci.Address.Address,
+	}
+	body, err := sd.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("%w: marshal: %s", ErrBadSDP, redact(err.Error()))
+	}
+	if sum := sha256.Sum256(body); sum != o.last {
+		if o.last != ([sha256.Size]byte{}) {
+			o.version++
+		}
+		o.last = sum
+	}
+	sd.Origin.SessionVersion = o.version
+	out, err := sd.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("%w: marshal: %s", ErrBadSDP, redact(err.Error()))
+	}
+	return out, nil
+}
+
+func (s *Session) setStreams(next []*stream) {
+	s.mu.Lock()
+	s.streams = next
+	s.mu.Unlock()
+}
+
+// retire closes streams removed by the negotiation, keeping their stats.
+func (s *Session) retire(sts []*stream) {
+	for _, st := range sts {
+		st.close()
+		s.retired = append(s.retired, st.stats())
+	}
+}
+
+// Stats returns the statistics of the open streams so far.
+func (s *Session) Stats() []StreamStats {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.closed {
+		return s.final
+	}
+	var out []StreamStats
+	for _, st := range s.streams {
+		if st != nil {
+			out = append(out, st.stats())
+		}
+	}
+	return out
+}
+
+// Ports returns the SBC's RTP ports of m-line index toward side A and B
+// (0, 0 if the stream is not allocated).
+func (s *Session) Ports(index int) (portA, portB int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if index < 0 || index >= len(s.streams) || s.streams[index] == nil {
+		return 0, 0
+	}
+	st := s.streams[index]
+	return st.legs[SideA].base, st.legs[SideB].base
+}
+
+// Close stops relaying, releases the ports (through quarantine) and
+// returns the final statistics of every stream the session had, including
+// streams rejected by a re-negotiation. Close is idempotent.
+func (s *Session) Close() []StreamStats {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.closed {
+		return s.final
+	}
+	s.closed = true
+	s.mu.Lock()
+	streams := s.streams
+	s.streams = nil
+	s.mu.Unlock()
+	final := s.retired
+	for _, st := range streams {
+		if st != nil {
+			st.close()
+			final = append(final, st.stats())
+		}
+	}
+	s.final = final
+	s.eng.removeSession(s)
+	for _, ss := range final {
+		ev := s.log.Info()
+		if ss.Degraded() {
+			ev = s.log.Warn()
+		}
+		ev.Int("mline", ss.Index).Str("media", ss.Media).
+			Uint64("a_pkts", ss.FromA.Packets).Float64("a_loss_pct", ss.FromA.LossPercent()).Float64("a_jitter_ms", ss.FromA.JitterMs).
+			Uint64("b_pkts", ss.FromB.Packets).Float64("b_loss_pct", ss.FromB.LossPercent()).Float64("b_jitter_ms", ss.FromB.JitterMs).
+			Bool("degraded", ss.Degraded()).Msg("media: stream closed")
+	}
+	return final
+}
+
+// deadMedia reports, once, that no packet arrived on any answered,
+// non-held stream for timeout. Streams on hold pause the timer. Called
+// only by the engine's watchdog goroutine.
+func (s *Session) deadMedia(now time.Time, timeout time.Duration) bool {
+	var act uint64
+	live := false
+	s.mu.Lock()
+	for _, st := range s.streams {
+		if st == nil || !st.answered.Load() || st.held.Load() {
+			continue
+		}
+		live = true
+		act += st.activity()
+	}
+	s.mu.Unlock()
+	if !live || s.wdSince.IsZero() || act != s.wdActivity {
+		s.wdActivity = act
+		s.wdSince = now
+		return false
+	}
+	if s.wdFired || now.Sub(s.wdSince) < timeout {
+		return false
+	}
+	s.wdFired = true
+	return true
+}

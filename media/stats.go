@@ -1,0 +1,310 @@
+package media
+
+import (
+	"sync/atomic"
+)
+
+// Webex quality thresholds used by Degraded.
+const (
+	// JitterThresholdMs is the interarrival jitter above which a direction
+	// is degraded.
+	JitterThresholdMs = 30.0
+	// LossThresholdPercent is the packet loss above which a direction is
+	// degraded.
+	LossThresholdPercent = 1.0
+)
+
+// Drops counts packets that were received but not forwarded, by reason.
+type Drops struct {
+	// Stranger: source is not the SDP-signalled address:port while
+	// Config.StrictSource is set.
+	Stranger uint64
+	// NoDestination: the other side's address is not known yet (no SDP
+	// from it and no packet latched).
+	NoDestination uint64
+	// Oversize: the datagram did not fit the relay buffer (truncated).
+	Oversize uint64
+	// SendError: the kernel refused to send the packet.
+	SendError uint64
+}
+
+// Total returns the sum of all drop reasons.
+func (d Drops) Total() uint64 {
+	return d.Stranger + d.NoDestination + d.Oversize + d.SendError
+}
+
+// DirectionStats describes the packets received from one side of a stream
+// (and forwarded to the other side).
+type DirectionStats struct {
+	// Packets and Bytes count accepted RTP packets (every accepted packet
+	// for non-RTP streams such as BFCP). Bytes are UDP payload bytes.
+	Packets uint64
+	Bytes   uint64
+	// RTCPPackets and RTCPBytes count accepted RTCP packets, both on the
+	// RTCP port and muxed on the RTP port.
+	RTCPPackets uint64
+	RTCPBytes   uint64
+	// Expected is the number of RTP packets expected from the sequence
+	// numbers (RFC 3550 A.3), Lost the number missing (never negative).
+	Expected uint64
+	Lost     uint64
+	// OutOfOrder counts RTP packets older than the highest sequence seen
+	// (reordered or duplicated).
+	OutOfOrder uint64
+	// JitterMs is the current RFC 3550 A.8 interarrival jitter, in
+	// milliseconds, using the payload type's clock rate from SDP.
+	// MaxJitterMs is its maximum over the stream's life.
+	JitterMs    float64
+	MaxJitterMs float64
+	// Drops counts packets not forwarded, by reason.
+	Drops Drops
+}
+
+// LossPercent returns Lost/Expected in percent (0 when nothing expected).
+func (d DirectionStats) LossPercent() float64 {
+	if d.Expected == 0 {
+		return 0
+	}
+	return float64(d.Lost) * 100 / float64(d.Expected)
+}
+
+// Degraded reports whether this direction exceeds the Webex thresholds:
+// jitter above 30 ms or loss above 1 %.
+func (d DirectionStats) Degraded() bool {
+	return d.JitterMs > JitterThresholdMs || d.LossPercent() > LossThresholdPercent
+}
+
+// StreamStats describes one m= stream of a session.
+type StreamStats struct {
+	// Index is the m-line index in the SDP.
+	Index int
+	// Media is the m= media type: "audio", "video", "application".
+	Media string
+	// Content is the a=content value ("slides", "main"), if any.
+	Content string
+	// PortA and PortB are the SBC's RTP ports facing side A and side B.
+	PortA, PortB int
+	// FromA describes packets received from side A (forwarded to B),
+	// FromB those received from side B (forwarded to A).
+	FromA, FromB DirectionStats
+}
+
+// Degraded reports whether either direction exceeds the Webex thresholds
+// (jitter > 30 ms or loss > 1 %).
+func (s StreamStats) Degraded() bool {
+	return s.FromA.Degraded() || s.FromB.Degraded()
+}
+
+// sockStats are the published counters of one socket reader.
+//
+// Concurrency rule: every sockStats has exactly one writer, the reader
+// goroutine of its socket, which publishes its private state with atomic
+// stores once per received batch. Any goroutine may read with atomic loads
+// (Session.Stats, the watchdog); a snapshot may mix two batches, which is
+// harmless for monitoring. After the reader goroutine ended (Session.Close
+// waits for it) the values are final.
+type sockStats struct {
+	packets     atomic.Uint64
+	bytes       atomic.Uint64
+	rtcpPackets atomic.Uint64
+	rtcpBytes   atomic.Uint64
+	expected    atomic.Uint64
+	lost        atomic.Uint64
+	outOfOrder  atomic.Uint64
+	jitterUs    atomic.Uint64
+	maxJitterUs atomic.Uint64
+	stranger    atomic.Uint64
+	noDest      atomic.Uint64
+	oversize    atomic.Uint64
+	sendErr     atomic.Uint64
+}
+
+// addTo adds the published counters into d. Jitter is taken as the
+// maximum of the sockets of a direction (only the RTP socket has any).
+func (s *sockStats) addTo(d *DirectionStats) {
+	d.Packets += s.packets.Load()
+	d.Bytes += s.bytes.Load()
+	d.RTCPPackets += s.rtcpPackets.Load()
+	d.RTCPBytes += s.rtcpBytes.Load()
+	d.Expected += s.expected.Load()
+	d.Lost += s.lost.Load()
+	d.OutOfOrder += s.outOfOrder.Load()
+	if j := float64(s.jitterUs.Load()) / 1000; j > d.JitterMs {
+		d.JitterMs = j
+	}
+	if j := float64(s.maxJitterUs.Load()) / 1000; j > d.MaxJitterMs {
+		d.MaxJitterMs = j
+	}
+	d.Drops.Stranger += s.stranger.Load()
+	d.Drops.NoDestination += s.noDest.Load()
+	d.Drops.Oversize += s.oversize.Load()
+	d.Drops.SendError += s.sendErr.Load()
+}
+
+// activity returns a counter that grows whenever a packet is accepted;
+// the watchdog compares it between scans.
+func (s *sockStats) activity() uint64 {
+	return s.packets.Load() + s.rtcpPackets.Load()
+}
+
+// localStats is the private, non-atomic state of one socket reader. Only
+// the reader goroutine touches it; publish copies it into sockStats.
+type localStats struct {
+	packets, bytes         uint64
+	rtcpPackets, rtcpBytes uint64
+	stranger, noDest       uint64
+	oversize, sendErr      uint64
+	maxJitterUs            uint64
+	seq                    seqTracker
+}
+
+func (l *localStats) publish(s *sockStats) {
+	s.packets.Store(l.packets)
+	s.bytes.Store(l.bytes)
+	s.rtcpPackets.Store(l.rtcpPackets)
+	s.rtcpBytes.Store(l.rtcpBytes)
+	exp, lost := l.seq.expectedLost()
+	s.expected.Store(exp)
+	s.lost.Store(lost)
+	s.outOfOrder.Store(l.seq.outOfOrder)
+	j := l.seq.jitterUs()
+	if j > l.maxJitterUs {
+		l.maxJitterUs = j
+	}
+	s.jitterUs.Store(j)
+	s.maxJitterUs.Store(l.maxJitterUs)
+	s.stranger.Store(l.stranger)
+	s.noDest.Store(l.noDest)
+	s.oversize.Store(l.oversize)
+	s.sendErr.Store(l.sendErr)
+}
+
+// RFC 3550 A.1 constants.
+const (
+	maxDropout  = 3000
+	maxMisorder = 100
+	seqMod      = 1 << 16
+)
+
+// seqTracker follows RTP sequence numbers (RFC 3550 A.1, without the
+// probation phase) and interarrival jitter (A.8) of one direction. A new
+// SSRC restarts the sequence state; counts of earlier SSRCs are kept.
+type seqTracker struct {
+	started  bool
+	ssrc     uint32
+	maxSeq   uint16
+	cycles   uint64 // shifted count of seq number cycles
+	baseSeq  uint64
+	badSeq   uint32 // seqMod+1 when none
+	received uint64 // packets of the current SSRC (and sequence run)
+
+	prevExpected, prevReceived uint64 // folded from earlier SSRCs/runs
+	outOfOrder                 uint64
+
+	clock       uint32 // clock rate of the last packet's payload type
+	haveTransit bool
+	transit     uint32 // arrival - timestamp, in clock units, mod 2^32
+	jitter      uint64 // RFC 3550 scaled jitter (x16), in clock units
+}
+
+// update accounts one RTP packet with sequence seq, timestamp ts, SSRC
+// ssrc, arriving at arrivalUs microseconds (any fixed origin) with a
+// payload type of clock rate clock (0: skip jitter, e.g. telephone-event).
+func (t *seqTracker) update(seq uint16, ts, ssrc uint32, arrivalUs uint64, clock uint32) {
+	if !t.started || ssrc != t.ssrc {
+		t.restart(seq)
+		t.ssrc = ssrc
+		t.haveTransit = false
+		t.jitter = 0
+	} else {
+		udelta := seq - t.maxSeq
+		switch {
+		case udelta == 0:
+			t.outOfOrder++ // duplicate
+		case udelta < maxDropout:
+			if seq < t.maxSeq {
+				t.cycles += seqMod
+			}
+			t.maxSeq = seq
+		case int(udelta) <= seqMod-maxMisorder:
+			// A very large jump: accept it only if the next packet
+			// follows it (the source restarted its sequence).
+			if uint32(seq) == t.badSeq {
+				t.restart(seq)
+			} else {
+				t.badSeq = (uint32(seq) + 1) & (seqMod - 1)
+				return
+			}
+		default:
+			t.outOfOrder++ // reordered
+		}
+	}
+	t.received++
+
+	if clock == 0 {
+		return
+	}
+	if clock != t.clock {
+		t.clock = clock
+		t.haveTransit = false
+		t.jitter = 0
+	}
+	arrival := uint32(arrivalUs * uint64(clock) / 1e6)
+	transit := arrival - ts
+	if t.haveTransit {
+		d := int32(transit - t.transit)
+		if d < 0 {
+			d = -d
+		}
+		// J += |D| - J/16, with J scaled by 16 (RFC 3550 A.8).
+		t.jitter += uint64(d) - ((t.jitter + 8) >> 4)
+	}
+	t.transit = transit
+	t.haveTransit = true
+}
+
+// restart begins a new sequence run at seq, folding the previous run's
+// counts into the totals.
+func (t *seqTracker) restart(seq uint16) {
+	if t.started {
+		e, _ := t.runExpectedLost()
+		t.prevExpected += e
+		t.prevReceived += t.received
+	}
+	t.started = true
+	t.maxSeq = seq
+	t.baseSeq = uint64(seq)
+	t.cycles = 0
+	t.badSeq = seqMod + 1
+	t.received = 0
+}
+
+func (t *seqTracker) runExpectedLost() (expected, lost uint64) {
+	if !t.started {
+		return 0, 0
+	}
+	expected = t.cycles + uint64(t.maxSeq) - t.baseSeq + 1
+	if expected > t.received {
+		lost = expected - t.received
+	}
+	return expected, lost
+}
+
+// expectedLost returns the cumulative expected and lost packet counts.
+func (t *seqTracker) expectedLost() (expected, lost uint64) {
+	e, _ := t.runExpectedLost()
+	expected = t.prevExpected + e
+	received := t.prevReceived + t.received
+	if expected > received {
+		lost = expected - received
+	}
+	return expected, lost
+}
+
+// jitterUs returns the current jitter in microseconds.
+func (t *seqTracker) jitterUs() uint64 {
+	if t.clock == 0 {
+		return 0
+	}
+	return t.jitter * 1e6 / (16 * uint64(t.clock))
+}

@@ -1,0 +1,54 @@
+package sip
+
+// Side names a leg of a call: A is the caller's, B the callee's.
+type Side int
+
+// The two legs.
+const (
+	SideA Side = iota
+	SideB
+)
+
+func (s Side) String() string {
+	if s == SideA {
+		return "a"
+	}
+	return "b"
+}
+
+// MediaAnchor gives each call a media session that rewrites SDP so media
+// flows through the SBC's relay.
+type MediaAnchor interface {
+	NewSession(p SessionParams) (MediaSession, error)
+}
+
+// SessionParams describe a call to the media layer.
+type SessionParams struct {
+	CallID        string
+	TrunkA        string
+	TrunkB        string
+	AllowPlainRTP bool
+	// OnTimeout is called once when media stops while not on hold.
+	OnTimeout func()
+}
+
+// MediaSession rewrites the offers and answers of one call.
+type MediaSession interface {
+	// Offer rewrites an SDP offer that arrived on side from, for the other side.
+	Offer(from Side, sdp []byte) ([]byte, error)
+	// Answer rewrites an SDP answer that arrived on side from.
+	Answer(from Side, sdp []byte) ([]byte, error)
+	// Close releases the ports and returns a summary for the CDR.
+	Close() map[string]any
+}
+
+// passthrough leaves SDP untouched.
+type passthrough struct{}
+
+func (passthrough) NewSession(SessionParams) (MediaSession, error) { return passSession{}, nil }
+
+type passSession struct{}
+
+func (passSession) Offer(_ Side, sdp []byte) ([]byte, error)  { return sdp, nil }
+func (passSession) Answer(_ Side, sdp []byte) ([]byte, error) { return sdp, nil }
+func (passSession) Close() map[string]any                     { return nil }

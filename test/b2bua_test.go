@@ -1,0 +1,250 @@
+// Package test holds the end-to-end tests: the edge-sbc binary between
+// real SIP peers (sipp behind socat for TLS) on loopback.
+package test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edge-sbc/edge-sbc/test/harness"
+)
+
+// bed is one SBC with a caller side and a callee side.
+type bed struct {
+	sbc      *harness.SBC
+	pki      map[string]harness.TLSFiles
+	tlsPort  int // 5061-like: client certificate optional
+	mtlsPort int // 5062-like: client certificate required
+	calleeTL int // TLS port of the callee (socat in front of sipp UAS)
+	uasPort  int // TCP port of the sipp UAS
+}
+
+type bedOptions struct {
+	uasScenario string // "" = no callee started
+	extraYAML   string
+}
+
+func newBed(t *testing.T, o bedOptions) (*bed, *harness.Sipp) {
+	t.Helper()
+	harness.LookTools(t)
+	b := &bed{}
+	b.pki = harness.DevPKI(t, t.TempDir(), "sbc.test", "caller.test", "callee.test", "rogue.test")
+	b.tlsPort = harness.FreePort(t)
+	b.mtlsPort = harness.FreePort(t)
+	var uas *harness.Sipp
+	if o.uasScenario != "" {
+		uas = harness.StartSippUAS(t, harness.SippOptions{Scenario: o.uasScenario, Timeout: 60 * time.Second})
+		b.uasPort = uas.Port()
+		b.calleeTL = harness.StartTLSServerProxy(t, b.pki["callee.test"], b.uasPort, true)
+	} else {
+		b.calleeTL = harness.FreePort(t) // nothing listens here
+	}
+	cfg := fmt.Sprintf(`
+node:
+  fqdn: sbc.test
+  domains: [sbc.test]
+tls:
+  cert: %[1]s
+  key: %[2]s
+  ca: %[3]s
+listen:
+  - { addr: "127.0.0.1:%[4]d", client_auth: optional, unauthenticated_trunk: public }
+  - { addr: "127.0.0.1:%[5]d", client_auth: required }
+trunks:
+  - { name: outside, identity: caller.test }
+  - { name: public }
+  - { name: inside, uri: "sips:127.0.0.1:%[6]d", identity: callee.test }
+routes:
+  - { from: outside, to: inside }
+  - { from: public, to: inside }
+sip:
+  provisional_timeout: 1s
+media:
+  port_range: "40000-40999"
+  bind: 127.0.0.1
+log: { level: debug, format: json }
+shutdown: { drain_timeout: 2s }
+%[7]s`, b.pki["sbc.test"].Cert, b.pki["sbc.test"].Key, b.pki["sbc.test"].CA,
+		b.tlsPort, b.mtlsPort, b.calleeTL, o.extraYAML)
+	b.sbc = harness.StartSBC(t, cfg)
+	return b, uas
+}
+
+// caller returns the local TCP port of a socat that speaks TLS to the SBC.
+func (b *bed) caller(t *testing.T, mutual bool, cert string) int {
+	port := b.mtlsPort
+	if !mutual {
+		port = b.tlsPort
+	}
+	files := b.pki["sbc.test"]
+	withCert := cert != ""
+	if withCert {
+		files = b.pki[cert]
+	}
+	return harness.StartTLSClientProxy(t, fmt.Sprintf("127.0.0.1:%d", port), files, withCert, "sbc.test")
+}
+
+func (b *bed) uac(t *testing.T, local int, scenario, ruriHost string, calls int) harness.SippResult {
+	return harness.RunSippUAC(t, harness.SippOptions{
+		Scenario:   scenario,
+		RemoteAddr: fmt.Sprintf("127.0.0.1:%d", local),
+		RURIHost:   ruriHost,
+		Service:    "alice",
+		Calls:      calls,
+		Rate:       10,
+		Timeout:    40 * time.Second,
+	})
+}
+
+func TestCallFlows(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	cases := []struct {
+		name     string
+		uac, uas string
+		calls    int
+	}{
+		{"basic call, caller hangs up", "uac_basic.xml", "uas_basic.xml", 3},
+		{"callee hangs up", "uac_wait_bye.xml", "uas_bye.xml", 2},
+		{"CANCEL before answer", "uac_cancel.xml", "uas_ring_cancel.xml", 2},
+		{"486 relayed", "uac_busy.xml", "uas_busy.xml", 2},
+		{"re-INVITE hold and resume", "uac_reinvite.xml", "uas_reinvite.xml", 2},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b, uas := newBed(t, bedOptions{uasScenario: tc.uas})
+			local := b.caller(t, true, "caller.test")
+			res := b.uac(t, local, tc.uac, "sbc.test", tc.calls)
+			harness.RequireOK(t, "caller", res, tc.calls)
+			ures := uas.Wait(10 * time.Second)
+			if ures.Successful != tc.calls {
+				t.Fatalf("callee: %s", ures.Summary())
+			}
+			checkTopologyHidden(t, ures)
+			if !b.sbc.WaitLog(`"event":"call_end"`, 5*time.Second) {
+				t.Fatalf("no call_end CDR line")
+			}
+		})
+	}
+}
+
+// checkTopologyHidden looks at what the callee received: nothing of the
+// caller's signalling path may be there.
+func checkTopologyHidden(t *testing.T, r harness.SippResult) {
+	t.Helper()
+	for _, m := range r.TracedMessages() {
+		if !m.Received || !m.IsRequest() {
+			continue
+		}
+		text := m.Text
+		if strings.Contains(text, "Contact: <sips:uac@") {
+			t.Errorf("caller's Contact reached the callee:\n%s", text)
+		}
+		if strings.Contains(text, "SIPpTag00") {
+			t.Errorf("caller's From tag reached the callee:\n%s", text)
+		}
+		for _, line := range strings.Split(text, "\n") {
+			if strings.HasPrefix(strings.ToLower(line), "via:") && !strings.Contains(line, "sbc.test") {
+				t.Errorf("foreign Via reached the callee: %s", line)
+			}
+			if strings.HasPrefix(strings.ToLower(line), "call-id:") && strings.Contains(line, "@127.0.0.1") {
+				t.Errorf("caller's Call-ID reached the callee: %s", line)
+			}
+		}
+	}
+}
+
+func TestSIPSchemeRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	b, uas := newBed(t, bedOptions{uasScenario: "uas_never.xml"})
+	local := b.caller(t, true, "caller.test")
+	res := b.uac(t, local, "uac_sip_scheme.xml", "sbc.test", 1)
+	harness.RequireOK(t, "caller expecting 416", res, 1)
+	harness.RequireNotReached(t, uas)
+}
+
+func TestOptionsAnsweredLocally(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	b, uas := newBed(t, bedOptions{uasScenario: "uas_never.xml"})
+	local := b.caller(t, true, "caller.test")
+	res := b.uac(t, local, "uac_options.xml", "sbc.test", 2)
+	harness.RequireOK(t, "OPTIONS ping", res, 2)
+	harness.RequireNotReached(t, uas)
+	if strings.Contains(b.sbc.Logs(), `"event":"call_start"`) {
+		t.Fatal("an OPTIONS turned into a call")
+	}
+}
+
+func TestMutualTLSRefusesNoCertificate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	b, uas := newBed(t, bedOptions{uasScenario: "uas_never.xml"})
+	local := b.caller(t, true, "") // no client certificate on the mutual-TLS port
+	res := b.uac(t, local, "uac_basic.xml", "sbc.test", 1)
+	if res.Successful != 0 {
+		t.Fatalf("a call without client certificate succeeded: %s", res.Summary())
+	}
+	if !b.sbc.WaitLog(`"reason":"no_certificate"`, 5*time.Second) {
+		t.Fatalf("no refusal with reason no_certificate in the log")
+	}
+	harness.RequireNotReached(t, uas)
+}
+
+func TestWrongIdentityRefused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	b, uas := newBed(t, bedOptions{uasScenario: "uas_never.xml"})
+	// rogue.test has a certificate from the same CA but is no trunk.
+	local := b.caller(t, true, "rogue.test")
+	res := b.uac(t, local, harness.ExpectScenario(t, 403), "sbc.test", 1)
+	harness.RequireOK(t, "caller expecting 403", res, 1)
+	harness.RequireNotReached(t, uas)
+}
+
+func TestUnauthenticatedOwnDomainOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	t.Run("own domain reaches the inside", func(t *testing.T) {
+		b, uas := newBed(t, bedOptions{uasScenario: "uas_basic.xml"})
+		local := b.caller(t, false, "")
+		res := b.uac(t, local, "uac_basic.xml", "sbc.test", 1)
+		harness.RequireOK(t, "unauthenticated caller to sbc.test", res, 1)
+		if u := uas.Wait(10 * time.Second); u.Successful != 1 {
+			t.Fatalf("callee: %s", u.Summary())
+		}
+	})
+	t.Run("other domain refused", func(t *testing.T) {
+		b, uas := newBed(t, bedOptions{uasScenario: "uas_never.xml"})
+		local := b.caller(t, false, "")
+		res := b.uac(t, local, harness.ExpectScenario(t, 403), "elsewhere.example.com", 1)
+		harness.RequireOK(t, "unauthenticated caller to another domain", res, 1)
+		harness.RequireNotReached(t, uas)
+	})
+}
+
+func TestFarSideDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	b, _ := newBed(t, bedOptions{})
+	local := b.caller(t, true, "caller.test")
+	start := time.Now()
+	res := b.uac(t, local, harness.ExpectScenario(t, 503), "sbc.test", 1)
+	harness.RequireOK(t, "caller expecting 503", res, 1)
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("503 took %s", d)
+	}
+	if !b.sbc.WaitLog("failover", 2*time.Second) {
+		t.Fatalf("the failed target was not logged")
+	}
+}

@@ -1,0 +1,30 @@
+// Package tlsconf builds the crypto/tls configurations used by edge-sbc for
+// SIP over TLS (RFC 5630, RFC 5922).
+//
+// The package owns three things:
+//
+//   - A [Store] holding our certificate chain and private key plus the root
+//     certificates trusted for peers. It is loaded from PEM files, can be
+//     reloaded atomically ([Store.Reload], [Store.Watch]) and keeps serving
+//     the previous material when new files are broken.
+//   - Config builders: [NewServerConfig] for the listeners (TCP 5061 with an
+//     optional client certificate, TCP 5062 with a required one) and
+//     [NewClientConfig] for outbound connections to a named peer. The SIP
+//     layer performs the TCP accept/dial itself and hands the configs to
+//     tls.Server / tls.Client. Both builders read the Store at handshake
+//     time, so a reload applies to the next handshake without rebuilding.
+//   - Peer identity helpers ([Identities], [MatchIdentity]) and error
+//     classification ([Classify], [VerifyError]) for log lines and metrics.
+//
+// The TLS floor is defined once, in [MinVersionDefault]: TLS 1.2 minimum,
+// TLS 1.3 preferred (it is negotiated whenever both sides support it), and
+// only ECDHE key exchange with AEAD ciphers (AES-GCM, ChaCha20-Poly1305) for
+// TLS 1.2.
+//
+// devcert.go provides [WriteDevPKI] and [IssueDevLeaf] to create a
+// development CA and leaf certificates for labs and tests.
+//
+// All exported functions are safe for concurrent use unless their doc comment
+// says otherwise. The package has no mutable package-level state, does not
+// log, and never puts private key material in errors.
+package tlsconf
