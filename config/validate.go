@@ -270,8 +270,17 @@ func (c *Config) validateMedia() error {
 	if _, _, err := ParsePortRange(c.Media.PortRange); err != nil {
 		return bad("media.port_range", "%v", err)
 	}
-	if _, err := netip.ParseAddr(c.Media.Bind); err != nil {
+	bind, err := netip.ParseAddr(c.Media.Bind)
+	if err != nil {
 		return bad("media.bind", "%q is not an IP address", c.Media.Bind)
+	}
+	if bind.IsUnspecified() && c.Node.PublicIPv4 == "" {
+		// SDP must carry an address peers can send media to.
+		for i, t := range c.Trunks {
+			if t.MediaAddress == "" {
+				return bad(fmt.Sprintf("trunks[%d].media_address", i), "required when media.bind is %s and node.public_ipv4 is not set: the address trunk %q sends media to", c.Media.Bind, t.Name)
+			}
+		}
 	}
 	if c.Media.Timeout < 0 {
 		return bad("media.timeout", "must be positive")

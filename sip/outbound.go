@@ -49,7 +49,7 @@ func (c *call) originate(reqA *sip.Request, txA sip.ServerTransaction, dest *con
 	if isSDP(reqA) {
 		var err error
 		if offer, err = c.media.Offer(SideA, reqA.Body()); err != nil {
-			c.failSetup(reqA, txA, fmt.Errorf("%w: %w", ErrMedia, err))
+			c.failSetup(reqA, txA, err)
 			return
 		}
 	}

@@ -1,14 +1,42 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"net/netip"
+
 	"github.com/rs/zerolog"
 
 	"github.com/edge-sbc/edge-sbc/config"
+	"github.com/edge-sbc/edge-sbc/media"
 	"github.com/edge-sbc/edge-sbc/sip"
 )
 
-// newMediaAnchor returns the media layer the B2BUA rewrites SDP with.
-// Until the relay is wired in, SDP passes through unchanged.
-func newMediaAnchor(_ *config.Config, _ zerolog.Logger) (sip.MediaAnchor, func(), error) {
-	return nil, func() {}, nil
+// newMediaAnchor starts the media relay engine; the returned func stops it.
+func newMediaAnchor(ctx context.Context, cfg *config.Config, log zerolog.Logger) (sip.MediaAnchor, *media.Engine, error) {
+	lo, hi, err := config.ParsePortRange(cfg.Media.PortRange)
+	if err != nil {
+		return nil, nil, fmt.Errorf("media.port_range: %w", err)
+	}
+	bind, err := netip.ParseAddr(cfg.Media.Bind)
+	if err != nil {
+		return nil, nil, fmt.Errorf("media.bind: %w", err)
+	}
+	eng, err := media.NewEngine(media.Config{
+		PortMin:      lo,
+		PortMax:      hi,
+		BindAddr:     bind,
+		DSCPAudio:    cfg.Media.DSCP.Audio,
+		DSCPVideo:    cfg.Media.DSCP.Video,
+		DSCPOther:    cfg.Media.DSCP.Video,
+		Timeout:      cfg.Media.Timeout,
+		StrictSource: cfg.Media.StrictSource,
+	}, log.With().Str("part", "media").Logger())
+	if err != nil {
+		return nil, nil, fmt.Errorf("media: %w", err)
+	}
+	if err := eng.Start(ctx); err != nil {
+		return nil, nil, fmt.Errorf("media: %w", err)
+	}
+	return sip.NewMediaAnchor(eng, cfg), eng, nil
 }

@@ -141,11 +141,13 @@ func serve(ctx context.Context, path, stateDir string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
-	anchor, closeMedia, err := newMediaAnchor(cfg, log)
+	mctx, stopMedia := context.WithCancel(context.Background())
+	defer stopMedia()
+	anchor, eng, err := newMediaAnchor(mctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer closeMedia()
+	defer func() { _ = eng.Close() }()
 
 	b2b, err := sip.New(sip.Options{Config: cfg, Store: store, Resolver: res, Log: log, Media: anchor})
 	if err != nil {

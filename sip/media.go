@@ -1,0 +1,93 @@
+package sip
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/edge-sbc/edge-sbc/config"
+	"github.com/edge-sbc/edge-sbc/media"
+)
+
+// relayAnchor anchors every call's media on the media.Engine relay.
+type relayAnchor struct {
+	eng *media.Engine
+	cfg *config.Config
+}
+
+// NewMediaAnchor returns the MediaAnchor that rewrites SDP so that media
+// flows through eng. The address advertised toward a trunk is its
+// media_address, else node.public_ipv4, else media.bind.
+func NewMediaAnchor(eng *media.Engine, cfg *config.Config) MediaAnchor {
+	return &relayAnchor{eng: eng, cfg: cfg}
+}
+
+// advertise is the address put in SDP toward trunk.
+func (r *relayAnchor) advertise(trunk string) netip.Addr {
+	if t := r.cfg.Trunk(trunk); t != nil && t.MediaAddress != "" {
+		if a, err := netip.ParseAddr(t.MediaAddress); err == nil {
+			return a
+		}
+	}
+	if r.cfg.Node.PublicIPv4 != "" {
+		if a, err := netip.ParseAddr(r.cfg.Node.PublicIPv4); err == nil {
+			return a
+		}
+	}
+	a, _ := netip.ParseAddr(r.cfg.Media.Bind)
+	return a
+}
+
+func (r *relayAnchor) NewSession(p SessionParams) (MediaSession, error) {
+	s := r.eng.NewSession(media.SessionConfig{
+		CallID:        p.CallID,
+		AdvertiseA:    r.advertise(p.TrunkA),
+		AdvertiseB:    r.advertise(p.TrunkB),
+		AllowPlainRTP: p.AllowPlainRTP,
+		OnTimeout:     p.OnTimeout,
+	})
+	return &relaySession{s: s}, nil
+}
+
+type relaySession struct{ s *media.Session }
+
+func mediaSide(s Side) media.Side {
+	if s == SideA {
+		return media.SideA
+	}
+	return media.SideB
+}
+
+func (r *relaySession) Offer(from Side, sdp []byte) ([]byte, error) {
+	out, err := r.s.Offer(mediaSide(from), sdp)
+	return out, mediaError(err)
+}
+
+func (r *relaySession) Answer(from Side, sdp []byte) ([]byte, error) {
+	out, err := r.s.Answer(mediaSide(from), sdp)
+	return out, mediaError(err)
+}
+
+func (r *relaySession) Close() map[string]any {
+	st := r.s.Close()
+	degraded := false
+	for _, s := range st {
+		if s.Degraded() {
+			degraded = true
+		}
+	}
+	return map[string]any{"streams": st, "degraded": degraded}
+}
+
+// mediaError maps media errors onto the B2BUA's: port exhaustion is 503,
+// anything else about the SDP is 488.
+func mediaError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, media.ErrPortsExhausted):
+		return fmt.Errorf("%w: %w", ErrMediaCapacity, err)
+	default:
+		return fmt.Errorf("%w: %w", ErrMedia, err)
+	}
+}
