@@ -53,8 +53,14 @@ lint:
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
+# Installs the binary, the systemd unit and an example config. The unit
+# runs as user edge-sbc: create it with
+#   useradd --system --home /var/lib/edge-sbc --shell /usr/sbin/nologin edge-sbc
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/edge-sbc
+	sed 's|/usr/local/bin/edge-sbc|$(PREFIX)/bin/edge-sbc|g' config/systemd/edge-sbc.service > edge-sbc.service.tmp
+	install -D -m 0644 edge-sbc.service.tmp $(DESTDIR)/lib/systemd/system/edge-sbc.service
+	rm -f edge-sbc.service.tmp
 	install -D -m 0644 config/example.yaml $(DESTDIR)/etc/edge-sbc/edge-sbc.yaml.example
 
 clean:

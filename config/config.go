@@ -25,6 +25,25 @@ type Config struct {
 	Media    Media    `yaml:"media"`
 	Log      Log      `yaml:"log"`
 	Shutdown Shutdown `yaml:"shutdown"`
+	Metrics  Metrics  `yaml:"metrics"`
+	CDR      CDR      `yaml:"cdr"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen is ip:port for /metrics, /healthz and /readyz.
+	// Default: empty (off). Keep it on a private or loopback address.
+	Listen string `yaml:"listen"`
+}
+
+// CDR configures the call detail record file.
+type CDR struct {
+	// File receives one JSON line per ended call, appended and fsynced in
+	// batches. Default: empty (CDRs only in the log).
+	File string `yaml:"file"`
+	// SyncInterval is the longest time a written record waits for fsync.
+	// Default 1s.
+	SyncInterval time.Duration `yaml:"sync_interval"`
 }
 
 // Node describes this SBC as peers see it.

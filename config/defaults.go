@@ -31,6 +31,7 @@ const (
 	DefaultLogLevel           = "info"
 	DefaultLogFormat          = "json"
 	DefaultDrainTimeout       = 30 * time.Second
+	DefaultCDRSyncInterval    = time.Second
 )
 
 // DefaultHeaderAllowList is carried across legs unless sip.header_allow_list
@@ -126,6 +127,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = DefaultLogFormat
+	}
+	if c.CDR.SyncInterval == 0 {
+		c.CDR.SyncInterval = DefaultCDRSyncInterval
 	}
 	if c.Shutdown.DrainTimeout == 0 {
 		c.Shutdown.DrainTimeout = DefaultDrainTimeout

@@ -330,6 +330,14 @@ func (c *Config) validateLog() error {
 	if c.Shutdown.DrainTimeout < 0 {
 		return bad("shutdown.drain_timeout", "must be positive")
 	}
+	if c.Metrics.Listen != "" {
+		if _, err := netip.ParseAddrPort(c.Metrics.Listen); err != nil {
+			return bad("metrics.listen", "%q is not ip:port", c.Metrics.Listen)
+		}
+	}
+	if c.CDR.SyncInterval < 0 {
+		return bad("cdr.sync_interval", "must be positive")
+	}
 	return nil
 }
 

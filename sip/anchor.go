@@ -1,5 +1,7 @@
 package sip
 
+import "net/netip"
+
 // Side names a leg of a call: A is the caller's, B the callee's.
 type Side int
 
@@ -28,6 +30,9 @@ type SessionParams struct {
 	TrunkA        string
 	TrunkB        string
 	AllowPlainRTP bool
+	// AdvertiseA and AdvertiseB are the SBC's media addresses put in SDP
+	// toward each side.
+	AdvertiseA, AdvertiseB netip.Addr
 	// OnTimeout is called once when media stops while not on hold.
 	OnTimeout func()
 }

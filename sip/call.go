@@ -94,6 +94,7 @@ func (c *call) request(l *leg, method sip.RequestMethod) *sip.Request {
 	if method == sip.INVITE || method == sip.UPDATE {
 		req.AppendHeader(c.b.contact())
 	}
+	req.SetBody(nil) // Content-Length: 0 until a body is set (RFC 3261 §18.3)
 	req.SetTransport("TLS")
 	req.SetDestination(l.conn)
 	return req
@@ -245,30 +246,45 @@ func (c *call) release() {
 	if c.media != nil {
 		mstats = c.media.Close()
 	}
+	c.mu.Lock()
+	oc := outcome(c.answered, c.finalCode, c.endReason)
+	c.mu.Unlock()
+	b.metrics.CallsTotal.WithLabelValues(c.a.trunk, c.bl.trunk, oc).Inc()
 	c.cdr(mstats)
 	close(c.done)
 }
 
-// cdr writes the call-end line: the call detail record.
+// cdr writes the call-end line (the call detail record) and hands the
+// record to the CDR sink.
 func (c *call) cdr(mstats map[string]any) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	ev := c.log.Info().Str("event", "call_end").
-		Str("call_id_a", c.a.callID).Str("trunk_a", c.a.trunk).
-		Time("start", c.start).Time("end", c.endAt).
-		Int("final_code", c.finalCode).Str("hangup_by", c.hangupBy).Str("reason", c.endReason)
+	r := CDR{
+		Call: c.id, CallIDA: c.a.callID, TrunkA: c.a.trunk, Start: c.start, End: c.endAt,
+		FinalCode: c.finalCode, HangupBy: c.hangupBy, Reason: c.endReason, Media: mstats,
+	}
 	if c.bl != nil {
-		ev = ev.Str("call_id_b", c.bl.callID).Str("trunk_b", c.bl.trunk)
+		r.CallIDB, r.TrunkB = c.bl.callID, c.bl.trunk
 	}
 	if !c.answerAt.IsZero() {
-		ev = ev.Time("answer", c.answerAt).Dur("duration", c.endAt.Sub(c.answerAt))
-	} else {
-		ev = ev.Dur("duration", 0)
+		at := c.answerAt
+		r.Answer = &at
+		r.DurationSec = c.endAt.Sub(c.answerAt).Seconds()
+	}
+	c.mu.Unlock()
+	ev := c.log.Info().Str("event", "call_end").
+		Str("call_id_a", r.CallIDA).Str("trunk_a", r.TrunkA).Str("call_id_b", r.CallIDB).Str("trunk_b", r.TrunkB).
+		Time("start", r.Start).Time("end", r.End).Float64("duration_s", r.DurationSec).
+		Int("final_code", r.FinalCode).Str("hangup_by", r.HangupBy).Str("reason", r.Reason)
+	if r.Answer != nil {
+		ev = ev.Time("answer", *r.Answer)
 	}
 	if mstats != nil {
 		ev = ev.Interface("media", mstats)
 	}
 	ev.Msg("call ended")
+	if c.b.cdrs != nil {
+		c.b.cdrs.Write(r)
+	}
 }
 
 // refreshSession (re)arms the RFC 4028 session timer: when neither leg

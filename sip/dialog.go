@@ -31,7 +31,7 @@ func (b *B2BUA) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	from.mu.Unlock()
 
 	if req.Method == sip.BYE {
-		if err := tx.Respond(b.response(req, from, sip.StatusOK, "OK")); err != nil {
+		if err := b.respond(tx, b.response(req, from, sip.StatusOK, "OK")); err != nil {
 			c.log.Debug().Err(err).Msg("respond to BYE failed")
 		}
 		c.log.Debug().Str("leg", from.side.String()).Msg("BYE received")
@@ -54,7 +54,7 @@ func (b *B2BUA) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 func (c *call) relay(from, to *leg, req *sip.Request, tx sip.ServerTransaction) {
 	b := c.b
 	out := c.request(to, req.Method)
-	copyAllowed(req, out, b.allow)
+	copyAllowed(req, out, b.snap().allow)
 	if req.Method == sip.PRACK {
 		// RFC 3262 §7.2: RAck carries the CSeq of the INVITE of that leg.
 		if h := req.GetHeader("RAck"); h != nil {
@@ -125,7 +125,7 @@ func (c *call) relay(from, to *leg, req *sip.Request, tx sip.ServerTransaction) 
 		}
 	}
 	outRes := b.relayResponse(req, from, res, resBody)
-	if err := tx.Respond(outRes); err != nil {
+	if err := b.respond(tx, outRes); err != nil {
 		c.log.Debug().Err(err).Msg("relay in-dialog response failed")
 	}
 	if res.IsSuccess() && (req.IsInvite() || req.Method == sip.UPDATE) {
@@ -196,7 +196,7 @@ func (b *B2BUA) onOptions(req *sip.Request, tx sip.ServerTransaction) {
 	res.AppendHeader(sip.NewHeader("Accept", "application/sdp"))
 	res.AppendHeader(sip.NewHeader("Supported", "timer, 100rel"))
 	res.AppendHeader(b.contact())
-	if err := tx.Respond(res); err != nil {
+	if err := b.respond(tx, res); err != nil {
 		b.log.Debug().Err(err).Msg("OPTIONS response failed")
 	}
 }

@@ -106,7 +106,7 @@ func hideHost(u sip.Uri, fqdn string) sip.Uri {
 
 // contact is the SBC's own Contact: sips:<fqdn>:<port>;transport=tls.
 func (b *B2BUA) contact() *sip.ContactHeader {
-	u := sip.Uri{Scheme: "sips", User: "sbc", Host: b.cfg.Node.FQDN, Port: b.sipPort}
+	u := sip.Uri{Scheme: "sips", User: "sbc", Host: b.conf().Node.FQDN, Port: b.sipPort}
 	u.UriParams = sip.NewParams()
 	u.UriParams.Add("transport", "tls")
 	return &sip.ContactHeader{Address: u}
@@ -117,7 +117,7 @@ func (b *B2BUA) via() *sip.ViaHeader {
 	p := sip.NewParams()
 	p.Add("branch", newBranch())
 	return &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "TLS",
-		Host: b.cfg.Node.FQDN, Port: b.sipPort, Params: p}
+		Host: b.conf().Node.FQDN, Port: b.sipPort, Params: p}
 }
 
 // response builds a response to req as the UAS of leg l: the To tag is
@@ -138,7 +138,7 @@ func (b *B2BUA) response(req *sip.Request, l *leg, code int, reason string) *sip
 // res of the other leg: code, reason, allow-listed headers and a body.
 func (b *B2BUA) relayResponse(req *sip.Request, from *leg, res *sip.Response, body []byte) *sip.Response {
 	out := b.response(req, from, res.StatusCode, res.Reason)
-	copyAllowed(res, out, b.allow)
+	copyAllowed(res, out, b.snap().allow)
 	setBody(out, body, contentType(res))
 	return out
 }

@@ -31,7 +31,13 @@ func (b *B2BUA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	info, ok := b.tp.lookup(req.Source())
-	if !ok || info.trunk == "" {
+	trunk := ""
+	if ok {
+		// Mapped now, with the current configuration (it may have been
+		// reloaded since the connection was made).
+		trunk = b.identify(info.identities, info.unauth, info.verified)
+	}
+	if trunk == "" {
 		var ids []string
 		if ok {
 			ids = info.identities
@@ -40,21 +46,23 @@ func (b *B2BUA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		b.respondRefusal(req, tx, &refusal{403, "Forbidden", "peer is not a configured trunk"})
 		return
 	}
-	dest, err := b.router.Route(info.trunk, req.Recipient.User, req.Recipient.Host)
+	dest, err := b.snap().router.Route(trunk, req.Recipient.User, req.Recipient.Host)
 	if err != nil {
 		code, reason := statusFor(err)
-		log.Info().Err(err).Int("code", code).Str("trunk", info.trunk).Msg("INVITE not routed")
+		log.Info().Err(err).Int("code", code).Str("trunk", trunk).Msg("INVITE not routed")
 		b.respondRefusal(req, tx, &refusal{code, reason, "no route"})
 		return
 	}
 
-	c := b.newCall(req, info.trunk)
-	c.log.Info().Str("event", "call_start").Str("trunk_a", info.trunk).Str("trunk_b", dest.Name).
+	c := b.newCall(req, trunk)
+	c.log.Info().Str("event", "call_start").Str("trunk_a", trunk).Str("trunk_b", dest.Name).
 		Str("call_id_b", c.bl.callID).Str("ruri_user", req.Recipient.User).Str("ruri_host", req.Recipient.Host).
 		Msg("call started")
 	ms, err := b.media.NewSession(SessionParams{
-		CallID: c.id, TrunkA: info.trunk, TrunkB: dest.Name,
-		AllowPlainRTP: b.allowPlain(info.trunk) && dest.AllowPlainRTP,
+		CallID: c.id, TrunkA: trunk, TrunkB: dest.Name,
+		AllowPlainRTP: b.allowPlain(trunk) && dest.AllowPlainRTP,
+		AdvertiseA:    advertise(b.conf(), trunk),
+		AdvertiseB:    advertise(b.conf(), dest.Name),
 		OnTimeout: func() {
 			c.log.Warn().Msg("no media: ending call")
 			b.goOwned(func() { c.finish("sbc", "media timeout", c.a, c.bl) })
@@ -69,7 +77,7 @@ func (b *B2BUA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 func (b *B2BUA) allowPlain(trunk string) bool {
-	if t := b.cfg.Trunk(trunk); t != nil {
+	if t := b.conf().Trunk(trunk); t != nil {
 		return t.AllowPlainRTP
 	}
 	return false
@@ -111,7 +119,7 @@ func (b *B2BUA) newCall(req *sip.Request, trunk string) *call {
 		side:       SideB,
 		callID:     newCallID(),
 		localTag:   newTag(),
-		localURI:   hideHost(from.Address, b.cfg.Node.FQDN),
+		localURI:   hideHost(from.Address, b.conf().Node.FQDN),
 		localName:  from.DisplayName,
 		localCSeq:  0,
 		inviteCSeq: 1,

@@ -11,45 +11,51 @@ import (
 
 // relayAnchor anchors every call's media on the media.Engine relay.
 type relayAnchor struct {
-	eng *media.Engine
-	cfg *config.Config
+	eng     *media.Engine
+	metrics *Metrics
 }
 
 // NewMediaAnchor returns the MediaAnchor that rewrites SDP so that media
 // flows through eng. The address advertised toward a trunk is its
-// media_address, else node.public_ipv4, else media.bind.
-func NewMediaAnchor(eng *media.Engine, cfg *config.Config) MediaAnchor {
-	return &relayAnchor{eng: eng, cfg: cfg}
+// media_address, else node.public_ipv4, else media.bind (see advertise).
+func NewMediaAnchor(eng *media.Engine, m *Metrics) MediaAnchor {
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &relayAnchor{eng: eng, metrics: m}
 }
 
 // advertise is the address put in SDP toward trunk.
-func (r *relayAnchor) advertise(trunk string) netip.Addr {
-	if t := r.cfg.Trunk(trunk); t != nil && t.MediaAddress != "" {
+func advertise(cfg *config.Config, trunk string) netip.Addr {
+	if t := cfg.Trunk(trunk); t != nil && t.MediaAddress != "" {
 		if a, err := netip.ParseAddr(t.MediaAddress); err == nil {
 			return a
 		}
 	}
-	if r.cfg.Node.PublicIPv4 != "" {
-		if a, err := netip.ParseAddr(r.cfg.Node.PublicIPv4); err == nil {
+	if cfg.Node.PublicIPv4 != "" {
+		if a, err := netip.ParseAddr(cfg.Node.PublicIPv4); err == nil {
 			return a
 		}
 	}
-	a, _ := netip.ParseAddr(r.cfg.Media.Bind)
+	a, _ := netip.ParseAddr(cfg.Media.Bind)
 	return a
 }
 
 func (r *relayAnchor) NewSession(p SessionParams) (MediaSession, error) {
 	s := r.eng.NewSession(media.SessionConfig{
 		CallID:        p.CallID,
-		AdvertiseA:    r.advertise(p.TrunkA),
-		AdvertiseB:    r.advertise(p.TrunkB),
+		AdvertiseA:    p.AdvertiseA,
+		AdvertiseB:    p.AdvertiseB,
 		AllowPlainRTP: p.AllowPlainRTP,
 		OnTimeout:     p.OnTimeout,
 	})
-	return &relaySession{s: s}, nil
+	return &relaySession{s: s, m: r.metrics}, nil
 }
 
-type relaySession struct{ s *media.Session }
+type relaySession struct {
+	s *media.Session
+	m *Metrics
+}
 
 func mediaSide(s Side) media.Side {
 	if s == SideA {
@@ -70,6 +76,7 @@ func (r *relaySession) Answer(from Side, sdp []byte) ([]byte, error) {
 
 func (r *relaySession) Close() map[string]any {
 	st := r.s.Close()
+	r.m.observeMedia(st)
 	degraded := false
 	for _, s := range st {
 		if s.Degraded() {

@@ -29,7 +29,7 @@ const (
 
 func (c *call) originate(reqA *sip.Request, txA sip.ServerTransaction, dest *config.Trunk) {
 	b := c.b
-	ctx, cancel := context.WithTimeout(b.ctxOrBackground(), b.cfg.SIP.AnswerTimeout)
+	ctx, cancel := context.WithTimeout(b.ctxOrBackground(), b.conf().SIP.AnswerTimeout)
 	defer cancel()
 	c.mu.Lock()
 	c.cancelB = cancel
@@ -61,9 +61,11 @@ func (c *call) originate(reqA *sip.Request, txA sip.ServerTransaction, dest *con
 	}
 	targets, err := b.resolver.Resolve(ctx, u.Host, uint16(max(u.Port, 0)))
 	if err != nil {
+		b.metrics.DNSLookups.WithLabelValues("error").Inc()
 		c.failSetup(reqA, txA, fmt.Errorf("%w: %s: %w", ErrResolve, u.Host, err))
 		return
 	}
+	b.metrics.DNSLookups.WithLabelValues("ok").Inc()
 	targets = b.health.Order(targets)
 
 	var causes []string
@@ -82,6 +84,7 @@ func (c *call) originate(reqA *sip.Request, txA sip.ServerTransaction, dest *con
 			}
 			causes = append(causes, fmt.Sprintf("%s: %v", addr, err))
 			b.health.MarkDown(t.Addr, err.Error())
+			b.metrics.Failovers.WithLabelValues("unreachable").Inc()
 			c.log.Warn().Err(err).Str("target", addr).Str("host", t.Host).Int("try", i+1).Msg("failover: target not reachable")
 			continue
 		}
@@ -101,6 +104,7 @@ func (c *call) originate(reqA *sip.Request, txA sip.ServerTransaction, dest *con
 			c.stopped(reqA, txA)
 			return
 		case attemptFailover:
+			b.metrics.Failovers.WithLabelValues("no_answer_or_503").Inc()
 			if !b.health.IsDown(t.Addr) {
 				b.health.MarkDown(t.Addr, why)
 			}
@@ -165,9 +169,9 @@ func (c *call) buildInvite(reqA *sip.Request, dest *config.Trunk, u sip.Uri, t d
 		n := sip.MaxForwardsHeader(mf.Val() - 1)
 		req.ReplaceHeader(&n)
 	}
-	copyAllowed(reqA, req, b.allow)
-	if req.GetHeader("Session-Expires") == nil && b.cfg.SIP.SessionExpires > 0 {
-		req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d", int(b.cfg.SIP.SessionExpires/time.Second))))
+	copyAllowed(reqA, req, b.snap().allow)
+	if req.GetHeader("Session-Expires") == nil && b.conf().SIP.SessionExpires > 0 {
+		req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d", int(b.conf().SIP.SessionExpires/time.Second))))
 	}
 	body := reqA.Body()
 	if isSDP(reqA) {
@@ -187,7 +191,7 @@ func (c *call) tryTarget(ctx context.Context, reqA *sip.Request, txA sip.ServerT
 	defer tx.Terminate()
 	tx.OnRetransmission(func(res *sip.Response) { c.reAck(c.bl, res) })
 
-	prov := time.NewTimer(b.cfg.SIP.ProvisionalTimeout)
+	prov := time.NewTimer(b.conf().SIP.ProvisionalTimeout)
 	defer prov.Stop()
 	heard := false
 	for {
@@ -217,7 +221,7 @@ func (c *call) tryTarget(ctx context.Context, reqA *sip.Request, txA sip.ServerT
 			}
 		case <-prov.C:
 			if !heard {
-				return attemptFailover, fmt.Sprintf("no response within %s", b.cfg.SIP.ProvisionalTimeout)
+				return attemptFailover, fmt.Sprintf("no response within %s", b.conf().SIP.ProvisionalTimeout)
 			}
 		case <-tx.Done():
 			if !heard {
@@ -248,7 +252,7 @@ func (c *call) early(reqA *sip.Request, txA sip.ServerTransaction, res *sip.Resp
 		}
 	}
 	out := c.b.relayResponse(reqA, c.a, res, body)
-	if err := txA.Respond(out); err != nil {
+	if err := c.b.respond(txA, out); err != nil {
 		c.log.Debug().Err(err).Msg("relay provisional failed")
 	}
 }
@@ -327,12 +331,13 @@ func (c *call) answeredB(reqA *sip.Request, txA sip.ServerTransaction, reqB *sip
 	c.answerAt = time.Now()
 	c.finalCode = res.StatusCode
 	c.mu.Unlock()
-	if err := txA.Respond(out); err != nil {
+	if err := c.b.respond(txA, out); err != nil {
 		c.log.Warn().Err(err).Msg("could not answer the caller: ending call")
 		c.b.goOwned(func() { c.finish("a", "caller gone", c.bl) })
 		return
 	}
 	c.refreshSession(out)
+	c.b.metrics.SetupSeconds.Observe(time.Since(c.start).Seconds())
 	c.log.Info().Str("event", "call_answer").Int("code", res.StatusCode).Msg("call answered")
 }
 
@@ -344,8 +349,8 @@ func (c *call) relayFailure(reqA *sip.Request, txA sip.ServerTransaction, res *s
 		code, reason = sip.StatusForbidden, "Forbidden"
 	}
 	out := c.b.response(reqA, c.a, code, reason)
-	copyAllowed(res, out, c.b.allow)
-	if err := txA.Respond(out); err != nil {
+	copyAllowed(res, out, c.b.snap().allow)
+	if err := c.b.respond(txA, out); err != nil {
 		c.log.Debug().Err(err).Msg("relay final failed")
 	}
 	c.setEnd("b", fmt.Sprintf("%d %s", res.StatusCode, res.Reason), res.StatusCode)
@@ -366,6 +371,7 @@ func (c *call) cancelInvite(reqB *sip.Request, tx sip.ClientTransaction) {
 	cid := sip.CallIDHeader(c.bl.callID)
 	cancel.AppendHeader(&cid)
 	cancel.AppendHeader(&sip.CSeqHeader{SeqNo: reqB.CSeq().SeqNo, MethodName: sip.CANCEL})
+	cancel.SetBody(nil)
 	cancel.SetTransport("TLS")
 	cancel.SetDestination(reqB.Destination())
 	ctx, done := context.WithTimeout(c.b.ctxOrBackground(), 4*time.Second)

@@ -54,7 +54,7 @@ func isMultipart(m bodyMessage) bool {
 func (b *B2BUA) respondRefusal(req *sip.Request, tx sip.ServerTransaction, r *refusal) {
 	res := sip.NewResponseFromRequest(req, r.code, r.reason, nil)
 	if r.warning != "" {
-		res.AppendHeader(sip.NewHeader("Warning", fmt.Sprintf("399 %s %q", b.cfg.Node.FQDN, r.warning)))
+		res.AppendHeader(sip.NewHeader("Warning", fmt.Sprintf("399 %s %q", b.conf().Node.FQDN, r.warning)))
 	}
 	if r.code == 405 {
 		res.AppendHeader(sip.NewHeader("Allow", methodsAllowed))
@@ -65,7 +65,7 @@ func (b *B2BUA) respondRefusal(req *sip.Request, tx sip.ServerTransaction, r *re
 	if r.code == 416 || r.code == 420 {
 		res.AppendHeader(sip.NewHeader("Supported", "timer, 100rel"))
 	}
-	if err := tx.Respond(res); err != nil {
+	if err := b.respond(tx, res); err != nil {
 		b.log.Debug().Err(err).Msg("respond failed")
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -29,18 +30,22 @@ type Options struct {
 	Router Router
 	// Media anchors media; nil leaves SDP untouched (pass-through).
 	Media MediaAnchor
+	// Metrics receives counters; nil keeps them private.
+	Metrics *Metrics
+	// CDRs receives a record per ended call besides the log line; nil: log only.
+	CDRs CDRSink
 }
 
 // B2BUA is the SIP back-to-back user agent. New does no I/O; Start serves
 // the listeners handed in; Close ends everything and waits.
 type B2BUA struct {
-	cfg      *config.Config
+	policy   atomic.Pointer[policySnapshot] // replaced whole by Reload
 	log      zerolog.Logger
-	router   Router
 	resolver *dnsresolve.Resolver
 	health   *dnsresolve.Health
 	media    MediaAnchor
-	allow    map[string]bool
+	metrics  *Metrics
+	cdrs     CDRSink
 	minTLS   uint16
 	sipPort  int
 
@@ -77,24 +82,29 @@ func New(o Options) (*B2BUA, error) {
 		return nil, fmt.Errorf("sip: %w", err)
 	}
 	b := &B2BUA{
-		cfg:      o.Config,
 		log:      o.Log,
-		router:   o.Router,
 		resolver: o.Resolver,
 		health:   dnsresolve.NewHealth(o.Config.DNS.DownTime, time.Now),
 		media:    o.Media,
-		allow:    allowSet(o.Config.SIP.HeaderAllowList),
+		metrics:  o.Metrics,
+		cdrs:     o.CDRs,
 		minTLS:   minTLS,
 		sipPort:  5061,
 		dialogs:  map[string]*legRef{},
 		calls:    map[*call]struct{}{},
 	}
-	if b.router == nil {
-		b.router = NewRouter(o.Config)
+	router := o.Router
+	if router == nil {
+		router = NewRouter(o.Config)
 	}
+	b.policy.Store(&policySnapshot{cfg: o.Config, router: router, allow: allowSet(o.Config.SIP.HeaderAllowList)})
 	if b.media == nil {
 		b.media = passthrough{}
 	}
+	if b.metrics == nil {
+		b.metrics = NewMetrics(nil)
+	}
+	b.metrics.gauges(b)
 	if len(o.Config.Listen) > 0 {
 		if _, p, err := net.SplitHostPort(o.Config.Listen[0].Addr); err == nil {
 			if n, err := strconv.Atoi(p); err == nil && n > 0 {
@@ -111,6 +121,7 @@ func New(o Options) (*B2BUA, error) {
 		keepalive: o.Config.SIP.KeepaliveInterval,
 		identify:  b.identify,
 		onEnd:     b.connectionEnded,
+		metrics:   b.metrics,
 	}
 	b.tp.init()
 
@@ -141,33 +152,97 @@ func New(o Options) (*B2BUA, error) {
 	return b, nil
 }
 
+// policySnapshot is the reloadable part of the configuration. Calls take
+// the snapshot current when they need it; a reload never changes a
+// snapshot in place.
+type policySnapshot struct {
+	cfg    *config.Config
+	router Router
+	allow  map[string]bool
+}
+
+func (b *B2BUA) snap() *policySnapshot { return b.policy.Load() }
+func (b *B2BUA) conf() *config.Config  { return b.policy.Load().cfg }
+
+// Conf returns the configuration in force (replaced whole by Reload).
+func (b *B2BUA) Conf() *config.Config { return b.conf() }
+
+// Reload replaces trunks, routes, header policy and timers with those of
+// cfg; calls in progress keep going. Listeners, node.fqdn and the media
+// range are fixed at start: a change there is reported as an error and
+// nothing is applied.
+func (b *B2BUA) Reload(cfg *config.Config) error {
+	old := b.conf()
+	if cfg.Node.FQDN != old.Node.FQDN {
+		return fmt.Errorf("sip: reload: node.fqdn changed (%s -> %s): restart needed", old.Node.FQDN, cfg.Node.FQDN)
+	}
+	if len(cfg.Listen) != len(old.Listen) {
+		return fmt.Errorf("sip: reload: listeners changed: restart needed")
+	}
+	for i := range cfg.Listen {
+		if cfg.Listen[i] != old.Listen[i] {
+			return fmt.Errorf("sip: reload: listen[%d] changed: restart needed", i)
+		}
+	}
+	b.policy.Store(&policySnapshot{cfg: cfg, router: NewRouter(cfg), allow: allowSet(cfg.SIP.HeaderAllowList)})
+	return nil
+}
+
 // registerHandlers is the one place where SIP methods meet their handlers.
 func (b *B2BUA) registerHandlers() {
-	b.srv.OnInvite(b.onInvite)
-	b.srv.OnAck(b.onAck)
-	b.srv.OnBye(b.onInDialog)
-	b.srv.OnCancel(b.onCancel)
-	b.srv.OnOptions(b.onOptions)
-	b.srv.OnUpdate(b.onInDialog)
-	b.srv.OnInfo(b.onInDialog)
-	b.srv.OnPrack(b.onInDialog)
-	b.srv.OnNotify(b.onInDialog)
-	b.srv.OnNoRoute(b.onNotAllowed)
+	b.srv.OnInvite(b.counted(b.onInvite))
+	b.srv.OnAck(b.counted(b.onAck))
+	b.srv.OnBye(b.counted(b.onInDialog))
+	b.srv.OnCancel(b.counted(b.onCancel))
+	b.srv.OnOptions(b.counted(b.onOptions))
+	b.srv.OnUpdate(b.counted(b.onInDialog))
+	b.srv.OnInfo(b.counted(b.onInDialog))
+	b.srv.OnPrack(b.counted(b.onInDialog))
+	b.srv.OnNotify(b.counted(b.onInDialog))
+	b.srv.OnNoRoute(b.counted(b.onNotAllowed))
+}
+
+// counted wraps a handler so every request is counted by method.
+func (b *B2BUA) counted(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		b.metrics.Requests.WithLabelValues(metricMethod(req.Method)).Inc()
+		h(req, tx)
+	}
+}
+
+// metricMethod keeps label values bounded: unknown methods are "other".
+func metricMethod(m sip.RequestMethod) string {
+	switch m {
+	case sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.OPTIONS, sip.UPDATE, sip.INFO, sip.PRACK,
+		sip.NOTIFY, sip.REGISTER, sip.MESSAGE, sip.SUBSCRIBE, sip.PUBLISH, sip.REFER:
+		return string(m)
+	}
+	return "other"
+}
+
+// respond sends a response on tx and counts it.
+func (b *B2BUA) respond(tx sip.ServerTransaction, res *sip.Response) error {
+	method := ""
+	if cs := res.CSeq(); cs != nil {
+		method = metricMethod(cs.MethodName)
+	}
+	b.metrics.Responses.WithLabelValues(method, codeLabel(res.StatusCode)).Inc()
+	return tx.Respond(res)
 }
 
 // Start serves the listeners handed in by the caller, one per entry of
 // config.listen in the same order. It returns once serving has begun.
 func (b *B2BUA) Start(ctx context.Context, lns []net.Listener) error {
-	if len(lns) != len(b.cfg.Listen) {
-		return fmt.Errorf("sip: %d listeners for %d configured", len(lns), len(b.cfg.Listen))
+	if len(lns) != len(b.conf().Listen) {
+		return fmt.Errorf("sip: %d listeners for %d configured", len(lns), len(b.conf().Listen))
 	}
 	b.ctx, b.cancel = context.WithCancel(ctx)
 	for i, ln := range lns {
-		mode, err := tlsconf.ParseClientAuth(b.cfg.Listen[i].ClientAuth)
+		mode, err := tlsconf.ParseClientAuth(b.conf().Listen[i].ClientAuth)
 		if err != nil {
 			return fmt.Errorf("sip: listen[%d]: %w", i, err)
 		}
-		l := &listener{t: b.tp, ln: ln, mode: mode, unauthTrunk: b.cfg.Listen[i].UnauthenticatedTrunk, hand: newHandoff(ln.Addr())}
+		l := &listener{t: b.tp, ln: ln, mode: mode, unauthTrunk: b.conf().Listen[i].UnauthenticatedTrunk, hand: newHandoff(ln.Addr())}
 		b.lns = append(b.lns, l)
 		b.wg.Add(2)
 		go func() { defer b.wg.Done(); _ = b.srv.ServeTLS(l.hand) }()
@@ -184,6 +259,13 @@ func (b *B2BUA) Drain() {
 	b.mu.Lock()
 	b.draining = true
 	b.mu.Unlock()
+}
+
+// Draining reports whether new calls are refused.
+func (b *B2BUA) Draining() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.draining
 }
 
 // ActiveCalls returns the number of calls in progress.
@@ -243,7 +325,7 @@ func (b *B2BUA) Close() error {
 func (b *B2BUA) identify(ids []string, unauthTrunk string, verified bool) string {
 	if verified {
 		for _, id := range ids {
-			for _, t := range b.cfg.Trunks {
+			for _, t := range b.conf().Trunks {
 				if t.Identity != "" && t.Identity == id {
 					return t.Name
 				}

@@ -27,7 +27,8 @@ import (
 type connInfo struct {
 	remote     string   // remote ip:port, the key sipgo's pool uses too
 	identities []string // verified certificate names of the peer, empty if none
-	trunk      string   // trunk the peer maps to ("" = none)
+	verified   bool     // the peer's chain verified against our roots
+	unauth     string   // trunk for peers without a certificate on this listener
 	outbound   bool     // we dialed it
 	sni        string   // outbound: the host name we dialed
 	conn       *trackedConn
@@ -133,6 +134,7 @@ type transport struct {
 	keepalive time.Duration
 	identify  func(identities []string, unauthTrunk string, verified bool) string
 	onEnd     func(remote string)
+	metrics   *Metrics
 
 	out *handoff // outbound connections are served by sipgo from here
 
@@ -192,24 +194,25 @@ func (l *listener) handshake(ctx context.Context, raw net.Conn) {
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
 		reason, why := tlsconf.Classify(err)
+		t.metrics.TLSHandshakes.WithLabelValues("inbound", "refused", string(reason)).Inc()
 		t.log.Warn().Str("remote", remote).Str("listener", l.ln.Addr().String()).
 			Str("reason", string(reason)).Str("why", why).Msg("inbound TLS refused")
 		_ = raw.Close()
 		return
 	}
+	t.metrics.TLSHandshakes.WithLabelValues("inbound", "ok", "").Inc()
 	cs := tc.ConnectionState()
 	var ids []string
 	verified := len(cs.VerifiedChains) > 0
 	if verified && len(cs.PeerCertificates) > 0 {
 		ids = tlsconf.Identities(cs.PeerCertificates[0])
 	}
-	trunk := t.identify(ids, l.unauthTrunk, verified)
-	info := &connInfo{remote: remote, identities: ids, trunk: trunk}
+	info := &connInfo{remote: remote, identities: ids, verified: verified, unauth: l.unauthTrunk}
 	info.conn = &trackedConn{Conn: tc, onClose: func() { t.ended(info) }}
 	t.mu.Lock()
 	t.conns[remote] = info
 	t.mu.Unlock()
-	t.log.Debug().Str("remote", remote).Strs("identities", ids).Str("trunk", trunk).
+	t.log.Debug().Str("remote", remote).Strs("identities", ids).Str("trunk", t.identify(ids, l.unauthTrunk, verified)).
 		Str("tls", tls.VersionName(cs.Version)).Msg("inbound TLS connection")
 	if err := l.hand.push(ctx, info.conn); err != nil {
 		_ = info.conn.Close()
@@ -312,10 +315,12 @@ func (t *transport) dialNew(ctx context.Context, addr, sni, identity string) err
 	if err := tc.HandshakeContext(hctx); err != nil {
 		_ = raw.Close()
 		reason, why := tlsconf.Classify(err)
+		t.metrics.TLSHandshakes.WithLabelValues("outbound", "refused", string(reason)).Inc()
 		t.log.Warn().Str("remote", addr).Str("sni", sni).Str("identity", identity).
 			Str("reason", string(reason)).Str("why", why).Msg("outbound TLS refused")
 		return fmt.Errorf("%w: %s: %s (%s)", ErrTLS, addr, why, reason)
 	}
+	t.metrics.TLSHandshakes.WithLabelValues("outbound", "ok", "").Inc()
 	cs := tc.ConnectionState()
 	var ids []string
 	if len(cs.PeerCertificates) > 0 {
@@ -324,8 +329,7 @@ func (t *transport) dialNew(ctx context.Context, addr, sni, identity string) err
 	if identity != "" {
 		ids = appendUnique(ids, identity)
 	}
-	info := &connInfo{remote: addr, identities: ids, outbound: true, sni: sni}
-	info.trunk = t.identify(ids, "", true)
+	info := &connInfo{remote: addr, identities: ids, verified: true, outbound: true, sni: sni}
 	info.conn = &trackedConn{Conn: tc, onClose: func() { t.ended(info) }}
 	t.mu.Lock()
 	t.conns[addr] = info

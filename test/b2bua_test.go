@@ -24,12 +24,21 @@ type bed struct {
 type bedOptions struct {
 	uasScenario string // "" = no callee started
 	extraYAML   string
+	drain       time.Duration // shutdown.drain_timeout; default 2s
+	metrics     int           // metrics.listen port; 0 = off
 }
 
 func newBed(t *testing.T, o bedOptions) (*bed, *harness.Sipp) {
 	t.Helper()
 	harness.LookTools(t)
 	b := &bed{}
+	drain := "2s"
+	if o.drain > 0 {
+		drain = o.drain.String()
+	}
+	if o.metrics > 0 {
+		o.extraYAML += fmt.Sprintf("\nmetrics: { listen: \"127.0.0.1:%d\" }\n", o.metrics)
+	}
 	b.pki = harness.DevPKI(t, t.TempDir(), "sbc.test", "caller.test", "callee.test", "rogue.test")
 	b.tlsPort = harness.FreePort(t)
 	b.mtlsPort = harness.FreePort(t)
@@ -65,9 +74,9 @@ media:
   port_range: "40000-40999"
   bind: 127.0.0.1
 log: { level: debug, format: json }
-shutdown: { drain_timeout: 2s }
+shutdown: { drain_timeout: %[8]s }
 %[7]s`, b.pki["sbc.test"].Cert, b.pki["sbc.test"].Key, b.pki["sbc.test"].CA,
-		b.tlsPort, b.mtlsPort, b.calleeTL, o.extraYAML)
+		b.tlsPort, b.mtlsPort, b.calleeTL, o.extraYAML, drain)
 	b.sbc = harness.StartSBC(t, cfg)
 	return b, uas
 }

@@ -3,6 +3,7 @@
 //
 //	edge-sbc run [--config FILE] [--state-dir DIR]
 //	edge-sbc validate --config FILE
+//	edge-sbc check --config FILE [--json]
 //	edge-sbc devcert --out DIR --name FQDN [--name FQDN ...] [--ip IP ...]
 //	edge-sbc version
 package main
@@ -38,6 +39,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdValidate(args[1:], stdout)
 	case "devcert":
 		err = cmdDevcert(args[1:], stdout)
+	case "check":
+		err = cmdCheck(args[1:], stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "edge-sbc %s\n", version)
 	case "help", "-h", "--help":
@@ -61,6 +64,8 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   edge-sbc run [--config FILE] [--state-dir DIR]   run the SBC (embedded loopback default without --config)
   edge-sbc validate --config FILE                  check a configuration file
+  edge-sbc check --config FILE [--json] [--timeout 5s]
+                                                   Webex readiness: DNS, certificate, ports, trunks
   edge-sbc devcert --out DIR --name FQDN [...]     write a development CA and certificates
   edge-sbc version                                 print the version
 `)

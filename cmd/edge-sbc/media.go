@@ -13,7 +13,7 @@ import (
 )
 
 // newMediaAnchor starts the media relay engine; the returned func stops it.
-func newMediaAnchor(ctx context.Context, cfg *config.Config, log zerolog.Logger) (sip.MediaAnchor, *media.Engine, error) {
+func newMediaAnchor(ctx context.Context, cfg *config.Config, m *sip.Metrics, log zerolog.Logger) (sip.MediaAnchor, *media.Engine, error) {
 	lo, hi, err := config.ParsePortRange(cfg.Media.PortRange)
 	if err != nil {
 		return nil, nil, fmt.Errorf("media.port_range: %w", err)
@@ -38,5 +38,5 @@ func newMediaAnchor(ctx context.Context, cfg *config.Config, log zerolog.Logger)
 	if err := eng.Start(ctx); err != nil {
 		return nil, nil, fmt.Errorf("media: %w", err)
 	}
-	return sip.NewMediaAnchor(eng, cfg), eng, nil
+	return sip.NewMediaAnchor(eng, m), eng, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -13,10 +14,15 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"github.com/edge-sbc/edge-sbc/config"
 	"github.com/edge-sbc/edge-sbc/dnsresolve"
+	"github.com/edge-sbc/edge-sbc/media"
 	"github.com/edge-sbc/edge-sbc/sip"
 	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
@@ -83,20 +89,35 @@ func embeddedDefault(stateDir string) (*config.Config, string, error) {
 	return c, pki, nil
 }
 
+// newLogger builds the process logger. The level is applied through
+// zerolog's global level so that a reload can change it.
 func newLogger(c *config.Config, w io.Writer) zerolog.Logger {
 	var out io.Writer = w
 	if c.Log.Format == "console" {
 		out = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339}
 	}
+	setLogLevel(c)
+	return zerolog.New(out).Level(zerolog.TraceLevel).With().Timestamp().Logger()
+}
+
+func setLogLevel(c *config.Config) {
 	lvl, err := zerolog.ParseLevel(c.Log.Level)
 	if err != nil {
 		lvl = zerolog.InfoLevel
 	}
-	return zerolog.New(out).Level(lvl).With().Timestamp().Logger()
+	zerolog.SetGlobalLevel(lvl)
 }
 
 func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(parent, syscall.SIGINT, syscall.SIGTERM)
+}
+
+// notify tells systemd (Type=notify) about state changes; a no-op outside
+// systemd.
+func notify(log zerolog.Logger, state string) {
+	if _, err := daemon.SdNotify(false, state); err != nil {
+		log.Debug().Err(err).Str("state", state).Msg("sd_notify failed")
+	}
 }
 
 // serve runs the SBC until ctx ends, then drains and shuts down.
@@ -121,15 +142,7 @@ func serve(ctx context.Context, path, stateDir string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("tls: %w", err)
 	}
-	if leaf := store.Leaf(); leaf != nil {
-		left := time.Until(leaf.NotAfter)
-		ev := log.Info()
-		if left < 30*24*time.Hour {
-			ev = log.Warn()
-		}
-		ev.Str("subject", leaf.Subject.CommonName).Strs("names", tlsconf.Identities(leaf)).
-			Time("not_after", leaf.NotAfter).Msg("certificate loaded")
-	}
+	logCertificate(log, store)
 	res, err := dnsresolve.New(dnsresolve.Config{
 		Servers:     cfg.DNS.Servers,
 		Timeout:     cfg.DNS.Timeout,
@@ -141,15 +154,31 @@ func serve(ctx context.Context, path, stateDir string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := sip.NewMetrics(reg)
+
 	mctx, stopMedia := context.WithCancel(context.Background())
 	defer stopMedia()
-	anchor, eng, err := newMediaAnchor(mctx, cfg, log)
+	anchor, eng, err := newMediaAnchor(mctx, cfg, metrics, log)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = eng.Close() }()
+	registerStoreMetrics(reg, store, eng)
 
-	b2b, err := sip.New(sip.Options{Config: cfg, Store: store, Resolver: res, Log: log, Media: anchor})
+	var cdrs sip.CDRSink
+	if cfg.CDR.File != "" {
+		f, err := sip.OpenCDRFile(cfg.CDR.File, cfg.CDR.SyncInterval, log)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = f.Close() }()
+		cdrs = f
+	}
+
+	b2b, err := sip.New(sip.Options{Config: cfg, Store: store, Resolver: res, Log: log, Media: anchor, Metrics: metrics, CDRs: cdrs})
 	if err != nil {
 		return err
 	}
@@ -157,13 +186,39 @@ func serve(ctx context.Context, path, stateDir string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := b2b.Start(ctx, lns); err != nil {
+	// The B2BUA lives until Close, past the signal that starts the drain.
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	if err := b2b.Start(runCtx, lns); err != nil {
 		for _, l := range lns {
 			_ = l.Close()
 		}
 		_ = b2b.Close()
 		return err
 	}
+	var httpSrv *http.Server
+	if cfg.Metrics.Listen != "" {
+		if httpSrv, err = serveMetrics(cfg.Metrics.Listen, reg, b2b, log); err != nil {
+			_ = b2b.Close()
+			return err
+		}
+	}
+	wctx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		store.Watch(wctx, tlsconf.DefaultWatchInterval, func(err error) {
+			if err != nil {
+				log.Error().Err(err).Msg("certificate files changed but were refused; the running ones are kept")
+				return
+			}
+			log.Info().Msg("certificate files changed: reloaded")
+			logCertificate(log, store)
+		})
+	}()
+	defer func() { stopWatch(); <-watchDone }()
+
 	for _, l := range cfg.Listen {
 		log.Info().Str("addr", l.Addr).Str("client_auth", l.ClientAuth).Msg("listening (SIP over TLS)")
 	}
@@ -174,33 +229,141 @@ func serve(ctx context.Context, path, stateDir string, stderr io.Writer) error {
 			pki, config.DevInsideName, config.DevSBCName, pki, config.DevOutsideName, pki)
 	}
 	log.Info().Str("version", version).Str("fqdn", cfg.Node.FQDN).Msg("edge-sbc ready")
+	notify(log, daemon.SdNotifyReady)
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	var wdog <-chan time.Time
+	if iv, err := daemon.SdWatchdogEnabled(false); err == nil && iv > 0 {
+		t := time.NewTicker(iv / 2)
+		defer t.Stop()
+		wdog = t.C
+	}
+loop:
 	for {
 		select {
 		case <-hup:
-			if err := store.Reload(); err != nil {
-				log.Error().Err(err).Msg("reload: certificates refused, the running ones are kept")
-			} else {
-				log.Info().Msg("reload: certificates re-read")
-			}
-			continue
+			notify(log, daemon.SdNotifyReloading)
+			reload(path, store, b2b, log)
+			notify(log, daemon.SdNotifyReady)
+		case <-wdog:
+			notify(log, daemon.SdNotifyWatchdog)
 		case <-ctx.Done():
+			break loop
 		}
-		break
 	}
 
-	log.Info().Int("calls", b2b.ActiveCalls()).Dur("drain_timeout", cfg.Shutdown.DrainTimeout).Msg("shutting down: draining calls")
+	notify(log, daemon.SdNotifyStopping)
+	drain := b2b.Conf().Shutdown.DrainTimeout
+	log.Info().Int("calls", b2b.ActiveCalls()).Dur("drain_timeout", drain).Msg("shutting down: new calls get 503, calls in progress may finish")
 	b2b.Drain()
-	deadline := time.Now().Add(cfg.Shutdown.DrainTimeout)
+	deadline := time.Now().Add(drain)
 	for b2b.ActiveCalls() > 0 && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
+	if n := b2b.ActiveCalls(); n > 0 {
+		log.Info().Int("calls", n).Msg("drain timeout: ending the remaining calls with BYE")
+	}
 	_ = b2b.Close()
+	if httpSrv != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = httpSrv.Shutdown(sctx)
+		cancel()
+	}
 	log.Info().Msg("edge-sbc stopped")
 	return nil
+}
+
+// reload re-reads the configuration file and the certificates. A config
+// that fails validation is refused and the running one kept.
+func reload(path string, store *tlsconf.Store, b2b *sip.B2BUA, log zerolog.Logger) {
+	if path == "" {
+		if err := store.Reload(); err != nil {
+			log.Error().Err(err).Msg("reload refused: certificates kept")
+			return
+		}
+		log.Info().Msg("reload: certificates re-read")
+		return
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		log.Error().Err(err).Msg("reload refused: the running configuration is kept")
+		return
+	}
+	old := b2b.Conf()
+	if cfg.TLS.Cert != old.TLS.Cert || cfg.TLS.Key != old.TLS.Key || cfg.TLS.CA != old.TLS.CA {
+		log.Error().Msg("reload refused: tls file paths changed (replace the files in place, or restart)")
+		return
+	}
+	if err := store.Reload(); err != nil {
+		log.Error().Err(err).Msg("reload refused: certificates kept, configuration kept")
+		return
+	}
+	if err := b2b.Reload(cfg); err != nil {
+		log.Error().Err(err).Msg("reload refused: the running configuration is kept")
+		return
+	}
+	setLogLevel(cfg)
+	logCertificate(log, store)
+	log.Info().Int("trunks", len(cfg.Trunks)).Int("routes", len(cfg.Routes)).Str("log_level", cfg.Log.Level).
+		Msg("reload: configuration and certificates applied")
+}
+
+func logCertificate(log zerolog.Logger, store *tlsconf.Store) {
+	leaf := store.Leaf()
+	if leaf == nil {
+		return
+	}
+	left := time.Until(leaf.NotAfter)
+	ev := log.Info()
+	if left < 30*24*time.Hour {
+		ev = log.Warn()
+	}
+	ev.Str("subject", leaf.Subject.CommonName).Strs("names", tlsconf.Identities(leaf)).
+		Time("not_after", leaf.NotAfter).Int("days_left", int(left.Hours()/24)).Msg("certificate loaded")
+}
+
+func registerStoreMetrics(reg *prometheus.Registry, store *tlsconf.Store, eng *media.Engine) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edge_sbc_certificate_expiry_timestamp_seconds", Help: "NotAfter of our certificate (Unix time)."},
+			func() float64 {
+				if l := store.Leaf(); l != nil {
+					return float64(l.NotAfter.Unix())
+				}
+				return 0
+			}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edge_sbc_media_ports_in_use", Help: "Relay ports allocated."},
+			func() float64 { return float64(eng.PortsInUse()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edge_sbc_media_ports_free", Help: "Relay ports free (not counting quarantine)."},
+			func() float64 { return float64(eng.PortsFree()) }),
+	)
+}
+
+// serveMetrics serves /metrics, /healthz and /readyz.
+func serveMetrics(addr string, reg *prometheus.Registry, b2b *sip.B2BUA, log zerolog.Logger) (*http.Server, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics.listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if b2b.Draining() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error().Err(err).Msg("metrics server stopped")
+		}
+	}()
+	log.Info().Str("addr", ln.Addr().String()).Msg("metrics on /metrics, /healthz, /readyz")
+	return srv, nil
 }
 
 // listenAll opens every configured listener; if one fails, the ones already
@@ -219,5 +382,3 @@ func listenAll(cfg *config.Config) ([]net.Listener, error) {
 	}
 	return lns, nil
 }
-
-var _ = errors.New

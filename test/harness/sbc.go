@@ -70,6 +70,10 @@ func DevPKI(t testing.TB, dir string, names ...string) map[string]TLSFiles {
 
 // SBC is a running edge-sbc process.
 type SBC struct {
+	// ConfigPath is the config file the SBC runs with (rewrite it and send
+	// SIGHUP to test reloads).
+	ConfigPath string
+
 	t    testing.TB
 	cmd  *exec.Cmd
 	mu   sync.Mutex
@@ -88,7 +92,7 @@ func StartSBC(t testing.TB, config string) *SBC {
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &SBC{t: t, done: make(chan struct{})}
+	s := &SBC{t: t, done: make(chan struct{}), ConfigPath: path}
 	s.cmd = exec.Command(Binary(t), "run", "--config", path)
 	pr, pw, err := os.Pipe()
 	if err != nil {

@@ -1,0 +1,69 @@
+// Package readiness checks an edge-sbc configuration and the host it runs
+// on against the network requirements of Webex B2B (SIP URI) calling, for
+// the "edge-sbc check" command.
+//
+// [Run] returns one [Result] per check. Each names the requirement it
+// tests, its level ("must": the run fails, see [Failed]; "should": a
+// recommendation, never worse than a warning), a verdict (ok, warn, fail)
+// and the evidence seen. [WriteTable] and [WriteJSON] print them.
+//
+// # What is checked, requirement by requirement
+//
+// DNS, asked with github.com/miekg/dns of the servers in dns.servers (else
+// the nameservers of /etc/resolv.conf), without a cache:
+//
+//   - dns.servers (must): a DNS server is known.
+//   - dns.a (must): node.fqdn has A records ("an SRV target or host FQDN
+//     must have an A record pointing at the SBC's IPv4 address"); when
+//     node.public_ipv4 is set it must be one of them.
+//   - dns.ptr/<address> (should): the PTR record of each of those
+//     addresses names node.fqdn.
+//   - dns.srv/<domain> (should): for each node.domains entry other than
+//     node.fqdn, _sips._tcp.<domain> SRV points at node.fqdn on the port of
+//     one of our listeners; the evidence names the port and listener.
+//
+// Our certificate (tls.cert, tls.key, tls.ca loaded with tlsconf.LoadStore):
+//
+//   - cert.load (must): the files load and the key matches the leaf.
+//   - cert.expiry (must): the leaf is valid now; warn under 30 days left.
+//   - cert.name (must): node.fqdn is in a SAN DNS entry (or the CN when
+//     there is no SAN DNS), per tlsconf.MatchIdentity.
+//   - cert.eku.server (must): EKU serverAuth.
+//   - cert.eku.client (must with mutual TLS, should otherwise): EKU
+//     clientAuth; Webex requires both for mutual TLS. Mutual TLS is in
+//     use when a listener has client_auth: required or a trunk URI names
+//     port 5062. A certificate without an EKU extension warns on both.
+//   - cert.chain (should): tls.cert holds the leaf and its intermediates
+//     (warn when it holds only a leaf that is not self-issued) and the
+//     chain verifies to the roots in tls.ca. Whether Webex trusts the root
+//     (a public CA) cannot be checked offline; the evidence says so.
+//   - tls.min_version (must): the TLS floor is 1.2 or 1.3.
+//
+// This host:
+//
+//   - local.listen/<addr> (must): each listener address can be bound. When
+//     it is in use by a TLS server presenting our own certificate the
+//     verdict is warn: edge-sbc is probably already running.
+//   - local.media_ports/<range> (must): the RTP/RTCP pairs at the first,
+//     middle and last even port of media.port_range bind on media.bind.
+//   - local.dscp (should): the audio and video DSCP values can be set on a
+//     UDP socket and read back.
+//
+// Each trunk with a uri, trunks concurrently, each step bounded by
+// Options.Timeout:
+//
+//   - trunk.resolve/<trunk> (must): RFC 3263 resolution with dnsresolve
+//     yields at least one target.
+//   - trunk.tls/<trunk>/<ip:port> (must), for the first four targets: the
+//     TLS handshake the SBC makes (tlsconf.NewClientConfig with the
+//     target's name and the trunk identity) succeeds; the evidence shows
+//     version, cipher suite and peer certificate, or the tlsconf.Classify
+//     reason (expired, unknown_ca, wrong_name, ...) of the failure.
+//   - trunk.options/<trunk>/<ip:port> (should): an out-of-dialog OPTIONS
+//     over that connection gets a 2xx; the evidence gives the round trip.
+//
+// Not checked: network quality (latency, jitter, loss), NAT binding
+// lifetimes, SIP ALGs and TLS inspection on the path, MTU, firewall rules
+// seen from the internet, whether the Webex cloud trusts our CA, and peer
+// software versions (Expressway X8.5.3 or later).
+package readiness
