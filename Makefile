@@ -30,6 +30,7 @@ test-deps:
 	command -v sipp  >/dev/null || missing="$$missing sip-tester"; \
 	command -v socat >/dev/null || missing="$$missing socat"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -50,11 +50,27 @@ type headerSource interface {
 func copyAllowed(src headerSource, dst sip.Message, allow map[string]bool) {
 	for _, h := range src.Headers() {
 		name := strings.ToLower(h.Name())
-		if builtHeaders[name] || !allow[name] {
+		if builtHeaders[name] || !allow[name] || hasCTL(h.Value()) {
 			continue
 		}
 		dst.AppendHeader(sip.NewHeader(h.Name(), h.Value()))
 	}
+}
+
+// hasCTL reports control characters (other than HTAB) in a header value: a
+// bare CR or LF there would smuggle a header line to the other leg.
+func hasCTL(s string) bool {
+	return strings.ContainsFunc(s, func(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f })
+}
+
+// cleanReason removes control characters from a reason phrase.
+func cleanReason(s string) string {
+	return strings.Map(func(r rune) rune {
+		if (r < 0x20 && r != '\t') || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // setBody sets the body with its Content-Type taken from src (or SDP).
@@ -137,7 +153,7 @@ func (b *B2BUA) response(req *sip.Request, l *leg, code int, reason string) *sip
 // relayResponse builds the response to req on leg from out of the response
 // res of the other leg: code, reason, allow-listed headers and a body.
 func (b *B2BUA) relayResponse(req *sip.Request, from *leg, res *sip.Response, body []byte) *sip.Response {
-	out := b.response(req, from, res.StatusCode, res.Reason)
+	out := b.response(req, from, res.StatusCode, cleanReason(res.Reason))
 	copyAllowed(res, out, b.snap().allow)
 	setBody(out, body, contentType(res))
 	return out

@@ -343,7 +343,7 @@ func (c *call) answeredB(reqA *sip.Request, txA sip.ServerTransaction, reqB *sip
 
 // relayFailure relays a final error response of leg B to the caller.
 func (c *call) relayFailure(reqA *sip.Request, txA sip.ServerTransaction, res *sip.Response) {
-	code, reason := res.StatusCode, res.Reason
+	code, reason := res.StatusCode, cleanReason(res.Reason)
 	if code == 401 || code == 407 {
 		// The callee's authentication challenge is for us, not the caller.
 		code, reason = sip.StatusForbidden, "Forbidden"

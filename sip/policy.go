@@ -27,6 +27,22 @@ func checkInvite(req *sip.Request) *refusal {
 	if req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil || req.Via() == nil {
 		return &refusal{400, "Bad Request", "missing mandatory header"}
 	}
+	for _, name := range []string{"From", "To", "Call-ID", "CSeq"} {
+		if len(req.GetHeaders(name)) != 1 {
+			return &refusal{400, "Bad Request", "repeated " + name + " header"}
+		}
+	}
+	if ct := req.Contact(); ct != nil && ct.Address.Wildcard {
+		return &refusal{400, "Bad Request", "Contact: * is only allowed in REGISTER"}
+	}
+	if hasCTL(req.Recipient.String()) {
+		return &refusal{400, "Bad Request", "control character in the Request-URI"}
+	}
+	for _, h := range req.Headers() {
+		if hasCTL(h.Value()) {
+			return &refusal{400, "Bad Request", "control character in " + h.Name()}
+		}
+	}
 	if req.CSeq().MethodName != req.Method {
 		return &refusal{400, "Bad Request", "CSeq method does not match"}
 	}

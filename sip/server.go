@@ -202,9 +202,20 @@ func (b *B2BUA) registerHandlers() {
 	b.srv.OnNoRoute(b.counted(b.onNotAllowed))
 }
 
-// counted wraps a handler so every request is counted by method.
+// counted wraps a handler so every request is counted by method and a
+// panic never takes the process down.
 func (b *B2BUA) counted(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
+		// sipgo runs handlers in bare goroutines: a panic here would end
+		// the process, so it is logged and answered 500 instead.
+		defer func() {
+			if r := recover(); r != nil {
+				b.log.Error().Interface("panic", r).Str("method", string(req.Method)).Str("remote", req.Source()).Msg("handler panic recovered")
+				if !req.IsAck() {
+					_ = b.respond(tx, sip.NewResponseFromRequest(req, sip.StatusInternalServerError, "Server Internal Error", nil))
+				}
+			}
+		}()
 		b.metrics.Requests.WithLabelValues(metricMethod(req.Method)).Inc()
 		h(req, tx)
 	}

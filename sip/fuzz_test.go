@@ -1,0 +1,181 @@
+package sip
+
+import (
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/edge-sbc/edge-sbc/config"
+)
+
+// corpusSeeds returns the hostile-input corpus of the end-to-end tests
+// (test/testdata/sip, see test/hostile_test.go for the format) rendered to
+// wire bytes with fixed values. Fills are capped at 2 KiB so the seeds stay
+// small enough to mutate quickly.
+func corpusSeeds(tb testing.TB) [][]byte {
+	tb.Helper()
+	paths, err := filepath.Glob(filepath.Join("..", "test", "testdata", "sip", "*.sip"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	repeat := regexp.MustCompile(`^\[repeatline:(\d+)\]`)
+	esc := regexp.MustCompile(`\[(nul|cr|lf|hex:[0-9a-fA-F]{2}|fill:\d+|fill0:\d+)\]`)
+	var seeds [][]byte
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		s := string(b)
+		for strings.HasPrefix(s, "#") {
+			_, s, _ = strings.Cut(s, "\n")
+		}
+		var lines []string
+		for _, l := range strings.Split(s, "\n") {
+			if m := repeat.FindStringSubmatch(l); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				for range min(n, 50) {
+					lines = append(lines, l[len(m[0]):])
+				}
+				continue
+			}
+			lines = append(lines, l)
+		}
+		s = strings.Join(lines, "\r\n")
+		s = strings.NewReplacer("[call_id]", "seed-call-id", "[branch]", "z9hG4bK-seed", "[from_tag]", "ftag",
+			"[to_tag]", "ttag", "[local]", "127.0.0.1:40404").Replace(s)
+		s = esc.ReplaceAllStringFunc(s, func(e string) string {
+			e = e[1 : len(e)-1]
+			switch {
+			case e == "nul":
+				return "\x00"
+			case e == "cr":
+				return "\r"
+			case e == "lf":
+				return "\n"
+			case strings.HasPrefix(e, "hex:"):
+				x, _ := hex.DecodeString(e[4:])
+				return string(x)
+			case strings.HasPrefix(e, "fill0:"):
+				n, _ := strconv.Atoi(e[6:])
+				return strings.Repeat("\x00", min(n, 2048))
+			default:
+				n, _ := strconv.Atoi(e[5:])
+				return strings.Repeat("a", min(n, 2048))
+			}
+		})
+		if i := strings.Index(s, "\r\n\r\n"); i >= 0 {
+			s = strings.ReplaceAll(s[:i], "[len]", strconv.Itoa(len(s)-i-4)) + s[i:]
+		}
+		seeds = append(seeds, []byte(s))
+	}
+	if len(seeds) == 0 {
+		tb.Fatal("no corpus found in ../test/testdata/sip")
+	}
+	return seeds
+}
+
+// FuzzRequestPolicy parses arbitrary bytes the way the TLS transport does
+// (sipgo's stream parser) and as one datagram, and runs what the B2BUA runs
+// on a request before a call exists: the SIPS policy, the body checks, the
+// header allow-list copy, the header parsers and the URI hiding, plus the
+// stateless refusal built from the request. Nothing may panic: sipgo runs
+// handlers in goroutines without recover, so a panic is a crashed SBC.
+func FuzzRequestPolicy(f *testing.F) {
+	for _, s := range corpusSeeds(f) {
+		f.Add(s)
+	}
+	allow := allowSet(config.DefaultHeaderAllowList())
+	f.Fuzz(func(t *testing.T, data []byte) {
+		// The transport's path: a stream parser fed what TLS delivered.
+		stream := sip.NewParser().NewSIPStream()
+		var msgs []sip.Message
+		_ = stream.ParseSIPStream(data, func(m sip.Message) { msgs = append(msgs, m) })
+		stream.Close()
+		if m, err := sip.NewParser().ParseSIP(data); err == nil && m != nil {
+			msgs = append(msgs, m)
+		}
+		for _, m := range msgs {
+			switch m := m.(type) {
+			case *sip.Request:
+				exerciseRequest(m, allow)
+			case *sip.Response:
+				exerciseResponse(m, allow)
+			}
+		}
+	})
+}
+
+func exerciseRequest(req *sip.Request, allow map[string]bool) {
+	r := checkInvite(req)
+	_ = isSDP(req)
+	_ = isMultipart(req)
+	_ = callID(req)
+	out := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sips", User: "u", Host: "sbc.test"})
+	copyAllowed(req, out, allow)
+	setBody(out, req.Body(), contentType(req))
+	_ = out.String()
+	for _, h := range req.Headers() {
+		switch strings.ToLower(h.Name()) {
+		case "session-expires":
+			_ = parseSessionExpires(h.Value())
+		case "rack":
+			_, _, _ = parseRAck(h.Value())
+		}
+	}
+	_ = hideHost(req.Recipient, "sbc.test")
+	if from := req.From(); from != nil {
+		u := hideHost(from.Address, "sbc.test")
+		_ = u.String()
+		_, _ = from.Params.Get("tag")
+	}
+	if to := req.To(); to != nil {
+		_, _ = to.Params.Get("tag")
+	}
+	if ct := req.Contact(); ct != nil {
+		_ = ct.Address.String()
+	}
+	// What respondRefusal sends back, and the 200 of an OPTIONS.
+	code, reason := 400, "Bad Request"
+	if r != nil {
+		code, reason = r.code, r.reason
+	}
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	res.AppendHeader(sip.NewHeader("Allow", methodsAllowed))
+	_ = res.String()
+	if r == nil && req.CSeq() != nil && req.From() != nil && req.To() != nil {
+		// What newCall reads from an INVITE that passed the checks.
+		_ = req.CSeq().SeqNo
+		if mf := req.MaxForwards(); mf != nil {
+			_ = sip.MaxForwardsHeader(mf.Val() - 1)
+		}
+		for _, h := range req.GetHeaders("Record-Route") {
+			if rr, ok := h.(*sip.RecordRouteHeader); ok {
+				_ = rr.Address.String()
+			}
+		}
+	}
+}
+
+func exerciseResponse(res *sip.Response, allow map[string]bool) {
+	_ = retryAfter(res)
+	_ = isSDP(res)
+	out := sip.NewResponse(200, "OK")
+	copyAllowed(res, out, allow)
+	_ = out.String()
+	if h := res.GetHeader("Session-Expires"); h != nil {
+		_ = parseSessionExpires(h.Value())
+	}
+	if cseq := res.CSeq(); cseq != nil {
+		_ = cseq.MethodName
+	}
+	if from := res.From(); from != nil {
+		_, _ = from.Params.Get("tag")
+	}
+}
