@@ -27,6 +27,26 @@ type Config struct {
 	Shutdown Shutdown `yaml:"shutdown"`
 	Metrics  Metrics  `yaml:"metrics"`
 	CDR      CDR      `yaml:"cdr"`
+	Limits   Limits   `yaml:"limits"`
+}
+
+// Limits protect the SBC and the networks behind it.
+type Limits struct {
+	// MaxCalls is the most concurrent calls; more get 503. Default 0
+	// (bounded only by media ports).
+	MaxCalls int `yaml:"max_calls"`
+	// CPS is the most new calls per second (all trunks); more get 503.
+	// Default 0 (unlimited).
+	CPS float64 `yaml:"cps"`
+	// MaxConnectionsPerIP caps concurrent TLS connections from one source
+	// address. Default 64.
+	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
+	// HandshakesPerIP caps new TLS handshakes per second from one source
+	// address (burst the same). Default 20.
+	HandshakesPerIP float64 `yaml:"handshakes_per_ip"`
+	// IdleTimeout closes a connection that carried nothing (not even a
+	// keepalive) for this long, unless a call uses it. Default 300s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -107,6 +127,11 @@ type Trunk struct {
 	// MediaAddress is the address advertised in SDP toward this trunk.
 	// Default: node.public_ipv4, else media.bind.
 	MediaAddress string `yaml:"media_address"`
+	// MaxCalls caps concurrent calls from or to this trunk. Default 0
+	// (no trunk limit).
+	MaxCalls int `yaml:"max_calls"`
+	// CPS caps new calls per second from this trunk. Default 0 (unlimited).
+	CPS float64 `yaml:"cps"`
 }
 
 // Route sends calls from one trunk to another. Routes are tried in order;

@@ -7,31 +7,34 @@ import (
 
 // Defaults in one place; each is also named in the field's comment.
 const (
-	DefaultMinVersion         = "1.2"
-	DefaultHandshakeTimeout   = 10 * time.Second
-	DefaultClientAuth         = "optional"
-	DefaultDNSTimeout         = 2 * time.Second
-	DefaultDNSAttempts        = 2
-	DefaultDNSMinTTL          = 5 * time.Second
-	DefaultDNSMaxTTL          = time.Hour
-	DefaultDNSNegativeTTL     = 30 * time.Second
-	DefaultDNSDownTime        = 30 * time.Second
-	DefaultProvisionalTimeout = 2 * time.Second
-	DefaultAnswerTimeout      = 180 * time.Second
-	DefaultKeepaliveInterval  = 30 * time.Second
-	DefaultSessionExpires     = 1800 * time.Second
-	MinSessionExpires         = 90 * time.Second
-	DefaultMaxMessageSize     = 65535
-	DefaultPortRange          = "36000-59999"
-	DefaultMediaBind          = "0.0.0.0"
-	DefaultMediaTimeout       = 60 * time.Second
-	DefaultDSCPAudio          = 46
-	DefaultDSCPVideo          = 34
-	DefaultDSCPSignalling     = 24
-	DefaultLogLevel           = "info"
-	DefaultLogFormat          = "json"
-	DefaultDrainTimeout       = 30 * time.Second
-	DefaultCDRSyncInterval    = time.Second
+	DefaultMinVersion          = "1.2"
+	DefaultHandshakeTimeout    = 10 * time.Second
+	DefaultClientAuth          = "optional"
+	DefaultDNSTimeout          = 2 * time.Second
+	DefaultDNSAttempts         = 2
+	DefaultDNSMinTTL           = 5 * time.Second
+	DefaultDNSMaxTTL           = time.Hour
+	DefaultDNSNegativeTTL      = 30 * time.Second
+	DefaultDNSDownTime         = 30 * time.Second
+	DefaultProvisionalTimeout  = 2 * time.Second
+	DefaultAnswerTimeout       = 180 * time.Second
+	DefaultKeepaliveInterval   = 30 * time.Second
+	DefaultSessionExpires      = 1800 * time.Second
+	MinSessionExpires          = 90 * time.Second
+	DefaultMaxMessageSize      = 65535
+	DefaultPortRange           = "36000-59999"
+	DefaultMediaBind           = "0.0.0.0"
+	DefaultMediaTimeout        = 60 * time.Second
+	DefaultDSCPAudio           = 46
+	DefaultDSCPVideo           = 34
+	DefaultDSCPSignalling      = 24
+	DefaultLogLevel            = "info"
+	DefaultLogFormat           = "json"
+	DefaultDrainTimeout        = 30 * time.Second
+	DefaultCDRSyncInterval     = time.Second
+	DefaultMaxConnectionsPerIP = 64
+	DefaultHandshakesPerIP     = 20
+	DefaultIdleTimeout         = 300 * time.Second
 )
 
 // DefaultHeaderAllowList is carried across legs unless sip.header_allow_list
@@ -127,6 +130,15 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = DefaultLogFormat
+	}
+	if c.Limits.MaxConnectionsPerIP == 0 {
+		c.Limits.MaxConnectionsPerIP = DefaultMaxConnectionsPerIP
+	}
+	if c.Limits.HandshakesPerIP == 0 {
+		c.Limits.HandshakesPerIP = DefaultHandshakesPerIP
+	}
+	if c.Limits.IdleTimeout == 0 {
+		c.Limits.IdleTimeout = DefaultIdleTimeout
 	}
 	if c.CDR.SyncInterval == 0 {
 		c.CDR.SyncInterval = DefaultCDRSyncInterval

@@ -335,6 +335,14 @@ func (c *Config) validateLog() error {
 			return bad("metrics.listen", "%q is not ip:port", c.Metrics.Listen)
 		}
 	}
+	if c.Limits.MaxCalls < 0 || c.Limits.CPS < 0 || c.Limits.MaxConnectionsPerIP < 0 || c.Limits.HandshakesPerIP < 0 || c.Limits.IdleTimeout < 0 {
+		return bad("limits", "values must be positive")
+	}
+	for i, t := range c.Trunks {
+		if t.MaxCalls < 0 || t.CPS < 0 {
+			return bad(fmt.Sprintf("trunks[%d]", i), "max_calls and cps must be positive")
+		}
+	}
 	if c.CDR.SyncInterval < 0 {
 		return bad("cdr.sync_interval", "must be positive")
 	}

@@ -30,7 +30,10 @@ func newToken(n int) string {
 
 func newTag() string    { return newToken(8) }
 func newCallID() string { return newToken(16) }
-func newBranch() string { return sip.RFC3261BranchMagicCookie + newToken(10) }
+func newBranch() string { return branchPrefix + newToken(10) }
+
+// branchPrefix marks the branches of this SBC (loop detection).
+const branchPrefix = sip.RFC3261BranchMagicCookie + "-esbc-"
 
 // allowSet lower-cases a header allow-list.
 func allowSet(names []string) map[string]bool {

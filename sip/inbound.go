@@ -23,11 +23,10 @@ func (b *B2BUA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		b.respondRefusal(req, tx, r)
 		return
 	}
-	b.mu.Lock()
-	draining := b.draining
-	b.mu.Unlock()
-	if draining {
-		b.respondRefusal(req, tx, &refusal{503, "Service Unavailable", "draining"})
+	if isLoop(req, b.conf().Node.FQDN) {
+		log.Warn().Msg("INVITE came back to this SBC: loop")
+		b.metrics.Admission.WithLabelValues(admitLoop.String()).Inc()
+		b.respondRefusal(req, tx, admitLoop.refusal())
 		return
 	}
 	info, ok := b.tp.lookup(req.Source())
@@ -54,6 +53,12 @@ func (b *B2BUA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 
+	if a := b.admit(req, trunk, dest.Name); a != admitOK {
+		log.Warn().Str("trunk", trunk).Str("to", dest.Name).Str("admission", a.String()).Msg("INVITE not admitted")
+		b.metrics.Admission.WithLabelValues(a.String()).Inc()
+		b.respondRefusal(req, tx, a.refusal())
+		return
+	}
 	c := b.newCall(req, trunk)
 	c.log.Info().Str("event", "call_start").Str("trunk_a", trunk).Str("trunk_b", dest.Name).
 		Str("call_id_b", c.bl.callID).Str("ruri_user", req.Recipient.User).Str("ruri_host", req.Recipient.Host).

@@ -19,6 +19,7 @@ type Metrics struct {
 	TLSHandshakes *prometheus.CounterVec
 	DNSLookups    *prometheus.CounterVec
 	Failovers     *prometheus.CounterVec
+	Admission     *prometheus.CounterVec
 	RelayPackets  *prometheus.CounterVec
 	RelayBytes    *prometheus.CounterVec
 	RelayDrops    *prometheus.CounterVec
@@ -57,6 +58,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Failovers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edge_sbc_failovers_total", Help: "Targets abandoned for the next one, by cause.",
 		}, []string{"cause"}),
+		Admission: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_sbc_admission_refused_total", Help: "New calls refused by admission control, by reason.",
+		}, []string{"reason"}),
 		RelayPackets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edge_sbc_relay_packets_total", Help: "Relayed media packets of ended calls, by kind (rtp, rtcp).",
 		}, []string{"kind"}),
@@ -76,7 +80,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"media"}),
 	}
 	reg.MustRegister(m.CallsTotal, m.SetupSeconds, m.Requests, m.Responses, m.TLSHandshakes,
-		m.DNSLookups, m.Failovers, m.RelayPackets, m.RelayBytes, m.RelayDrops, m.JitterMs, m.LossPercent)
+		m.DNSLookups, m.Failovers, m.Admission, m.RelayPackets, m.RelayBytes, m.RelayDrops, m.JitterMs, m.LossPercent)
 	return m
 }
 

@@ -59,6 +59,8 @@ type B2BUA struct {
 	calls    map[*call]struct{}
 	draining bool
 
+	adm admitter
+
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -122,13 +124,18 @@ func New(o Options) (*B2BUA, error) {
 		identify:  b.identify,
 		onEnd:     b.connectionEnded,
 		metrics:   b.metrics,
+		limits:    func() config.Limits { return b.conf().Limits },
+		busy:      b.connectionBusy,
 	}
 	b.tp.init()
 
 	slogger := slog.New(newSlogBridge(o.Log.With().Str("part", "sipgo").Logger()))
 	sip.SetDefaultLogger(slogger)
+	parser := sip.NewParser()
+	parser.MaxMessageLength = o.Config.SIP.MaxMessageSize
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("edge-sbc"),
+		sipgo.WithUserAgentParser(parser),
 		sipgo.WithUserAgentHostname(o.Config.Node.FQDN),
 		sipgo.WithUserAgenTLSConfig(tlsconf.NewClientConfig(o.Store, "", "", minTLS)),
 		sipgo.WithUserAgentTransactionLayerOptions(
@@ -345,6 +352,18 @@ func (b *B2BUA) identify(ids []string, unauthTrunk string, verified bool) string
 		return ""
 	}
 	return unauthTrunk
+}
+
+// connectionBusy reports whether a call uses the connection to remote.
+func (b *B2BUA) connectionBusy(remote string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for c := range b.calls {
+		if c.a.conn == remote || c.bl.connAddr() == remote {
+			return true
+		}
+	}
+	return false
 }
 
 // go runs f as a goroutine owned by the B2BUA.

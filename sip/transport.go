@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/net/ipv4"
 
+	"github.com/edge-sbc/edge-sbc/config"
 	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
@@ -34,19 +36,36 @@ type connInfo struct {
 	conn       *trackedConn
 }
 
-// trackedConn reports its end once, whichever of Read or Close sees it first.
+// trackedConn reports its end once, whichever of Read or Close sees it
+// first, and closes a connection idle for longer than idle() unless busy()
+// says a call still uses it (no slowloris, no stale connections).
 type trackedConn struct {
 	net.Conn
 	once    sync.Once
 	onClose func()
+	idle    func() time.Duration
+	busy    func() bool
 }
 
 func (c *trackedConn) Read(b []byte) (int, error) {
-	n, err := c.Conn.Read(b)
-	if err != nil {
-		c.ended()
+	for {
+		var d time.Duration
+		if c.idle != nil {
+			d = c.idle()
+		}
+		if d > 0 {
+			_ = c.Conn.SetReadDeadline(time.Now().Add(d))
+		}
+		n, err := c.Conn.Read(b)
+		if err != nil {
+			var ne net.Error
+			if d > 0 && n == 0 && errors.As(err, &ne) && ne.Timeout() && c.busy != nil && c.busy() {
+				continue // idle, but a call depends on it: keep it
+			}
+			c.ended()
+		}
+		return n, err
 	}
-	return n, err
 }
 
 func (c *trackedConn) Close() error {
@@ -135,6 +154,13 @@ type transport struct {
 	identify  func(identities []string, unauthTrunk string, verified bool) string
 	onEnd     func(remote string)
 	metrics   *Metrics
+	limits    func() config.Limits // current limits (reloadable)
+	busy      func(remote string) bool
+
+	hmu       sync.Mutex // guards perIP, hsBucket, refusedAt
+	perIP     map[netip.Addr]int
+	hsBucket  map[netip.Addr]*bucket
+	refusedAt map[netip.Addr]time.Time
 
 	out *handoff // outbound connections are served by sipgo from here
 
@@ -151,6 +177,9 @@ type dialCall struct {
 }
 
 func (t *transport) init() {
+	t.perIP = map[netip.Addr]int{}
+	t.hsBucket = map[netip.Addr]*bucket{}
+	t.refusedAt = map[netip.Addr]time.Time{}
 	t.conns = map[string]*connInfo{}
 	t.dials = map[string]*dialCall{}
 	t.out = newHandoff(&net.TCPAddr{IP: net.IPv4zero})
@@ -176,17 +205,30 @@ func (l *listener) serve(ctx context.Context) {
 			}
 			return
 		}
+		ip := remoteIP(raw)
+		if why := l.t.admitConn(ip); why != "" {
+			l.t.refuse(ip, why)
+			_ = raw.Close()
+			continue
+		}
 		l.t.wg.Add(1)
 		go func() {
 			defer l.t.wg.Done()
-			l.handshake(ctx, raw)
+			l.handshake(ctx, raw, ip)
 		}()
 	}
 }
 
-func (l *listener) handshake(ctx context.Context, raw net.Conn) {
+func (l *listener) handshake(ctx context.Context, raw net.Conn, ip netip.Addr) {
 	t := l.t
 	remote := raw.RemoteAddr().String()
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			t.releaseConn(ip)
+		}
+	}
 	setDSCP(raw, t.dscp)
 	conf := tlsconf.NewServerConfig(t.store, l.mode, t.minTLS)
 	tc := tls.Server(raw, conf)
@@ -198,6 +240,7 @@ func (l *listener) handshake(ctx context.Context, raw net.Conn) {
 		t.log.Warn().Str("remote", remote).Str("listener", l.ln.Addr().String()).
 			Str("reason", string(reason)).Str("why", why).Msg("inbound TLS refused")
 		_ = raw.Close()
+		release()
 		return
 	}
 	t.metrics.TLSHandshakes.WithLabelValues("inbound", "ok", "").Inc()
@@ -208,7 +251,8 @@ func (l *listener) handshake(ctx context.Context, raw net.Conn) {
 		ids = tlsconf.Identities(cs.PeerCertificates[0])
 	}
 	info := &connInfo{remote: remote, identities: ids, verified: verified, unauth: l.unauthTrunk}
-	info.conn = &trackedConn{Conn: tc, onClose: func() { t.ended(info) }}
+	info.conn = &trackedConn{Conn: tc, onClose: func() { release(); t.ended(info) },
+		idle: t.idleTimeout, busy: func() bool { return t.busy != nil && t.busy(remote) }}
 	t.mu.Lock()
 	t.conns[remote] = info
 	t.mu.Unlock()
@@ -217,6 +261,84 @@ func (l *listener) handshake(ctx context.Context, raw net.Conn) {
 	if err := l.hand.push(ctx, info.conn); err != nil {
 		_ = info.conn.Close()
 	}
+}
+
+func remoteIP(c net.Conn) netip.Addr {
+	if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+		return ap.Addr().Unmap()
+	}
+	return netip.Addr{}
+}
+
+func (t *transport) idleTimeout() time.Duration {
+	if t.limits == nil {
+		return 0
+	}
+	return t.limits().IdleTimeout
+}
+
+// admitConn applies the per-source-address caps to a new connection; it
+// returns why it is refused, or "" and counts the connection.
+func (t *transport) admitConn(ip netip.Addr) string {
+	if t.limits == nil {
+		return ""
+	}
+	lim := t.limits()
+	now := time.Now()
+	t.hmu.Lock()
+	defer t.hmu.Unlock()
+	if lim.MaxConnectionsPerIP > 0 && t.perIP[ip] >= lim.MaxConnectionsPerIP {
+		return "too many connections from this address"
+	}
+	bk := t.hsBucket[ip]
+	if bk == nil {
+		if len(t.hsBucket) > 10000 {
+			// Bounded: forget addresses whose bucket has refilled.
+			for a, b := range t.hsBucket {
+				if now.Sub(b.last) > time.Minute {
+					delete(t.hsBucket, a)
+				}
+			}
+		}
+		bk = &bucket{}
+		t.hsBucket[ip] = bk
+	}
+	if !bk.take(lim.HandshakesPerIP, now) {
+		return "handshake rate from this address"
+	}
+	t.perIP[ip]++
+	return ""
+}
+
+func (t *transport) releaseConn(ip netip.Addr) {
+	t.hmu.Lock()
+	defer t.hmu.Unlock()
+	if t.perIP[ip] <= 1 {
+		delete(t.perIP, ip)
+		return
+	}
+	t.perIP[ip]--
+}
+
+// refuse logs a refused connection once a minute per address, not per
+// connection, and counts every one.
+func (t *transport) refuse(ip netip.Addr, why string) {
+	if t.metrics != nil {
+		t.metrics.TLSHandshakes.WithLabelValues("inbound", "refused", "limit").Inc()
+	}
+	now := time.Now()
+	t.hmu.Lock()
+	last, seen := t.refusedAt[ip]
+	if !seen || now.Sub(last) > time.Minute {
+		t.refusedAt[ip] = now
+		if len(t.refusedAt) > 10000 {
+			clear(t.refusedAt)
+		}
+		t.hmu.Unlock()
+		t.log.Warn().Str("source", ip.String()).Str("why", why).Msg("connection refused (logged once a minute per address)")
+		return
+	}
+	t.hmu.Unlock()
 }
 
 // ended forgets a connection and tells the B2BUA.
@@ -330,7 +452,8 @@ func (t *transport) dialNew(ctx context.Context, addr, sni, identity string) err
 		ids = appendUnique(ids, identity)
 	}
 	info := &connInfo{remote: addr, identities: ids, verified: true, outbound: true, sni: sni}
-	info.conn = &trackedConn{Conn: tc, onClose: func() { t.ended(info) }}
+	info.conn = &trackedConn{Conn: tc, onClose: func() { t.ended(info) },
+		idle: t.idleTimeout, busy: func() bool { return t.busy != nil && t.busy(addr) }}
 	t.mu.Lock()
 	t.conns[addr] = info
 	t.mu.Unlock()

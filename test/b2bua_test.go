@@ -25,6 +25,9 @@ type bedOptions struct {
 	uasScenario string // "" = no callee started
 	extraYAML   string
 	drain       time.Duration // shutdown.drain_timeout; default 2s
+	limits      string        // the limits: mapping; default generous (all tests come from 127.0.0.1)
+	uasExtra    []string      // extra sipp arguments for the callee
+	mediaRange  string        // media.port_range; default 40000-40999
 	metrics     int           // metrics.listen port; 0 = off
 }
 
@@ -32,6 +35,14 @@ func newBed(t *testing.T, o bedOptions) (*bed, *harness.Sipp) {
 	t.Helper()
 	harness.LookTools(t)
 	b := &bed{}
+	limits := "{ max_connections_per_ip: 1000, handshakes_per_ip: 1000 }"
+	if o.limits != "" {
+		limits = o.limits
+	}
+	mediaRange := "40000-40999"
+	if o.mediaRange != "" {
+		mediaRange = o.mediaRange
+	}
 	drain := "2s"
 	if o.drain > 0 {
 		drain = o.drain.String()
@@ -44,7 +55,7 @@ func newBed(t *testing.T, o bedOptions) (*bed, *harness.Sipp) {
 	b.mtlsPort = harness.FreePort(t)
 	var uas *harness.Sipp
 	if o.uasScenario != "" {
-		uas = harness.StartSippUAS(t, harness.SippOptions{Scenario: o.uasScenario, Timeout: 60 * time.Second})
+		uas = harness.StartSippUAS(t, harness.SippOptions{Scenario: o.uasScenario, Timeout: 60 * time.Second, Extra: o.uasExtra})
 		b.uasPort = uas.Port()
 		b.calleeTL = harness.StartTLSServerProxy(t, b.pki["callee.test"], b.uasPort, true)
 	} else {
@@ -71,12 +82,13 @@ routes:
 sip:
   provisional_timeout: 1s
 media:
-  port_range: "40000-40999"
+  port_range: "%[10]s"
   bind: 127.0.0.1
 log: { level: debug, format: json }
 shutdown: { drain_timeout: %[8]s }
+limits: %[9]s
 %[7]s`, b.pki["sbc.test"].Cert, b.pki["sbc.test"].Key, b.pki["sbc.test"].CA,
-		b.tlsPort, b.mtlsPort, b.calleeTL, o.extraYAML, drain)
+		b.tlsPort, b.mtlsPort, b.calleeTL, o.extraYAML, drain, limits, mediaRange)
 	b.sbc = harness.StartSBC(t, cfg)
 	return b, uas
 }
