@@ -34,7 +34,7 @@ type mmsghdr struct {
 type batchIO struct {
 	rc    syscall.RawConn // own socket: recvmmsg
 	peer  syscall.RawConn // peer socket: sendmmsg
-	bufs  []byte          // batchSize * bufSize
+	bufs  []byte          // batchSize slots of slotSize; datagrams are received into the first bufSize bytes
 	names [batchSize][sockaddrLen]byte
 	riov  [batchSize]unix.Iovec
 	rhs   [batchSize]mmsghdr
@@ -60,9 +60,9 @@ func newBatchIO(own, peer *net.UDPConn) (*batchIO, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batchIO{rc: rc, peer: prc, bufs: make([]byte, batchSize*bufSize)}
+	b := &batchIO{rc: rc, peer: prc, bufs: make([]byte, batchSize*slotSize)}
 	for i := range batchSize {
-		b.riov[i].Base = &b.bufs[i*bufSize]
+		b.riov[i].Base = &b.bufs[i*slotSize]
 		b.riov[i].SetLen(bufSize)
 		b.rhs[i].hdr.Iov = &b.riov[i]
 		b.rhs[i].hdr.SetIovlen(1)
@@ -108,9 +108,10 @@ func (b *batchIO) doRecv(fd uintptr) bool {
 	}
 }
 
-// buf returns the i-th received datagram.
+// buf returns the i-th received datagram. Its capacity extends to the end
+// of its slot: srtpHeadroom bytes at least, for in-place SRTP protection.
 func (b *batchIO) buf(i int) []byte {
-	return b.bufs[i*bufSize : i*bufSize+int(b.rhs[i].len)]
+	return b.bufs[i*slotSize : i*slotSize+int(b.rhs[i].len) : (i+1)*slotSize]
 }
 
 // truncated reports whether the i-th datagram did not fit its buffer.
@@ -123,11 +124,12 @@ func (b *batchIO) src(i int) netip.AddrPort {
 	return parseSockaddr(&b.names[i])
 }
 
-// queue schedules the i-th received datagram (n bytes) for sending to dst.
+// queue schedules the i-th received datagram, n bytes from the start of its
+// slot (its length may have changed in place), for sending to dst.
 // dst must stay unmodified until flush returns (endpoints are immutable).
 func (b *batchIO) queue(i, n int, dst *endpoint) {
 	j := b.nsend
-	b.siov[j].Base = &b.bufs[i*bufSize]
+	b.siov[j].Base = &b.bufs[i*slotSize]
 	b.siov[j].SetLen(n)
 	b.shs[j].hdr.Name = &dst.sa[0]
 	b.shs[j].hdr.Namelen = dst.salen

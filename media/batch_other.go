@@ -22,11 +22,11 @@ type batchIO struct {
 }
 
 func newBatchIO(own, peer *net.UDPConn) (*batchIO, error) {
-	return &batchIO{own: own, peer: peer, bufs: make([]byte, bufSize+1)}, nil
+	return &batchIO{own: own, peer: peer, bufs: make([]byte, slotSize)}, nil
 }
 
 func (b *batchIO) recv() (int, error) {
-	n, from, err := b.own.ReadFromUDPAddrPort(b.bufs)
+	n, from, err := b.own.ReadFromUDPAddrPort(b.bufs[:bufSize+1])
 	if err != nil {
 		return 0, err
 	}
@@ -34,12 +34,12 @@ func (b *batchIO) recv() (int, error) {
 	return 1, nil
 }
 
-func (b *batchIO) buf(int) []byte     { return b.bufs[:b.n] }
+func (b *batchIO) buf(int) []byte     { return b.bufs[:b.n:slotSize] }
 func (b *batchIO) truncated(int) bool { return b.trunc }
 func (b *batchIO) src(int) netip.AddrPort {
 	return netip.AddrPortFrom(b.from.Addr().Unmap(), b.from.Port())
 }
-func (b *batchIO) queue(_, _ int, dst *endpoint) { b.nsend, b.dst = 1, dst }
+func (b *batchIO) queue(_, n int, dst *endpoint) { b.nsend, b.n, b.dst = 1, n, dst }
 
 func (b *batchIO) flush() int {
 	if b.nsend == 0 {

@@ -1,8 +1,9 @@
 // Package media anchors the media of edge-sbc calls: every m= stream of a
 // call crosses two UDP ports of the SBC, one facing side A (caller) and one
-// facing side B (callee). SRTP is passed through: packets are relayed
-// byte-identical, never decrypted, and a=crypto lines are kept untouched
-// (and never logged).
+// facing side B (callee). By default SRTP is passed through: packets are
+// relayed byte-identical, never decrypted, and a=crypto lines are kept
+// untouched (and never logged). A session may instead terminate SRTP per
+// leg (see SRTP termination).
 //
 // # API
 //
@@ -63,8 +64,10 @@
 // code stays simple and each reader owns its buffers without locks.
 // Measured on Go 1.26/linux-amd64 (TestFootprint): a parked reader
 // goroutine uses about 2.2 KB of stack; an rtcp-muxed audio call (two
-// sockets, two readers, 8 x 2 KB buffers each) about 47 KB in total, so
-// 1,000 audio calls take about 47 MB, audio+video calls about twice that.
+// sockets, two readers, 8 x 2.1 KB buffers each) about 52 KB in total, so
+// 1,000 audio calls take about 52 MB, audio+video calls about twice that
+// (figures with the 64-byte SRTP headroom per buffer; the SRTP contexts of
+// terminated streams come on top).
 // BenchmarkRelayPassthrough measures about 3 µs per 172-byte packet on
 // loopback, client send and receive system calls included, 0 allocations.
 //
@@ -77,7 +80,59 @@
 // Config.StrictSource, only packets from the signalled address:port are
 // accepted and nothing is latched; others are dropped and counted as
 // strangers. Drops are counted per reason: stranger, no_destination,
-// oversize (datagram larger than 2048 bytes), send_error.
+// oversize (datagram larger than 2048 bytes), send_error, and with SRTP
+// termination auth, replay and no_key.
+//
+// # SRTP termination
+//
+// SessionConfig.ModeA and ModeB choose, per leg, SRTPPassthrough (the
+// zero value), SRTPTerminate (the SBC is the SRTP endpoint of the leg,
+// with its own SDES keys, RFC 4568) or SRTPPlainRTP (the leg speaks
+// RTP/AVP(F)). When both are pass-through nothing above changes; otherwise
+// every RTP m-line is terminated, a pass-through leg counting as terminate.
+//
+// SDP: the a=crypto lines of a peer never reach the other leg. Toward a
+// terminate leg the SBC's offer carries RTP/SAVP(F) and one line per suite
+// (1 AES_CM_128_HMAC_SHA1_80, 2 AES_CM_128_HMAC_SHA1_32, 3
+// AEAD_AES_128_GCM), each with its own random master key and salt, drawn
+// per leg and stream when the stream is created and repeated by later
+// offers; the answer's tag tells which one is used. Answering a terminate
+// leg, the SBC accepts the first line of its offer it supports (the three
+// suites above, AES_256_CM_HMAC_SHA1_80/32, AEAD_AES_256_GCM; MKI and
+// lifetime accepted; other key methods, several keys and session
+// parameters other than WSH and KDR=0 are not) and answers with the same
+// tag, suite and its own key. A terminate leg offering no usable line, or
+// answering none of the SBC's, gets ErrNotAcceptable (488). Toward a plain
+// leg the SBC sends RTP/AVP(F) without a=crypto. DTLS-SRTP attributes are
+// dropped on terminated streams (DTLS is not terminated).
+//
+// Keys: each leg has a remote context, which decrypts what the side sends,
+// and a local one, which encrypts what it is sent (pion/srtp; replay
+// protection with a 64-packet window on remote contexts). Contexts are
+// built by the signalling, outside the relay, and published through
+// atomic pointers; readers load them once per batch. The first keys of a
+// stream are installed as soon as they are known (early media); changed
+// keys (re-INVITE) when the answer is processed, i.e. when the offerer
+// starts using them, so a re-key loses no packet. A re-offer repeating the
+// same key keeps the context, its rollover counter and replay window. The
+// RTP context of a direction is used by one reader goroutine only; RTCP,
+// which may arrive on the RTP port (RFC 5761, packet types 192-223) or on
+// the RTCP port, goes through a mutex-guarded context.
+//
+// Relay: the reader decrypts in place (RTP or SRTCP) with the sender's
+// remote context, accounts the packet, then encrypts in place with the
+// receiver's local context and sends it from the same buffer; each buffer
+// has 64 bytes of headroom after the 2048 received, for the tag (up to 16
+// bytes with GCM) and the SRTCP index. Nothing is allocated per packet.
+// Packets failing authentication (or not parseable as (S)RTP/(S)RTCP) are
+// dropped as auth, replays as replay, packets of a direction whose key is
+// not negotiated yet as no_key; none is forwarded, counted as media or
+// latched: only authentic packets move a latched destination.
+// BenchmarkRelayTerminate and BenchmarkTerminateHop measure the cost.
+//
+// Key material never appears in logs, metrics or errors: srtpKey and the
+// types holding keys format as "<redacted>", and SDP errors go through
+// redact.
 //
 // # Statistics
 //

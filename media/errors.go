@@ -21,4 +21,20 @@ var (
 
 	// ErrClosed is returned by operations on a closed Session or Engine.
 	ErrClosed = errors.New("media: closed")
+
+	// ErrBadSRTPMode means an SRTP mode name (ParseSRTPMode) or value
+	// (SessionConfig.ModeA/ModeB) is not known.
+	ErrBadSRTPMode = errors.New("media: unknown SRTP mode")
+)
+
+// Errors of the SDES (RFC 4568) a=crypto parser. They never leave the
+// package: a line that fails to parse is skipped, and only a missing
+// usable line surfaces, as ErrNotAcceptable.
+var (
+	// errBadCrypto: the a=crypto line is malformed (syntax, base64, key
+	// length).
+	errBadCrypto = errors.New("media: malformed a=crypto")
+	// errUnsupportedCrypto: the line is well formed but uses a suite, key
+	// method or session parameter this package does not implement.
+	errUnsupportedCrypto = errors.New("media: unsupported a=crypto")
 )

@@ -19,6 +19,9 @@ const (
 	// bufSize is the size of one relay buffer; larger datagrams are
 	// dropped as oversize.
 	bufSize = 2048
+	// slotSize is the memory of one relay buffer: bufSize plus the room
+	// SRTP protection may add in place.
+	slotSize = bufSize + srtpHeadroom
 )
 
 // mediaKind selects the DSCP of a stream.
@@ -68,6 +71,12 @@ type leg struct {
 
 	sigRTP, sigRTCP atomic.Pointer[endpoint] // signalled in this side's SDP
 	remRTP, remRTCP atomic.Pointer[endpoint] // where packets to this side go
+
+	// SRTP termination (streams with sec != nil): remote decrypts what
+	// this side sends, local encrypts what is sent to it. nil until the
+	// key is negotiated. Published by the signalling; each reader loads
+	// them once per batch (see cryptoCtx for who uses which context).
+	remote, local atomic.Pointer[cryptoCtx]
 }
 
 // stream relays one m= line between side A and side B.
@@ -86,6 +95,11 @@ type stream struct {
 	kind           mediaKind
 	dir            [2]direction
 
+	// modes are the effective SRTP modes of the legs, immutable; both
+	// SRTPPassthrough unless the stream terminates SRTP (sec != nil).
+	modes [2]SRTPMode
+	sec   *streamSec // SDES keys; signalling state (Session.opMu)
+
 	legs     [2]leg
 	clocks   atomic.Pointer[clockTable]
 	held     atomic.Bool // pauses the dead-media timer
@@ -95,8 +109,10 @@ type stream struct {
 }
 
 // openStream allocates relay sockets on both legs and starts their
-// readers. RTCP sockets are opened only if withRTCP (no rtcp-mux).
-func (e *Engine) openStream(log zerolog.Logger, index int, media, content string, isRTP, withRTCP bool) (*stream, error) {
+// readers. RTCP sockets are opened only if withRTCP (no rtcp-mux). An RTP
+// stream terminates SRTP when modes (the session's effective modes) are not
+// pass-through.
+func (e *Engine) openStream(log zerolog.Logger, index int, media, content string, isRTP, withRTCP bool, modes [2]SRTPMode) (*stream, error) {
 	st := &stream{
 		eng:     e,
 		index:   index,
@@ -108,6 +124,10 @@ func (e *Engine) openStream(log zerolog.Logger, index int, media, content string
 	}
 	st.log = log.With().Int("mline", index).Str("media", media).Logger()
 	st.dir = [2]direction{dirSendRecv, dirSendRecv}
+	if isRTP && modes != [2]SRTPMode{} {
+		st.modes = modes
+		st.sec = newStreamSec()
+	}
 	for side := range st.legs {
 		base, rtp, rtcp, err := e.openPair(withRTCP)
 		if err != nil {
@@ -202,12 +222,17 @@ func (st *stream) startReaders(rtcp bool) {
 }
 
 // readLoop is the hot path: it receives batches on the socket facing side
-// from, accounts them, and sends them unmodified, from the same buffers,
-// through the socket facing the other side. It owns bio and its local
-// statistics; it returns when its socket is closed.
+// from, accounts them, and sends them, from the same buffers, through the
+// socket facing the other side: unmodified in pass-through, else decrypted
+// with the sending side's remote context and encrypted with the receiving
+// side's local context, in place. It owns bio, its SRTP scratch state and
+// its local statistics; it returns when its socket is closed.
 func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
 	defer st.wg.Done()
 	me, peer := &st.legs[from], &st.legs[from.Other()]
+	term := st.terminates()
+	modeIn, modeOut := st.modes[from], st.modes[from.Other()]
+	var xf srtpXform
 	own, dstp, sig := &me.remRTP, &peer.remRTP, &me.sigRTP
 	if rtcp {
 		own, dstp, sig = &me.remRTCP, &peer.remRTCP, &me.sigRTCP
@@ -231,6 +256,10 @@ func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
 			clocks = st.clocks.Load()
 		}
 		cur := own.Load()
+		var dec, enc *cryptoCtx
+		if term {
+			dec, enc = me.remote.Load(), peer.local.Load()
+		}
 		var want *endpoint
 		if strict {
 			want = sig.Load()
@@ -241,21 +270,41 @@ func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
 				continue
 			}
 			src := bio.src(i)
+			latch := false
 			if strict {
 				if want == nil || want.ap != src {
 					ls.stranger++
 					continue
 				}
-			} else if cur == nil || cur.ap != src {
+			} else {
+				latch = cur == nil || cur.ap != src
+			}
+			p := bio.buf(i)
+			isRTCP := rtcp || (st.isRTP && isMuxedRTCP(p))
+			n := len(p)
+			if term {
+				var why dropReason
+				if p, why = xf.unprotect(p, isRTCP, modeIn, dec); why != dropNone {
+					ls.drop(why)
+					continue // and do not latch: only authentic SRTP moves the destination
+				}
+			}
+			if latch {
 				// Symmetric latching: answer where the side sends from.
 				cur = newEndpoint(src, st.v6)
 				own.Store(cur)
 			}
-			p := bio.buf(i)
-			ls.account(p, rtcp, clocks, nowUs)
+			ls.account(p[:n], isRTCP, clocks, nowUs) // the header is left in clear
 			if dst == nil {
 				ls.noDest++
 				continue
+			}
+			if term {
+				var why dropReason
+				if p, why = xf.protect(p, isRTCP, modeOut, enc); why != dropNone {
+					ls.drop(why)
+					continue
+				}
 			}
 			bio.queue(i, len(p), dst)
 		}
@@ -264,12 +313,10 @@ func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
 	}
 }
 
-// account updates the local statistics for packet p.
+// account updates the local statistics for packet p, received as is (RTCP
+// when rtcp: on an RTCP port, or muxed on the RTP port).
 func (ls *localStats) account(p []byte, rtcp bool, clocks *clockTable, nowUs uint64) {
 	n := uint64(len(p))
-	if !rtcp && clocks != nil && len(p) >= 8 && p[0]>>6 == 2 && p[1] >= 192 && p[1] <= 223 {
-		rtcp = true // RTCP muxed on the RTP port (RFC 5761 section 4)
-	}
 	if rtcp {
 		ls.rtcpPackets++
 		ls.rtcpBytes += n

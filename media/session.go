@@ -45,8 +45,16 @@ type SessionConfig struct {
 	// to side A and side B (c= and o=). The zero value falls back to
 	// Config.BindAddr, which then must not be unspecified.
 	AdvertiseA, AdvertiseB netip.Addr
-	// AllowPlainRTP accepts audio/video over RTP/AVP(F) without a=crypto.
+	// AllowPlainRTP accepts audio/video over RTP/AVP(F) without a=crypto
+	// when both legs pass SRTP through. Otherwise the modes decide: an
+	// SRTPPlainRTP leg speaks plain RTP, an SRTPTerminate leg must offer
+	// or accept an SDES suite.
 	AllowPlainRTP bool
+	// ModeA and ModeB are the SRTP modes of the legs facing side A and
+	// side B. The zero values pass SRTP through on both legs. When either
+	// is not SRTPPassthrough, the session terminates SRTP: a pass-through
+	// leg is then treated as SRTPTerminate.
+	ModeA, ModeB SRTPMode
 	// OnTimeout is called once, from the engine's watchdog goroutine, when
 	// media is dead (see Config.Timeout). It must not block for long; it
 	// may call Session.Close.
@@ -63,6 +71,10 @@ type Session struct {
 	cfg SessionConfig
 	log zerolog.Logger
 	adv [2]netip.Addr // advertised address toward each side
+
+	modes   [2]SRTPMode // effective SRTP modes (effectiveModes), immutable
+	term    bool        // the session terminates SRTP
+	modeErr error       // invalid SessionConfig modes: Offer and Answer fail
 
 	// opMu serializes the signalling operations (Offer, Answer, Stats,
 	// Close) and guards pending, origins, retired, final and closed, and
@@ -110,6 +122,8 @@ func newSession(e *Engine, sc SessionConfig) *Session {
 			s.adv[i] = e.cfg.BindAddr
 		}
 	}
+	s.modes, s.modeErr = effectiveModes(sc.ModeA, sc.ModeB)
+	s.term = s.modeErr == nil && s.modes != [2]SRTPMode{}
 	return s
 }
 
@@ -120,8 +134,13 @@ func newSession(e *Engine, sc SessionConfig) *Session {
 // streams (matched by m-line index), updates the relay in place and
 // allocates only added streams.
 //
-// Errors wrap ErrNotAcceptable (plain RTP refused, unparsable SDP),
-// ErrPortsExhausted, ErrBadSDP or ErrClosed. On error nothing changed.
+// When the session terminates SRTP, the a=crypto lines sent to a
+// terminate-mode leg are the SBC's own (see doc.go); a terminate-mode
+// offerer must offer a supported SDES suite.
+//
+// Errors wrap ErrNotAcceptable (plain RTP refused, no supported SRTP
+// suite, unparsable SDP), ErrPortsExhausted, ErrBadSDP, ErrBadSRTPMode or
+// ErrClosed. On error nothing changed.
 func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 	if from != SideA && from != SideB {
 		return nil, fmt.Errorf("%w: invalid side %v", ErrBadSDP, from)
@@ -130,6 +149,9 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 	defer s.opMu.Unlock()
 	if s.closed {
 		return nil, ErrClosed
+	}
+	if s.modeErr != nil {
+		return nil, s.modeErr
 	}
 	to := from.Other()
 	if err := s.checkAdvertise(to); err != nil {
@@ -140,6 +162,9 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 		return nil, err
 	}
 	if err := s.check(sd); err != nil {
+		return nil, err
+	}
+	if err := s.checkSec(from, sd, false); err != nil {
 		return nil, err
 	}
 	if len(sd.MediaDescriptions) < len(s.streams) {
@@ -166,7 +191,7 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 			continue
 		}
 		st, err := s.eng.openStream(s.log, i, md.MediaName.Media, attrValue(md.Attributes, "content"),
-			carriesRTP(md), carriesRTP(md) && !hasAttr(md.Attributes, "rtcp-mux"))
+			carriesRTP(md), carriesRTP(md) && !hasAttr(md.Attributes, "rtcp-mux"), s.modes)
 		if err != nil {
 			for _, c := range created {
 				c.close()
@@ -181,14 +206,26 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 	// Phase 2: rewrite; phase 3: commit.
 	adv := s.adv[to]
 	infos := make([]remoteInfo, len(next))
+	var sec secPlan
 	for i, md := range sd.MediaDescriptions {
 		st := next[i]
+		if s.term && (st == nil || !st.terminates()) {
+			removeCrypto(md) // keys of one leg never reach the other
+		}
 		if st == nil {
 			rewriteMedia(md, 0, adv)
 			continue
 		}
 		infos[i] = remoteOf(sd, md)
 		rewriteMedia(md, st.legs[to].base, adv)
+		if st.terminates() {
+			if err := s.secOffer(&sec, from, md, st); err != nil {
+				for _, c := range created {
+					c.close()
+				}
+				return nil, err
+			}
+		}
 	}
 	rewriteSession(sd, adv)
 	out, err := s.marshal(to, sd)
@@ -205,6 +242,7 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 			s.learn(st, from, infos[i])
 		}
 	}
+	sec.commit()
 	s.pending = &pendingOffer{from: from, mlines: len(sd.MediaDescriptions), started: time.Now()}
 	s.log.Debug().Stringer("from", from).Int("mlines", len(next)).Int("new", len(created)).Msg("media: offer anchored")
 	return out, nil
@@ -215,8 +253,14 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 // It learns the answerer's addresses; streams the answer rejects (port 0)
 // are released.
 //
+// When the session terminates SRTP, the answer installs the negotiated
+// keys of both legs (a re-INVITE with new keys re-keys here, without
+// interrupting the relay).
+//
 // Errors wrap ErrBadSDP (no pending offer, m-line count mismatch,
-// unparsable), ErrNotAcceptable or ErrClosed. On error nothing changed.
+// unparsable), ErrNotAcceptable (including a terminate-mode answer that
+// accepts none of the SBC's SRTP suites) or ErrClosed. On error nothing
+// changed.
 func (s *Session) Answer(from Side, answer []byte) ([]byte, error) {
 	if from != SideA && from != SideB {
 		return nil, fmt.Errorf("%w: invalid side %v", ErrBadSDP, from)
@@ -244,13 +288,20 @@ func (s *Session) Answer(from Side, answer []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: answer has %d m-lines, offer had %d",
 			ErrBadSDP, len(sd.MediaDescriptions), s.pending.mlines)
 	}
+	if err := s.checkSec(from, sd, true); err != nil {
+		return nil, err
+	}
 	next := make([]*stream, len(s.streams))
 	copy(next, s.streams)
 	var toClose []*stream
 	adv := s.adv[to]
 	infos := make([]remoteInfo, len(next))
+	var sec secPlan
 	for i, md := range sd.MediaDescriptions {
 		st := next[i]
+		if s.term && (st == nil || md.MediaName.Port.Value == 0 || !st.terminates()) {
+			removeCrypto(md) // keys of one leg never reach the other
+		}
 		if st == nil || md.MediaName.Port.Value == 0 {
 			if st != nil {
 				toClose = append(toClose, st)
@@ -261,6 +312,11 @@ func (s *Session) Answer(from Side, answer []byte) ([]byte, error) {
 		}
 		infos[i] = remoteOf(sd, md)
 		rewriteMedia(md, st.legs[to].base, adv)
+		if st.terminates() {
+			if err := s.secAnswer(&sec, from, md, st); err != nil {
+				return nil, err
+			}
+		}
 	}
 	rewriteSession(sd, adv)
 	out, err := s.marshal(to, sd)
@@ -275,6 +331,7 @@ func (s *Session) Answer(from Side, answer []byte) ([]byte, error) {
 			st.answered.Store(true)
 		}
 	}
+	sec.commit()
 	s.pending = nil
 	s.log.Debug().Stringer("from", from).Msg("media: answer anchored")
 	return out, nil
@@ -293,7 +350,7 @@ func (s *Session) check(sd *sdp.SessionDescription) error {
 		if p == 0 {
 			continue
 		}
-		if !s.cfg.AllowPlainRTP && isPlainRTP(md) {
+		if !s.cfg.AllowPlainRTP && !s.term && isPlainRTP(md) {
 			return fmt.Errorf("%w: m-line %d (%s): plain %s without a=crypto",
 				ErrNotAcceptable, i, md.MediaName.Media, proto(md))
 		}

@@ -26,11 +26,21 @@ type Drops struct {
 	Oversize uint64
 	// SendError: the kernel refused to send the packet.
 	SendError uint64
+	// Auth (SRTP termination): the packet failed SRTP/SRTCP
+	// authentication, or was not a valid (S)RTP/(S)RTCP packet to
+	// unprotect or protect.
+	Auth uint64
+	// Replay (SRTP termination): the packet was already received, or is
+	// older than the replay window.
+	Replay uint64
+	// NoKey (SRTP termination): the key of the sending or receiving leg is
+	// not negotiated yet (offer/answer in progress).
+	NoKey uint64
 }
 
 // Total returns the sum of all drop reasons.
 func (d Drops) Total() uint64 {
-	return d.Stranger + d.NoDestination + d.Oversize + d.SendError
+	return d.Stranger + d.NoDestination + d.Oversize + d.SendError + d.Auth + d.Replay + d.NoKey
 }
 
 // DirectionStats describes the packets received from one side of a stream
@@ -117,6 +127,9 @@ type sockStats struct {
 	noDest      atomic.Uint64
 	oversize    atomic.Uint64
 	sendErr     atomic.Uint64
+	auth        atomic.Uint64
+	replay      atomic.Uint64
+	noKey       atomic.Uint64
 }
 
 // addTo adds the published counters into d. Jitter is taken as the
@@ -139,6 +152,9 @@ func (s *sockStats) addTo(d *DirectionStats) {
 	d.Drops.NoDestination += s.noDest.Load()
 	d.Drops.Oversize += s.oversize.Load()
 	d.Drops.SendError += s.sendErr.Load()
+	d.Drops.Auth += s.auth.Load()
+	d.Drops.Replay += s.replay.Load()
+	d.Drops.NoKey += s.noKey.Load()
 }
 
 // activity returns a counter that grows whenever a packet is accepted;
@@ -154,6 +170,7 @@ type localStats struct {
 	rtcpPackets, rtcpBytes uint64
 	stranger, noDest       uint64
 	oversize, sendErr      uint64
+	auth, replay, noKey    uint64
 	maxJitterUs            uint64
 	seq                    seqTracker
 }
@@ -177,6 +194,9 @@ func (l *localStats) publish(s *sockStats) {
 	s.noDest.Store(l.noDest)
 	s.oversize.Store(l.oversize)
 	s.sendErr.Store(l.sendErr)
+	s.auth.Store(l.auth)
+	s.replay.Store(l.replay)
+	s.noKey.Store(l.noKey)
 }
 
 // RFC 3550 A.1 constants.

@@ -2,6 +2,8 @@ package sip
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -33,6 +35,7 @@ type call struct {
 	pendingAck *pendingAck
 	sessionTmr *time.Timer
 	sessionInt time.Duration
+	ownTimerB  bool // the SBC asked leg B for a session timer itself
 	done       chan struct{}
 }
 
@@ -285,6 +288,49 @@ func (c *call) cdr(mstats map[string]any) {
 	if c.b.cdrs != nil {
 		c.b.cdrs.Write(r)
 	}
+}
+
+// startRefresher refreshes leg B with UPDATE every half interval when the
+// SBC itself is B's session-timer refresher (RFC 4028 §10). A refresh that
+// fails ends the call.
+func (c *call) startRefresher(res *sip.Response) {
+	h := res.GetHeader("Session-Expires")
+	if h == nil {
+		return // leg B runs no timer
+	}
+	d := parseSessionExpires(h.Value())
+	if d <= 0 || !strings.Contains(strings.ToLower(h.Value()), "refresher=uac") {
+		return // B refreshes (its refreshes are relayed)
+	}
+	c.b.goOwned(func() {
+		t := time.NewTicker(d / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-c.done:
+				return
+			case <-c.b.ctxOrBackground().Done():
+				return
+			case <-t.C:
+			}
+			req := c.request(c.bl, sip.UPDATE)
+			req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uac", int(d/time.Second))))
+			req.AppendHeader(sip.NewHeader("Supported", "timer"))
+			ctx, cancel := context.WithTimeout(c.b.ctxOrBackground(), inDialogTimeout)
+			res, err := c.send(ctx, c.bl, req)
+			cancel()
+			if err != nil || !res.IsSuccess() {
+				why := "session refresh failed"
+				if res != nil {
+					why = fmt.Sprintf("session refresh answered %d", res.StatusCode)
+				}
+				c.log.Info().Err(err).Msg(why)
+				c.finish("sbc", why, c.a, c.bl)
+				return
+			}
+			c.log.Debug().Dur("interval", d).Msg("session refreshed on leg b")
+		}
+	})
 }
 
 // refreshSession (re)arms the RFC 4028 session timer: when neither leg

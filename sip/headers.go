@@ -177,3 +177,38 @@ func parseRAck(v string) (rseq uint32, method string, ok bool) {
 
 // methodsAllowed is the Allow header the SBC answers with.
 const methodsAllowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK"
+
+// headerHasToken reports whether a comma-separated header (Supported,
+// Require) of m lists token.
+func headerHasToken(m interface{ GetHeaders(string) []sip.Header }, name, token string) bool {
+	for _, h := range m.GetHeaders(name) {
+		for _, v := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(v), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// stripToken removes token from the comma-separated header name of m,
+// dropping the header when nothing is left.
+func stripToken(m *sip.Response, name, token string) {
+	hs := m.GetHeaders(name)
+	if len(hs) == 0 {
+		return
+	}
+	var keep []string
+	for _, h := range hs {
+		for _, v := range strings.Split(h.Value(), ",") {
+			if v = strings.TrimSpace(v); v != "" && !strings.EqualFold(v, token) {
+				keep = append(keep, v)
+			}
+		}
+	}
+	for m.RemoveHeader(name) {
+	}
+	if len(keep) > 0 {
+		m.AppendHeader(sip.NewHeader(name, strings.Join(keep, ", ")))
+	}
+}

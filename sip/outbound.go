@@ -171,7 +171,15 @@ func (c *call) buildInvite(reqA *sip.Request, dest *config.Trunk, u sip.Uri, t d
 	}
 	copyAllowed(reqA, req, b.snap().allow)
 	if req.GetHeader("Session-Expires") == nil && b.conf().SIP.SessionExpires > 0 {
-		req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d", int(b.conf().SIP.SessionExpires/time.Second))))
+		// The caller asked for no session timer: the SBC runs one on leg B
+		// itself, as refresher (RFC 4028 §7.1), and keeps it from the caller.
+		req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uac", int(b.conf().SIP.SessionExpires/time.Second))))
+		if !headerHasToken(req, "Supported", "timer") {
+			req.AppendHeader(sip.NewHeader("Supported", "timer"))
+		}
+		c.mu.Lock()
+		c.ownTimerB = true
+		c.mu.Unlock()
 	}
 	body := reqA.Body()
 	if isSDP(reqA) {
@@ -326,6 +334,15 @@ func (c *call) answeredB(reqA *sip.Request, txA sip.ServerTransaction, reqB *sip
 		c.sendAck(c.bl, c.bl.inviteCSeq, nil)
 	}
 	out := c.b.relayResponse(reqA, c.a, res, body)
+	c.mu.Lock()
+	own := c.ownTimerB
+	c.mu.Unlock()
+	if own {
+		// The caller did not negotiate the timer: it is the SBC's own.
+		out.RemoveHeader("Session-Expires")
+		stripToken(out, "Require", "timer")
+		c.startRefresher(res)
+	}
 	c.mu.Lock()
 	c.answered = true
 	c.answerAt = time.Now()

@@ -1,0 +1,416 @@
+package media
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
+	"github.com/pion/srtp/v3"
+)
+
+// SRTPMode is how the SBC handles SRTP on one leg of a session.
+type SRTPMode int
+
+const (
+	// SRTPPassthrough relays SRTP untouched: a=crypto lines go end to end
+	// and packets are never decrypted. It is the zero value.
+	SRTPPassthrough SRTPMode = iota
+	// SRTPTerminate makes the SBC an SRTP endpoint on the leg: it offers
+	// or answers its own SDES keys there and decrypts and re-encrypts
+	// every packet.
+	SRTPTerminate
+	// SRTPPlainRTP makes the leg speak plain RTP/AVP(F): the SBC sends it
+	// SDP without a=crypto and decrypts (encrypts) what it relays to (from)
+	// it.
+	SRTPPlainRTP
+)
+
+// String returns the name ParseSRTPMode accepts.
+func (m SRTPMode) String() string {
+	switch m {
+	case SRTPPassthrough:
+		return "passthrough"
+	case SRTPTerminate:
+		return "terminate"
+	case SRTPPlainRTP:
+		return "rtp"
+	}
+	return fmt.Sprintf("SRTPMode(%d)", int(m))
+}
+
+// ParseSRTPMode parses "passthrough", "terminate" or "rtp" (case
+// insensitive). Other values return an error wrapping ErrBadSRTPMode.
+func ParseSRTPMode(s string) (SRTPMode, error) {
+	for _, m := range [...]SRTPMode{SRTPPassthrough, SRTPTerminate, SRTPPlainRTP} {
+		if strings.EqualFold(s, m.String()) {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("%w: %q (want passthrough, terminate or rtp)", ErrBadSRTPMode, firstN(s, 32))
+}
+
+// effectiveModes returns the per-side modes a session applies. A session
+// passes SRTP through only when both sides are SRTPPassthrough; as soon as
+// one side is not, a pass-through side is terminated too (its peer cannot
+// share its keys any more).
+func effectiveModes(a, b SRTPMode) ([2]SRTPMode, error) {
+	m := [2]SRTPMode{a, b}
+	for _, x := range m {
+		if x < SRTPPassthrough || x > SRTPPlainRTP {
+			return m, fmt.Errorf("%w: %v", ErrBadSRTPMode, x)
+		}
+	}
+	if a == SRTPPassthrough && b == SRTPPassthrough {
+		return m, nil
+	}
+	for i := range m {
+		if m[i] == SRTPPassthrough {
+			m[i] = SRTPTerminate
+		}
+	}
+	return m, nil
+}
+
+// replayWindow is the SRTP and SRTCP replay window, in packets (pion's
+// default for its sessions).
+const replayWindow = 64
+
+// srtpHeadroom is the room reserved after every relay buffer for what
+// protection adds: at most a 16-byte GCM tag plus, for SRTCP, the 4-byte
+// index (an MKI is never sent).
+const srtpHeadroom = 64
+
+// cryptoCtx is the SRTP state of one direction of one leg: either the
+// remote context, which decrypts what the side sends, or the local one,
+// which encrypts what is sent to it. It is built by the signalling and
+// published through an atomic.Pointer; key is immutable.
+//
+// A pion srtp.Context is not safe for concurrent use. The RTP context is
+// used only by the reader goroutine of one RTP socket (the one receiving
+// from the side for a remote context, the one receiving from the other side
+// for a local one), so it needs no lock. RTCP may arrive on the RTP socket
+// (rtcp-mux) or on the RTCP socket, two goroutines, so the RTCP context is
+// guarded by mu; RTCP is a few packets per second and the lock is
+// uncontended. One context per direction also keeps SRTCP indexes unique
+// per key, so a key stream is never reused.
+type cryptoCtx struct {
+	key srtpKey
+	rtp *srtp.Context
+
+	mu   sync.Mutex
+	rtcp *srtp.Context // guarded by mu
+}
+
+// String and GoString keep the key out of formatted output.
+func (c *cryptoCtx) String() string   { return "SRTP context " + c.key.String() }
+func (c *cryptoCtx) GoString() string { return c.String() }
+
+// newCryptoCtx derives the session keys of k. Inbound contexts check
+// replays (window replayWindow) and accept the key's MKI.
+func newCryptoCtx(k srtpKey, inbound bool) (*cryptoCtx, error) {
+	info := k.suite.info()
+	mk, salt := k.material[:info.keyLen], k.material[info.keyLen:]
+	var opts []srtp.ContextOption
+	if inbound {
+		opts = append(opts, srtp.SRTPReplayProtection(replayWindow), srtp.SRTCPReplayProtection(replayWindow))
+		if len(k.mki) > 0 {
+			opts = append(opts, srtp.MasterKeyIndicator(k.mki))
+		}
+	}
+	c := &cryptoCtx{key: k}
+	var err error
+	if c.rtp, err = srtp.CreateContext(mk, salt, info.profile, opts...); err != nil {
+		return nil, fmt.Errorf("media: SRTP context (%v): %w", k, err)
+	}
+	if c.rtcp, err = srtp.CreateContext(mk, salt, info.profile, opts...); err != nil {
+		return nil, fmt.Errorf("media: SRTCP context (%v): %w", k, err)
+	}
+	return c, nil
+}
+
+// dropReason says why the SRTP step refused a packet.
+type dropReason uint8
+
+const (
+	dropNone   dropReason = iota
+	dropAuth              // authentication failed, or not a valid (S)RTP/(S)RTCP packet
+	dropReplay            // replayed or too old for the replay window
+	dropNoKey             // the direction has no key yet
+)
+
+func (ls *localStats) drop(r dropReason) {
+	switch r {
+	case dropAuth:
+		ls.auth++
+	case dropReplay:
+		ls.replay++
+	case dropNoKey:
+		ls.noKey++
+	}
+}
+
+// reasonOf classifies an error of pion's unprotect functions.
+func reasonOf(err error) dropReason {
+	if errors.Is(err, srtp.ErrFailedToVerifyAuthTag) {
+		return dropAuth
+	}
+	// pion's replay error is unexported; its text is its only handle
+	// (TestTerminateReplayDropped guards it).
+	if strings.Contains(err.Error(), "duplicated") {
+		return dropReplay
+	}
+	return dropAuth
+}
+
+// srtpXform is the per-reader scratch state of the SRTP step. Owned by one
+// reader goroutine; not safe for concurrent use.
+type srtpXform struct {
+	rtpHdr  rtp.Header
+	rtcpHdr rtcp.Header
+}
+
+// unprotect decrypts p in place with c when the sending side is in
+// terminate mode (a plain RTP side needs nothing). p must have capacity
+// for the result (it shrinks).
+func (x *srtpXform) unprotect(p []byte, isRTCP bool, mode SRTPMode, c *cryptoCtx) ([]byte, dropReason) {
+	if mode != SRTPTerminate {
+		return p, dropNone
+	}
+	if c == nil {
+		return p, dropNoKey
+	}
+	var out []byte
+	var err error
+	if isRTCP {
+		c.mu.Lock()
+		out, err = c.rtcp.DecryptRTCP(p[:0], p, &x.rtcpHdr)
+		c.mu.Unlock()
+	} else {
+		out, err = c.rtp.DecryptRTP(p[:0], p, &x.rtpHdr)
+	}
+	if err != nil {
+		return p, reasonOf(err)
+	}
+	return out, dropNone
+}
+
+// protect encrypts p in place with c when the receiving side is in
+// terminate mode. p must have srtpHeadroom bytes of spare capacity.
+func (x *srtpXform) protect(p []byte, isRTCP bool, mode SRTPMode, c *cryptoCtx) ([]byte, dropReason) {
+	if mode != SRTPTerminate {
+		return p, dropNone
+	}
+	if c == nil {
+		return p, dropNoKey
+	}
+	var out []byte
+	var err error
+	if isRTCP {
+		c.mu.Lock()
+		out, err = c.rtcp.EncryptRTCP(p[:0], p, &x.rtcpHdr)
+		c.mu.Unlock()
+	} else {
+		out, err = c.rtp.EncryptRTP(p[:0], p, &x.rtpHdr)
+	}
+	if err != nil {
+		return p, dropAuth
+	}
+	return out, dropNone
+}
+
+// isMuxedRTCP reports whether p, received on an RTP port, is RTCP: RTCP
+// packet types 192-223 (RFC 5761 section 4; 200-204 are SR, RR, SDES, BYE
+// and APP, 205-206 the AVPF feedback messages) occupy the second byte.
+func isMuxedRTCP(p []byte) bool {
+	return len(p) >= 8 && p[0]>>6 == 2 && p[1] >= 192 && p[1] <= 223
+}
+
+// streamSec is the SDES state of a terminating stream. It is signalling
+// state: guarded by the session's opMu.
+type streamSec struct {
+	// ours holds the SBC's keys toward each side, one per suite, drawn
+	// when the stream is created: offers repeat them, answers pick one.
+	ours [2][numSuites]srtpKey
+	// choice is the line the SBC accepted from side i's last offer, to be
+	// answered (tag, suite) and installed as side i's remote key.
+	choice [2]*cryptoLine
+}
+
+// String and GoString keep the keys out of formatted output.
+func (sec *streamSec) String() string   { return "SDES keys <redacted>" }
+func (sec *streamSec) GoString() string { return sec.String() }
+
+func newStreamSec() *streamSec {
+	sec := new(streamSec)
+	for side := range sec.ours {
+		for id := range numSuites {
+			sec.ours[side][id] = newSRTPKey(id)
+		}
+	}
+	return sec
+}
+
+// terminates reports whether the stream decrypts or encrypts.
+func (st *stream) terminates() bool { return st.sec != nil }
+
+// keyUpdate is a context to publish on a leg when the negotiation commits.
+type keyUpdate struct {
+	st     *stream
+	side   Side
+	remote bool // remote (decrypt) context, else local (encrypt)
+	ctx    *cryptoCtx
+	onlyIf bool // publish only if the leg has no context yet (early media)
+}
+
+// secPlan collects the SRTP changes of one offer or answer; nothing is
+// published before commit.
+type secPlan struct {
+	updates []keyUpdate
+	choices []func()
+}
+
+// install plans publishing k as side's remote or local key of st, unless
+// the published context already has that key (a re-INVITE repeating the
+// keys keeps the contexts, their rollover counters and replay windows).
+func (p *secPlan) install(st *stream, side Side, remote bool, k srtpKey, onlyIfNone bool) error {
+	cur := st.legs[side].local.Load()
+	if remote {
+		cur = st.legs[side].remote.Load()
+	}
+	if cur != nil && (onlyIfNone || cur.key.equal(k)) {
+		return nil
+	}
+	c, err := newCryptoCtx(k, remote)
+	if err != nil {
+		return err
+	}
+	p.updates = append(p.updates, keyUpdate{st: st, side: side, remote: remote, ctx: c, onlyIf: onlyIfNone})
+	return nil
+}
+
+// commit publishes the planned contexts; the readers pick them up at their
+// next batch. Caller holds opMu.
+func (p *secPlan) commit() {
+	for _, f := range p.choices {
+		f()
+	}
+	for _, u := range p.updates {
+		ptr := &u.st.legs[u.side].local
+		if u.remote {
+			ptr = &u.st.legs[u.side].remote
+		}
+		if u.onlyIf {
+			ptr.CompareAndSwap(nil, u.ctx)
+			continue
+		}
+		ptr.Store(u.ctx)
+	}
+}
+
+// checkSec refuses an SDP from side from that a terminate-mode leg cannot
+// use: an active RTP m-line without a supported a=crypto line (an answer
+// must also accept one of the SBC's offered lines).
+func (s *Session) checkSec(from Side, sd *sdp.SessionDescription, answer bool) error {
+	if !s.term || s.modes[from] != SRTPTerminate {
+		return nil
+	}
+	for i, md := range sd.MediaDescriptions {
+		if md.MediaName.Port.Value == 0 || !carriesRTP(md) {
+			continue
+		}
+		if answer && (i >= len(s.streams) || s.streams[i] == nil || !s.streams[i].terminates()) {
+			continue
+		}
+		lines := cryptoLines(md)
+		if answer {
+			if _, ok := matchAnswer(lines); !ok {
+				return fmt.Errorf("%w: m-line %d (%s): answer accepts none of the offered SRTP crypto suites",
+					ErrNotAcceptable, i, md.MediaName.Media)
+			}
+			continue
+		}
+		if len(lines) == 0 {
+			return fmt.Errorf("%w: m-line %d (%s): no supported SRTP crypto suite (SDES) in %s",
+				ErrNotAcceptable, i, md.MediaName.Media, proto(md))
+		}
+	}
+	return nil
+}
+
+// secOffer rewrites the crypto of m-line md of an offer from side from
+// toward the other side and plans the keys. Caller holds opMu; checkSec
+// passed.
+func (s *Session) secOffer(p *secPlan, from Side, md *sdp.MediaDescription, st *stream) error {
+	to := from.Other()
+	sec := st.sec
+	var choice *cryptoLine
+	if s.modes[from] == SRTPTerminate {
+		lines := cryptoLines(md)
+		if len(lines) == 0 {
+			return fmt.Errorf("%w: m-line %d: no supported SRTP crypto suite", ErrNotAcceptable, st.index)
+		}
+		c := lines[0] // the peer's first supported suite
+		choice = &c
+		// An initial key is usable at once (early media); a changed key
+		// replaces the old one when the answer goes back (commit of
+		// Answer), when the offerer starts using it.
+		if err := p.install(st, from, true, c.key, true); err != nil {
+			return err
+		}
+		if err := p.install(st, from, false, sec.ours[from][c.key.suite], true); err != nil {
+			return err
+		}
+	}
+	p.choices = append(p.choices, func() { sec.choice[from] = choice })
+	if s.modes[to] == SRTPTerminate {
+		setProfile(md, true)
+		setCrypto(md, ourOffer(&sec.ours[to]))
+	} else {
+		setProfile(md, false)
+		setCrypto(md, nil)
+	}
+	return nil
+}
+
+// secAnswer rewrites the crypto of m-line md of an answer from side from
+// toward the offerer and plans the keys of both sides. Caller holds opMu;
+// checkSec passed.
+func (s *Session) secAnswer(p *secPlan, from Side, md *sdp.MediaDescription, st *stream) error {
+	to := from.Other()
+	sec := st.sec
+	if s.modes[from] == SRTPTerminate {
+		c, ok := matchAnswer(cryptoLines(md))
+		if !ok {
+			return fmt.Errorf("%w: m-line %d: answer accepts none of the offered SRTP crypto suites", ErrNotAcceptable, st.index)
+		}
+		if err := p.install(st, from, true, c.key, false); err != nil {
+			return err
+		}
+		if err := p.install(st, from, false, sec.ours[from][c.key.suite], false); err != nil {
+			return err
+		}
+	}
+	if s.modes[to] != SRTPTerminate {
+		setProfile(md, false)
+		setCrypto(md, nil)
+		return nil
+	}
+	choice := sec.choice[to]
+	if choice == nil {
+		return fmt.Errorf("%w: m-line %d: no SRTP crypto from the offer to answer", ErrBadSDP, st.index)
+	}
+	if err := p.install(st, to, true, choice.key, false); err != nil {
+		return err
+	}
+	ours := sec.ours[to][choice.key.suite]
+	if err := p.install(st, to, false, ours, false); err != nil {
+		return err
+	}
+	setProfile(md, true)
+	setCrypto(md, []cryptoLine{{tag: choice.tag, key: ours}})
+	return nil
+}
