@@ -122,8 +122,14 @@ type Trunk struct {
 	// both when it connects to us and when we connect to it. Default: the
 	// host of URI.
 	Identity string `yaml:"identity"`
-	// AllowPlainRTP lets this trunk offer RTP/AVP without SRTP. Default false.
+	// AllowPlainRTP lets this trunk offer RTP/AVP without SRTP when media
+	// passes through. Default false.
 	AllowPlainRTP bool `yaml:"allow_plain_rtp"`
+	// SRTP is how media toward this trunk is protected: passthrough (the
+	// peers' own SDES keys cross the SBC), terminate (the SBC holds its own
+	// keys on this leg and re-encrypts) or rtp (this trunk speaks plain RTP;
+	// the SBC encrypts toward the other leg). Default "passthrough".
+	SRTP string `yaml:"srtp"`
 	// MediaAddress is the address advertised in SDP toward this trunk.
 	// Default: node.public_ipv4, else media.bind.
 	MediaAddress string `yaml:"media_address"`

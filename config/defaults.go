@@ -32,6 +32,7 @@ const (
 	DefaultLogFormat           = "json"
 	DefaultDrainTimeout        = 30 * time.Second
 	DefaultCDRSyncInterval     = time.Second
+	DefaultSRTP                = "passthrough"
 	DefaultMaxConnectionsPerIP = 64
 	DefaultHandshakesPerIP     = 20
 	DefaultIdleTimeout         = 300 * time.Second
@@ -70,6 +71,9 @@ func (c *Config) applyDefaults() {
 	}
 	for i := range c.Trunks {
 		c.Trunks[i].Identity = strings.ToLower(c.Trunks[i].Identity)
+		if c.Trunks[i].SRTP == "" {
+			c.Trunks[i].SRTP = DefaultSRTP
+		}
 	}
 	if c.DNS.Timeout == 0 {
 		c.DNS.Timeout = DefaultDNSTimeout

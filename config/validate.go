@@ -152,6 +152,11 @@ func (c *Config) validateTrunks() error {
 				t.Identity = strings.ToLower(u.Host)
 			}
 		}
+		switch t.SRTP {
+		case "passthrough", "terminate", "rtp":
+		default:
+			return bad(key+".srtp", "%q: must be passthrough, terminate or rtp", t.SRTP)
+		}
 		if t.MediaAddress != "" {
 			if _, err := netip.ParseAddr(t.MediaAddress); err != nil {
 				return bad(key+".media_address", "%q is not an IP address", t.MediaAddress)

@@ -33,6 +33,9 @@ type SessionParams struct {
 	// AdvertiseA and AdvertiseB are the SBC's media addresses put in SDP
 	// toward each side.
 	AdvertiseA, AdvertiseB netip.Addr
+	// SRTPA and SRTPB are the trunks' srtp modes (passthrough, terminate,
+	// rtp); empty means passthrough.
+	SRTPA, SRTPB string
 	// OnTimeout is called once when media stops while not on hold.
 	OnTimeout func()
 }

@@ -67,6 +67,8 @@ func (b *B2BUA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		CallID: c.id, TrunkA: trunk, TrunkB: dest.Name,
 		AllowPlainRTP: b.allowPlain(trunk) && dest.AllowPlainRTP,
 		AdvertiseA:    advertise(b.conf(), trunk),
+		SRTPA:         b.trunkSRTP(trunk),
+		SRTPB:         dest.SRTP,
 		AdvertiseB:    advertise(b.conf(), dest.Name),
 		OnTimeout: func() {
 			c.log.Warn().Msg("no media: ending call")
@@ -79,6 +81,13 @@ func (b *B2BUA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c.media = ms
 	c.originate(req, tx, dest)
+}
+
+func (b *B2BUA) trunkSRTP(trunk string) string {
+	if t := b.conf().Trunk(trunk); t != nil {
+		return t.SRTP
+	}
+	return ""
 }
 
 func (b *B2BUA) allowPlain(trunk string) bool {

@@ -42,7 +42,17 @@ func advertise(cfg *config.Config, trunk string) netip.Addr {
 }
 
 func (r *relayAnchor) NewSession(p SessionParams) (MediaSession, error) {
+	modeA, err := parseMode(p.SRTPA)
+	if err != nil {
+		return nil, err
+	}
+	modeB, err := parseMode(p.SRTPB)
+	if err != nil {
+		return nil, err
+	}
 	s := r.eng.NewSession(media.SessionConfig{
+		ModeA:         modeA,
+		ModeB:         modeB,
 		CallID:        p.CallID,
 		AdvertiseA:    p.AdvertiseA,
 		AdvertiseB:    p.AdvertiseB,
@@ -50,6 +60,17 @@ func (r *relayAnchor) NewSession(p SessionParams) (MediaSession, error) {
 		OnTimeout:     p.OnTimeout,
 	})
 	return &relaySession{s: s, m: r.metrics}, nil
+}
+
+func parseMode(s string) (media.SRTPMode, error) {
+	if s == "" {
+		return media.SRTPPassthrough, nil
+	}
+	m, err := media.ParseSRTPMode(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrMedia, err)
+	}
+	return m, nil
 }
 
 type relaySession struct {

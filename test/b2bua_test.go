@@ -28,6 +28,7 @@ type bedOptions struct {
 	limits      string        // the limits: mapping; default generous (all tests come from 127.0.0.1)
 	uasExtra    []string      // extra sipp arguments for the callee
 	mediaRange  string        // media.port_range; default 40000-40999
+	insideSRTP  string        // srtp mode of the callee trunk; default passthrough
 	metrics     int           // metrics.listen port; 0 = off
 }
 
@@ -38,6 +39,10 @@ func newBed(t *testing.T, o bedOptions) (*bed, *harness.Sipp) {
 	limits := "{ max_connections_per_ip: 1000, handshakes_per_ip: 1000 }"
 	if o.limits != "" {
 		limits = o.limits
+	}
+	insideSRTP := "passthrough"
+	if o.insideSRTP != "" {
+		insideSRTP = o.insideSRTP
 	}
 	mediaRange := "40000-40999"
 	if o.mediaRange != "" {
@@ -75,7 +80,7 @@ listen:
 trunks:
   - { name: outside, identity: caller.test }
   - { name: public }
-  - { name: inside, uri: "sips:127.0.0.1:%[6]d", identity: callee.test }
+  - { name: inside, uri: "sips:127.0.0.1:%[6]d", identity: callee.test, srtp: %[11]s }
 routes:
   - { from: outside, to: inside }
   - { from: public, to: inside }
@@ -88,7 +93,7 @@ log: { level: debug, format: json }
 shutdown: { drain_timeout: %[8]s }
 limits: %[9]s
 %[7]s`, b.pki["sbc.test"].Cert, b.pki["sbc.test"].Key, b.pki["sbc.test"].CA,
-		b.tlsPort, b.mtlsPort, b.calleeTL, o.extraYAML, drain, limits, mediaRange)
+		b.tlsPort, b.mtlsPort, b.calleeTL, o.extraYAML, drain, limits, mediaRange, insideSRTP)
 	b.sbc = harness.StartSBC(t, cfg)
 	return b, uas
 }

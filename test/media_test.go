@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,4 +67,43 @@ func TestMediaThroughRelay(t *testing.T) {
 		t.Fatal("no media stats in the CDR")
 	}
 	t.Logf("%d/%d packets crossed caller->SBC->callee(echo)->SBC->caller", got, n)
+}
+
+// TestSRTPTerminateKeys: with srtp: terminate on the callee trunk, each side
+// sees only keys of its own leg in SDP: the caller's master key never reaches
+// the callee and the callee's never reaches the caller.
+func TestSRTPTerminateKeys(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	const callerKey = "zejq1CaKE67q73W/QvgCB51x/Iw/mLsApZBnoHdd" // in uac_basic.xml
+	const calleeKey = "OnM15+1lehlXLKGT5DmR1zPBKt9Zw2leNKbjRGeE" // in uas_basic.xml
+	b, uas := newBed(t, bedOptions{uasScenario: "uas_basic.xml", insideSRTP: "terminate", mediaRange: "47100-47199"})
+	local := b.caller(t, true, "caller.test")
+	res := b.uac(t, local, "uac_basic.xml", "sbc.test", 1)
+	harness.RequireOK(t, "call", res, 1)
+	u := uas.Wait(10 * time.Second)
+	var sawCalleeCrypto, sawCallerCrypto bool
+	for _, m := range u.TracedMessages() {
+		if m.Received && strings.HasPrefix(m.StartLine, "INVITE") {
+			if strings.Contains(m.Text, callerKey) {
+				t.Fatalf("the caller's SRTP key reached the callee:\n%s", m.Text)
+			}
+			sawCalleeCrypto = strings.Contains(m.Text, "a=crypto:")
+		}
+	}
+	for _, m := range res.TracedMessages() {
+		if m.Received && strings.HasPrefix(m.StartLine, "SIP/2.0 200") && strings.Contains(m.Text, "INVITE") {
+			if strings.Contains(m.Text, calleeKey) {
+				t.Fatalf("the callee's SRTP key reached the caller:\n%s", m.Text)
+			}
+			sawCallerCrypto = sawCallerCrypto || strings.Contains(m.Text, "a=crypto:")
+		}
+	}
+	if !sawCalleeCrypto || !sawCallerCrypto {
+		t.Fatalf("SBC keys missing: callee offer has crypto=%v, caller answer has crypto=%v", sawCalleeCrypto, sawCallerCrypto)
+	}
+	if strings.Contains(b.sbc.Logs(), callerKey) || strings.Contains(b.sbc.Logs(), calleeKey) {
+		t.Fatal("an SRTP master key appeared in the log")
+	}
 }
