@@ -6,7 +6,10 @@ LDFLAGS  := -X main.version=$(VERSION)
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 # Debian packages the tests talk to (real peers on loopback).
-TEST_DEBS := sip-tester socat openssl
+TEST_DEBS := sip-tester socat openssl systemd baresip-core sox
+# How long `make test` fuzzes each target (`make fuzz` runs longer).
+FUZZ_BRIEF ?= 5s
+FUZZTIME   ?= 2m
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 .PHONY: all build run test test-deps unit integration lint fuzz bench soak install clean
@@ -24,6 +27,13 @@ run: build
 # root, as on CI), then runs every test.
 test: test-deps build lint
 	$(GO) test -count=1 -race -timeout 12m ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_BRIEF)
+
+# Fuzz targets for every parser of network input.
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzRequestPolicy$$' -fuzztime $(FUZZTIME) ./sip
+	$(GO) test -run '^$$' -fuzz '^FuzzOffer$$' -fuzztime $(FUZZTIME) ./media
+	$(GO) test -run '^$$' -fuzz '^FuzzOfferTerminate$$' -fuzztime $(FUZZTIME) ./media
 
 test-deps:
 	@missing=""; \
@@ -31,6 +41,8 @@ test-deps:
 	command -v socat >/dev/null || missing="$$missing socat"; \
 	command -v openssl >/dev/null || missing="$$missing openssl"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v baresip >/dev/null || missing="$$missing baresip-core"; \
+	command -v sox >/dev/null || missing="$$missing sox"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
