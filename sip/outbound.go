@@ -127,12 +127,22 @@ func (c *call) originate(reqA *sip.Request, txA sip.ServerTransaction, dest *con
 // time waiting for an answer.
 func (c *call) stopped(reqA *sip.Request, txA sip.ServerTransaction) {
 	c.mu.Lock()
-	ended := c.ended
+	ended, by, reason := c.ended, c.hangupBy, c.endReason
 	c.mu.Unlock()
-	if !ended {
+	switch {
+	case !ended:
 		// Answer timeout: the caller hears 408.
 		c.b.respondRefusal(reqA, txA, &refusal{sip.StatusRequestTimeout, "Request Timeout", "no answer"})
 		c.setEnd("sbc", "no answer", sip.StatusRequestTimeout)
+	case by != "a":
+		// Ended by the SBC (shutdown) or a lost connection before answer;
+		// a CANCEL from the caller was already answered 487 by sipgo.
+		c.b.respondRefusal(reqA, txA, &refusal{sip.StatusServiceUnavailable, "Service Unavailable", reason})
+		c.mu.Lock()
+		if c.finalCode == 0 {
+			c.finalCode = sip.StatusServiceUnavailable
+		}
+		c.mu.Unlock()
 	}
 	c.release()
 }
@@ -239,9 +249,7 @@ func (c *call) tryTarget(ctx context.Context, reqA *sip.Request, txA sip.ServerT
 			c.setEnd("b", "connection lost", sip.StatusServiceUnavailable)
 			return attemptDone, ""
 		case <-ctx.Done():
-			if heard {
-				c.cancelInvite(reqB, tx)
-			}
+			c.cancelInvite(reqB, tx, heard)
 			return attemptStop, ""
 		}
 	}
@@ -374,8 +382,37 @@ func (c *call) relayFailure(reqA *sip.Request, txA sip.ServerTransaction, res *s
 }
 
 // cancelInvite sends CANCEL for the INVITE of leg B (RFC 3261 §9.1) and
-// waits briefly for the INVITE to end with 487.
-func (c *call) cancelInvite(reqB *sip.Request, tx sip.ClientTransaction) {
+// waits briefly for the INVITE to end with 487. Before any provisional
+// response a CANCEL must not be sent: it waits for one first, and a callee
+// that answers meanwhile gets ACK and BYE.
+func (c *call) cancelInvite(reqB *sip.Request, tx sip.ClientTransaction, heard bool) {
+	if !heard {
+		wait := time.NewTimer(4 * time.Second)
+		defer wait.Stop()
+	first:
+		for {
+			select {
+			case res := <-tx.Responses():
+				switch {
+				case res.IsSuccess():
+					c.learnB(res, true)
+					c.sendAck(c.bl, c.bl.inviteCSeq, nil)
+					ctx, done := context.WithTimeout(c.b.ctxOrBackground(), 4*time.Second)
+					_, _ = c.send(ctx, c.bl, c.request(c.bl, sip.BYE))
+					done()
+					return
+				case res.IsProvisional():
+					break first
+				default:
+					return // the INVITE ended by itself
+				}
+			case <-tx.Done():
+				return
+			case <-wait.C:
+				return // never heard: the transaction times out on its own
+			}
+		}
+	}
 	cancel := sip.NewRequest(sip.CANCEL, reqB.Recipient)
 	cancel.AppendHeader(reqB.Via().Clone())
 	for _, h := range reqB.GetHeaders("Route") {
