@@ -29,6 +29,7 @@ type bedOptions struct {
 	uasExtra    []string      // extra sipp arguments for the callee
 	mediaRange  string        // media.port_range; default 40000-40999
 	insideSRTP  string        // srtp mode of the callee trunk; default passthrough
+	sipYAML     string        // the sip: mapping; default { provisional_timeout: 1s }
 	metrics     int           // metrics.listen port; 0 = off
 }
 
@@ -39,6 +40,10 @@ func newBed(t *testing.T, o bedOptions) (*bed, *harness.Sipp) {
 	limits := "{ max_connections_per_ip: 1000, handshakes_per_ip: 1000 }"
 	if o.limits != "" {
 		limits = o.limits
+	}
+	sipYAML := "{ provisional_timeout: 1s }"
+	if o.sipYAML != "" {
+		sipYAML = o.sipYAML
 	}
 	insideSRTP := "passthrough"
 	if o.insideSRTP != "" {
@@ -84,8 +89,7 @@ trunks:
 routes:
   - { from: outside, to: inside }
   - { from: public, to: inside }
-sip:
-  provisional_timeout: 1s
+sip: %[12]s
 media:
   port_range: "%[10]s"
   bind: 127.0.0.1
@@ -93,7 +97,7 @@ log: { level: debug, format: json }
 shutdown: { drain_timeout: %[8]s }
 limits: %[9]s
 %[7]s`, b.pki["sbc.test"].Cert, b.pki["sbc.test"].Key, b.pki["sbc.test"].CA,
-		b.tlsPort, b.mtlsPort, b.calleeTL, o.extraYAML, drain, limits, mediaRange, insideSRTP)
+		b.tlsPort, b.mtlsPort, b.calleeTL, o.extraYAML, drain, limits, mediaRange, insideSRTP, sipYAML)
 	b.sbc = harness.StartSBC(t, cfg)
 	return b, uas
 }
@@ -272,5 +276,86 @@ func TestFarSideDown(t *testing.T) {
 	}
 	if !b.sbc.WaitLog("failover", 2*time.Second) {
 		t.Fatalf("the failed target was not logged")
+	}
+}
+
+// TestInDialogRequests: INFO, UPDATE and in-dialog OPTIONS cross the SBC;
+// the allow-listed P-Asserted-Identity crosses, an unknown header does not.
+func TestInDialogRequests(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	b, uas := newBed(t, bedOptions{uasScenario: "uas_indialog.xml"})
+	local := b.caller(t, true, "caller.test")
+	harness.RequireOK(t, "caller", b.uac(t, local, "uac_indialog.xml", "sbc.test", 2), 2)
+	u := uas.Wait(10 * time.Second)
+	if u.Successful != 2 {
+		t.Fatalf("callee: %s", u.Summary())
+	}
+	for _, m := range u.TracedMessages() {
+		if !m.Received || !strings.HasPrefix(m.StartLine, "INVITE") {
+			continue
+		}
+		if !strings.Contains(m.Text, "P-Asserted-Identity:") {
+			t.Errorf("P-Asserted-Identity did not cross:\n%s", m.Text)
+		}
+		if strings.Contains(m.Text, "X-Internal-Topology") || strings.Contains(m.Text, "10.9.8.7") {
+			t.Errorf("a header off the allow-list crossed:\n%s", m.Text)
+		}
+	}
+	if u.ReceivedRequests("INFO") != 2 || u.ReceivedRequests("UPDATE") != 2 || u.ReceivedRequests("OPTIONS") != 2 {
+		t.Errorf("relayed: INFO %d UPDATE %d OPTIONS %d, want 2 each", u.ReceivedRequests("INFO"), u.ReceivedRequests("UPDATE"), u.ReceivedRequests("OPTIONS"))
+	}
+	checkTopologyHidden(t, u)
+}
+
+// TestReliableProvisional: 100rel across the B2BUA; the PRACK's RAck is
+// rewritten to the callee leg's INVITE CSeq.
+func TestReliableProvisional(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	b, uas := newBed(t, bedOptions{uasScenario: "uas_100rel.xml"})
+	local := b.caller(t, true, "caller.test")
+	harness.RequireOK(t, "caller", b.uac(t, local, "uac_100rel.xml", "sbc.test", 1), 1)
+	u := uas.Wait(10 * time.Second)
+	if u.Successful != 1 {
+		t.Fatalf("callee: %s", u.Summary())
+	}
+	var inviteCSeq, rack string
+	for _, m := range u.TracedMessages() {
+		if !m.Received {
+			continue
+		}
+		for _, line := range strings.Split(m.Text, "\n") {
+			line = strings.TrimSpace(line)
+			if m.Method() == "INVITE" && strings.HasPrefix(line, "CSeq:") {
+				inviteCSeq = strings.Fields(line)[1]
+			}
+			if m.Method() == "PRACK" && strings.HasPrefix(line, "RAck:") {
+				rack = strings.TrimSpace(strings.TrimPrefix(line, "RAck:"))
+			}
+		}
+	}
+	if rack != "1 "+inviteCSeq+" INVITE" {
+		t.Fatalf("RAck at the callee = %q, want \"1 %s INVITE\" (the caller's leg used CSeq 7)", rack, inviteCSeq)
+	}
+}
+
+// TestNoAnswer: a callee that rings past sip.answer_timeout is cancelled
+// and the caller gets 408.
+func TestNoAnswer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	b, uas := newBed(t, bedOptions{uasScenario: "uas_ring_cancel.xml", sipYAML: "{ provisional_timeout: 1s, answer_timeout: 2s }"})
+	local := b.caller(t, true, "caller.test")
+	start := time.Now()
+	harness.RequireOK(t, "caller expecting 408", b.uac(t, local, harness.ExpectScenario(t, 408), "sbc.test", 1), 1)
+	if d := time.Since(start); d > 6*time.Second {
+		t.Errorf("408 after %s with answer_timeout 2s", d)
+	}
+	if u := uas.Wait(10 * time.Second); u.Successful != 1 {
+		t.Fatalf("callee was not cancelled cleanly: %s", u.Summary())
 	}
 }
