@@ -118,3 +118,48 @@ shutdown: { drain_timeout: 1s }
 		t.Errorf("call_start lines = %d, want 1 (the looped INVITE must not start a call)", n)
 	}
 }
+
+// TestKeepaliveAndIdle: the SBC pings idle TLS connections with CRLF-CRLF
+// (RFC 5626 §4.4.1) and closes a connection that sends nothing for
+// limits.idle_timeout when no call uses it.
+func TestKeepaliveAndIdle(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	b, _ := newBed(t, bedOptions{uasScenario: "uas_basic.xml",
+		sipYAML: "{ provisional_timeout: 1s, keepalive_interval: 500ms }",
+		limits:  "{ max_connections_per_ip: 1000, handshakes_per_ip: 1000, idle_timeout: 2s }"})
+	pem, err := os.ReadFile(b.pki["sbc.test"].CA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c, err := tls.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", b.tlsPort), &tls.Config{RootCAs: pool, ServerName: "sbc.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	_ = c.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
+	buf := make([]byte, 16)
+	n, err := c.Read(buf)
+	if err != nil || string(buf[:n]) != "\r\n\r\n" {
+		t.Fatalf("no CRLF-CRLF keepalive within 1.5s: %q %v", buf[:n], err)
+	}
+	// We never answer: the connection must be closed after ~2s of silence.
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		if _, err = c.Read(buf); err != nil {
+			break
+		}
+	}
+	if d := time.Since(start); d < 1500*time.Millisecond || d > 4500*time.Millisecond {
+		t.Fatalf("idle connection closed after %s (idle_timeout 2s): %v", d, err)
+	}
+	// A connection that carries a call is kept past the idle timeout.
+	local := b.caller(t, true, "caller.test")
+	harness.RequireOK(t, "call longer than idle_timeout", harness.RunSippUAC(t, harness.SippOptions{
+		Scenario: "uac_basic.xml", RemoteAddr: fmt.Sprintf("127.0.0.1:%d", local), RURIHost: "sbc.test",
+		Service: "idle", Calls: 1, Pause: 4 * time.Second, Timeout: 30 * time.Second}), 1)
+}
