@@ -223,8 +223,11 @@ func (b *B2BUA) connectionEnded(remote string) {
 	for _, c := range hit {
 		b.goOwned(func() {
 			c.mu.Lock()
-			answered := c.answered
+			answered, ended := c.answered, c.ended
 			c.mu.Unlock()
+			if ended {
+				return // already being torn down (e.g. the BYE that preceded the close)
+			}
 			if c.a.conn == remote {
 				if !answered {
 					c.hangup("caller connection lost", "a")
