@@ -81,15 +81,7 @@ func (b *B2BUA) admit(req *sip.Request, from, to string) admission {
 	b.mu.Lock()
 	draining := b.draining
 	total := len(b.calls)
-	perFrom, perTo := 0, 0
-	for c := range b.calls {
-		if c.a.trunk == from || c.bl.trunk == from {
-			perFrom++
-		}
-		if c.a.trunk == to || c.bl.trunk == to {
-			perTo++
-		}
-	}
+	perFrom, perTo := b.trunkCalls[from], b.trunkCalls[to]
 	b.mu.Unlock()
 	switch {
 	case draining:

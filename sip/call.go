@@ -240,7 +240,17 @@ func (c *call) release() {
 		}
 	}
 	_, present := b.calls[c]
-	delete(b.calls, c)
+	if present {
+		delete(b.calls, c)
+		for _, tr := range []string{c.a.trunk, c.bl.trunk} {
+			if b.trunkCalls[tr]--; b.trunkCalls[tr] <= 0 {
+				delete(b.trunkCalls, tr)
+			}
+			if c.a.trunk == c.bl.trunk {
+				break
+			}
+		}
+	}
 	b.mu.Unlock()
 	if !present {
 		return

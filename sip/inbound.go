@@ -59,7 +59,7 @@ func (b *B2BUA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		b.respondRefusal(req, tx, a.refusal())
 		return
 	}
-	c := b.newCall(req, trunk)
+	c := b.newCall(req, trunk, dest.Name)
 	c.log.Info().Str("event", "call_start").Str("trunk_a", trunk).Str("trunk_b", dest.Name).
 		Str("call_id_b", c.bl.callID).Str("ruri_user", req.Recipient.User).Str("ruri_host", req.Recipient.Host).
 		Msg("call started")
@@ -98,7 +98,7 @@ func (b *B2BUA) allowPlain(trunk string) bool {
 }
 
 // newCall builds the call and its two legs and registers both dialogs.
-func (b *B2BUA) newCall(req *sip.Request, trunk string) *call {
+func (b *B2BUA) newCall(req *sip.Request, trunk, toTrunk string) *call {
 	id := newToken(6)
 	c := &call{b: b, id: id, start: time.Now(), done: make(chan struct{})}
 	c.log = b.log.With().Str("call", id).Logger()
@@ -131,6 +131,7 @@ func (b *B2BUA) newCall(req *sip.Request, trunk string) *call {
 	}
 	bl := &leg{
 		side:       SideB,
+		trunk:      toTrunk,
 		callID:     newCallID(),
 		localTag:   newTag(),
 		localURI:   hideHost(from.Address, b.conf().Node.FQDN),
@@ -141,6 +142,10 @@ func (b *B2BUA) newCall(req *sip.Request, trunk string) *call {
 	c.a, c.bl = a, bl
 	b.mu.Lock()
 	b.calls[c] = struct{}{}
+	b.trunkCalls[trunk]++
+	if toTrunk != trunk {
+		b.trunkCalls[toTrunk]++
+	}
 	b.dialogs[dialogKey(a.callID, a.localTag)] = &legRef{c: c, l: a}
 	b.dialogs[dialogKey(bl.callID, bl.localTag)] = &legRef{c: c, l: bl}
 	b.mu.Unlock()

@@ -34,7 +34,6 @@ func (c *call) originate(reqA *sip.Request, txA sip.ServerTransaction, dest *con
 	c.mu.Lock()
 	c.cancelB = cancel
 	c.mu.Unlock()
-	c.bl.trunk = dest.Name
 	if !txA.OnCancel(func(*sip.Request) {
 		// sipgo has answered the CANCEL with 200 and the INVITE with 487.
 		c.setEnd("a", "cancelled", sip.StatusRequestTerminated)

@@ -54,10 +54,13 @@ type B2BUA struct {
 	cli *sipgo.Client
 	tp  *transport
 
-	mu       sync.Mutex // guards dialogs, calls, draining
-	dialogs  map[string]*legRef
-	calls    map[*call]struct{}
-	draining bool
+	mu      sync.Mutex // guards dialogs, calls, draining
+	dialogs map[string]*legRef
+	calls   map[*call]struct{}
+	// trunkCalls counts calls in progress per trunk, either leg (a call
+	// between two legs of one trunk counts once).
+	trunkCalls map[string]int
+	draining   bool
 
 	adm admitter
 
@@ -84,16 +87,17 @@ func New(o Options) (*B2BUA, error) {
 		return nil, fmt.Errorf("sip: %w", err)
 	}
 	b := &B2BUA{
-		log:      o.Log,
-		resolver: o.Resolver,
-		health:   dnsresolve.NewHealth(o.Config.DNS.DownTime, time.Now),
-		media:    o.Media,
-		metrics:  o.Metrics,
-		cdrs:     o.CDRs,
-		minTLS:   minTLS,
-		sipPort:  5061,
-		dialogs:  map[string]*legRef{},
-		calls:    map[*call]struct{}{},
+		log:        o.Log,
+		resolver:   o.Resolver,
+		health:     dnsresolve.NewHealth(o.Config.DNS.DownTime, time.Now),
+		media:      o.Media,
+		metrics:    o.Metrics,
+		cdrs:       o.CDRs,
+		minTLS:     minTLS,
+		sipPort:    5061,
+		dialogs:    map[string]*legRef{},
+		calls:      map[*call]struct{}{},
+		trunkCalls: map[string]int{},
 	}
 	router := o.Router
 	if router == nil {
