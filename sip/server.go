@@ -353,8 +353,10 @@ func (b *B2BUA) identify(ids []string, unauthTrunk string, verified bool) string
 				}
 			}
 		}
-		return ""
 	}
+	// No certificate, one we cannot verify, or a verified one that is no
+	// trunk: on a listener with an unauthenticated trunk the peer is that
+	// trunk (our own domains only); elsewhere it is nobody (403).
 	return unauthTrunk
 }
 

@@ -247,6 +247,16 @@ func (l *listener) handshake(ctx context.Context, raw net.Conn, ip netip.Addr) {
 	cs := tc.ConnectionState()
 	var ids []string
 	verified := len(cs.VerifiedChains) > 0
+	if !verified && len(cs.PeerCertificates) > 0 {
+		// client_auth optional: the handshake accepted whatever was sent.
+		if err := tlsconf.VerifyClient(t.store, cs.PeerCertificates); err == nil {
+			verified = true
+		} else {
+			reason, why := tlsconf.Classify(err)
+			t.log.Info().Str("remote", remote).Str("reason", string(reason)).Str("why", why).
+				Msg("client certificate not verified: peer treated as unauthenticated")
+		}
+	}
 	if verified && len(cs.PeerCertificates) > 0 {
 		ids = tlsconf.Identities(cs.PeerCertificates[0])
 	}

@@ -253,6 +253,20 @@ func TestUnauthenticatedOwnDomainOnly(t *testing.T) {
 			t.Fatalf("callee: %s", u.Summary())
 		}
 	})
+	t.Run("certificate from an unknown CA is served as unauthenticated", func(t *testing.T) {
+		b, uas := newBed(t, bedOptions{uasScenario: "uas_basic.xml"})
+		foreign := harness.DevPKI(t, t.TempDir(), "partner.example.org")["partner.example.org"]
+		files := harness.TLSFiles{Cert: foreign.Cert, Key: foreign.Key, CA: b.pki["sbc.test"].CA}
+		local := harness.StartTLSClientProxy(t, fmt.Sprintf("127.0.0.1:%d", b.tlsPort), files, true, "sbc.test")
+		res := b.uac(t, local, "uac_basic.xml", "sbc.test", 1)
+		harness.RequireOK(t, "B2B caller with a foreign certificate", res, 1)
+		if u := uas.Wait(10 * time.Second); u.Successful != 1 {
+			t.Fatalf("callee: %s", u.Summary())
+		}
+		if !strings.Contains(b.sbc.Logs(), "treated as unauthenticated") {
+			t.Error("the unverifiable certificate was not logged")
+		}
+	})
 	t.Run("other domain refused", func(t *testing.T) {
 		b, uas := newBed(t, bedOptions{uasScenario: "uas_never.xml"})
 		local := b.caller(t, false, "")

@@ -56,7 +56,10 @@ func (c ClientAuth) tlsClientAuth() tls.ClientAuthType {
 	case ClientAuthNone:
 		return tls.NoClientCert
 	case ClientAuthOptional:
-		return tls.VerifyClientCertIfGiven
+		// Asked for, not enforced by the handshake: a B2B peer whose
+		// certificate we cannot verify is still served, as unauthenticated
+		// (see VerifyClient).
+		return tls.RequestClientCert
 	default:
 		return tls.RequireAndVerifyClientCert
 	}

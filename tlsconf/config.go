@@ -12,10 +12,12 @@ import (
 // Store.Reload applies to the next handshake without rebuilding the config.
 //
 // mode selects the client certificate policy: ClientAuthNone does not ask
-// for one; ClientAuthOptional asks and, if a certificate is sent, verifies
-// it against s.Roots() (ExtKeyUsageClientAuth) and fails the handshake if it
-// does not verify; ClientAuthRequired fails the handshake without a
-// verifying certificate. Peer identities are left to the caller
+// for one; ClientAuthOptional asks but lets the handshake succeed whatever
+// is sent — the caller checks a sent certificate with VerifyClient and
+// treats a peer whose certificate does not verify as unauthenticated (a B2B
+// party calling a public SIPS URI may present a certificate from a CA we do
+// not trust); ClientAuthRequired fails the handshake without a certificate
+// that verifies against s.Roots() (ExtKeyUsageClientAuth). Peer identities are left to the caller
 // (see Identities on ConnectionState().PeerCertificates[0]).
 //
 // minVersion is the TLS floor for this listener: 0 means MinVersionDefault,
@@ -36,6 +38,25 @@ func NewServerConfig(s *Store, mode ClientAuth, minVersion uint16) *tls.Config {
 		return c, nil
 	}
 	return outer
+}
+
+// VerifyClient verifies a client chain (leaf first, as in
+// ConnectionState.PeerCertificates) against the Store roots with
+// ExtKeyUsageClientAuth. Failures are *VerifyError.
+func VerifyClient(s *Store, chain []*x509.Certificate) error {
+	if len(chain) == 0 {
+		return &VerifyError{Reason: ReasonNoCertificate, Detail: "no client certificate"}
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	_, err := chain[0].Verify(x509.VerifyOptions{Roots: s.Roots(), Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		r, why := Classify(err)
+		return &VerifyError{Reason: r, Detail: why, Err: err}
+	}
+	return nil
 }
 
 // NewClientConfig builds the tls.Config for one outbound connection to a

@@ -58,7 +58,7 @@ func TestOptionalClientAuth(t *testing.T) {
 			t.Fatal("unexpected peer certificate")
 		}
 	})
-	t.Run("cert from other CA refused", func(t *testing.T) {
+	t.Run("cert from other CA served but not verified", func(t *testing.T) {
 		other := newPKI(t)
 		cli := other.store(t, "client.example.org")
 		client := &tls.Config{
@@ -67,7 +67,24 @@ func TestOptionalClientAuth(t *testing.T) {
 			Certificates: []tls.Certificate{*cli.Certificate()},
 		}
 		r := handshake(t, NewServerConfig(srv, ClientAuthOptional, 0), client)
-		wantReason(t, "server", r.serverErr, ReasonUnknownCA)
+		ok(t, r)
+		if len(r.serverState.VerifiedChains) != 0 {
+			t.Fatal("an unknown CA's certificate counted as verified")
+		}
+		wantReason(t, "VerifyClient", VerifyClient(srv, r.serverState.PeerCertificates), ReasonUnknownCA)
+	})
+	t.Run("cert from our CA verifies", func(t *testing.T) {
+		cli := p.store(t, "client.example.org")
+		client := &tls.Config{
+			RootCAs:      srv.Roots(),
+			ServerName:   "sbc.example.net",
+			Certificates: []tls.Certificate{*cli.Certificate()},
+		}
+		r := handshake(t, NewServerConfig(srv, ClientAuthOptional, 0), client)
+		ok(t, r)
+		if err := VerifyClient(srv, r.serverState.PeerCertificates); err != nil {
+			t.Fatalf("VerifyClient: %v", err)
+		}
 	})
 	t.Run("none mode ignores cert", func(t *testing.T) {
 		cli := p.store(t, "client.example.org")
