@@ -2,7 +2,6 @@ package sip
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -497,4 +496,3 @@ func (b *B2BUA) ctxOrBackground() context.Context {
 	return context.Background()
 }
 
-var _ = errors.Is
