@@ -63,8 +63,20 @@ lint:
 	elif [ -x $$($(GO) env GOPATH)/bin/staticcheck ]; then $$($(GO) env GOPATH)/bin/staticcheck ./...; \
 	else echo "staticcheck not installed (go install honnef.co/go/tools/cmd/staticcheck@latest)"; fi
 
-bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# Benchmark suite (test/bench): call rate over mutual TLS, concurrent calls,
+# media relay vs a bare forwarder, SRTP terminate, and the go test -bench
+# figures of ./media and ./dnsresolve. Prints a table and writes bench.json.
+# BENCHFLAGS=-quick for a smoke run; -sections 1,2,3,4,5 to choose.
+bench: test-deps build
+	$(GO) run ./test/bench -sbc $(BIN) -out bench.json $(BENCHFLAGS)
+
+# Soak: a steady SIPS call load through the SBC (sipp -> socat -> edge-sbc ->
+# socat -> sipp, loopback) for SOAK_DURATION, sampling /metrics; fails on a
+# failed call or when goroutines, open fds or RSS do not return to baseline.
+#   make soak SOAK_DURATION=2m      (go run ./test/soak -h for the other flags)
+SOAK_DURATION ?= 10m
+soak:
+	$(GO) run ./test/soak -duration $(SOAK_DURATION)
 
 # Installs the binary, the systemd unit and an example config. The unit
 # runs as user edge-sbc: create it with

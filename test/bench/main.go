@@ -1,0 +1,237 @@
+// Command bench is the benchmark suite of edge-sbc (make bench).
+//
+// It measures, on loopback only, and prints next to each figure a baseline
+// measured in the same run:
+//
+//  1. call rate over mutual TLS: sipp UAC -> socat -> edge-sbc -> socat ->
+//     sipp UAS, ramped; baseline sipp -> socat -> socat -> sipp directly;
+//  2. concurrent calls: RSS and goroutines per held call (with media ports
+//     allocated), and the setup rate of a burst while loaded;
+//  3. relay throughput, CPU per packet, added latency and fairness of the
+//     media package in process; baseline a bare recvmmsg/sendmmsg
+//     forwarder with the same sockets and batching;
+//  4. the same relay measurement with SRTP terminated on both legs
+//     (test/bench/srtpterm, a separate program so that this one builds
+//     whether or not the media package has terminate mode);
+//  5. go test -bench figures of the hot paths (./media, ./dnsresolve).
+//
+// Usage: go run ./test/bench [-out bench.json] [-quick] [-sections 1,2,3,4,5]
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Result is one figure of the JSON output.
+type Result struct {
+	Section  int     `json:"section"`
+	Name     string  `json:"name"`
+	Value    float64 `json:"value"`
+	Unit     string  `json:"unit"`
+	Baseline float64 `json:"baseline,omitempty"`
+	// BaseName says what the baseline is ("sipp direct", "bare forwarder").
+	BaseName string `json:"baseline_name,omitempty"`
+	Note     string `json:"note,omitempty"`
+	// NA is set when the figure could not be measured (Note says why).
+	NA bool `json:"na,omitempty"`
+	// Hidden figures are in the JSON only (the table shows them in the
+	// note of a neighbouring line).
+	Hidden bool `json:"-"`
+}
+
+// report collects results in the order they are measured.
+type report struct {
+	results []Result
+	notes   []string
+}
+
+func (r *report) add(x Result) {
+	r.results = append(r.results, x)
+	if x.Hidden {
+		return
+	}
+	logf("  = %s: %s %s%s", x.Name, fmtVal(x.Value), x.Unit, ifs(x.Baseline != 0, fmt.Sprintf(" (baseline %s)", fmtVal(x.Baseline)), ""))
+}
+
+func (r *report) note(format string, args ...any) {
+	r.notes = append(r.notes, fmt.Sprintf(format, args...))
+}
+
+type options struct {
+	out       string
+	quick     bool
+	sections  map[int]bool
+	stepDur   time.Duration
+	rates     []int
+	calls     []int
+	holdPause time.Duration
+	holdRate  int
+	streams   []int
+	relayDur  time.Duration
+	sbcBin    string
+	transport string // "", "t1" or "tn": "" measures both for the baseline
+	keep      bool
+}
+
+var start = time.Now()
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "[%6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+}
+
+func ifs(c bool, a, b string) string {
+	if c {
+		return a
+	}
+	return b
+}
+
+func main() {
+	var o options
+	var sections, rates, calls, streams string
+	flag.StringVar(&o.out, "out", "", "write the results as JSON to this file")
+	flag.BoolVar(&o.quick, "quick", false, "short steps and small sizes (smoke run, about 2 minutes)")
+	flag.StringVar(&sections, "sections", "1,2,3,4,5", "sections to run (comma separated)")
+	flag.DurationVar(&o.stepDur, "step", 0, "duration of one call-rate step (default 10s, 3s with -quick)")
+	flag.StringVar(&rates, "rates", "", "call rates to ramp, calls/s (default 50,100,200,400,800,1200,1600,2000)")
+	flag.StringVar(&calls, "calls", "", "concurrent call counts to hold (default 500,1000,2000; 200,500 with -quick)")
+	flag.DurationVar(&o.holdPause, "hold", 0, "how long each held call lasts, -d of sipp (default 60s, 15s with -quick)")
+	flag.IntVar(&o.holdRate, "hold-rate", 200, "setup rate of the held calls, calls/s")
+	flag.StringVar(&streams, "streams", "", "concurrent relay streams (default 50,200; 50 with -quick)")
+	flag.DurationVar(&o.relayDur, "relay-dur", 0, "duration of one relay measurement (default 3s, 1s with -quick)")
+	flag.StringVar(&o.sbcBin, "sbc", "bin/edge-sbc", "edge-sbc binary (built with go build when missing)")
+	flag.StringVar(&o.transport, "transport", "", "sipp transport t1 or tn (default: measure both directly, use the better)")
+	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, sipp statistics)")
+	flag.Parse()
+
+	o.sections = map[int]bool{}
+	for _, s := range strings.Split(sections, ",") {
+		var n int
+		if _, err := fmt.Sscanf(strings.TrimSpace(s), "%d", &n); err == nil {
+			o.sections[n] = true
+		}
+	}
+	def := func(d *time.Duration, full, quick time.Duration) {
+		if *d == 0 {
+			*d = full
+			if o.quick {
+				*d = quick
+			}
+		}
+	}
+	def(&o.stepDur, 10*time.Second, 3*time.Second)
+	def(&o.holdPause, 60*time.Second, 15*time.Second)
+	def(&o.relayDur, 3*time.Second, time.Second)
+	o.rates = intList(rates, []int{50, 100, 200, 400, 800, 1200, 1600, 2000}, []int{100, 400, 1200}, o.quick)
+	o.calls = intList(calls, []int{500, 1000, 2000}, []int{200, 500}, o.quick)
+	o.streams = intList(streams, []int{50, 200}, []int{50}, o.quick)
+	if o.transport != "" && o.transport != "t1" && o.transport != "tn" {
+		fatalf("-transport must be t1 or tn")
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// A hard bound on the whole run, whatever happens.
+	ctx, cancel := context.WithTimeout(ctx, 25*time.Minute)
+	defer cancel()
+
+	en, err := newEnv(o)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	defer en.close()
+
+	rep := &report{}
+	type section struct {
+		n    int
+		name string
+		run  func(context.Context, *env, *report) error
+	}
+	for _, s := range []section{
+		{5, "go test -bench of the hot paths", runGoBench},
+		{3, "relay throughput (in process)", runRelay},
+		{4, "terminate-mode SRTP relay", runTerminate},
+		{1, "call rate over mutual TLS", runCallRate},
+		{2, "concurrent calls", runConcurrent},
+	} {
+		if !o.sections[s.n] || ctx.Err() != nil {
+			continue
+		}
+		logf("section %d: %s", s.n, s.name)
+		t0 := time.Now()
+		if err := s.run(ctx, en, rep); err != nil {
+			logf("section %d failed: %v", s.n, err)
+			rep.add(Result{Section: s.n, Name: fmt.Sprintf("section %d (%s)", s.n, s.name), NA: true, Note: "failed: " + err.Error()})
+		}
+		logf("section %d done in %.0fs", s.n, time.Since(t0).Seconds())
+		en.cleanupProcs()
+	}
+
+	mi := machineInfo()
+	printTable(os.Stdout, mi, rep)
+	if o.out != "" {
+		out := struct {
+			Machine map[string]string `json:"machine"`
+			Quick   bool              `json:"quick"`
+			Results []Result          `json:"results"`
+			Notes   []string          `json:"notes"`
+		}{mi, o.quick, rep.results, rep.notes}
+		b, _ := json.MarshalIndent(out, "", "  ")
+		if err := os.WriteFile(o.out, append(b, '\n'), 0o644); err != nil {
+			fatalf("%v", err)
+		}
+		logf("wrote %s", o.out)
+	}
+}
+
+func intList(s string, full, quick []int, q bool) []int {
+	if s == "" {
+		if q {
+			return quick
+		}
+		return full
+	}
+	var l []int
+	for _, f := range strings.Split(s, ",") {
+		var n int
+		if _, err := fmt.Sscanf(strings.TrimSpace(f), "%d", &n); err == nil && n > 0 {
+			l = append(l, n)
+		}
+	}
+	return l
+}
+
+func fatalf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+	os.Exit(1)
+}
+
+func machineInfo() map[string]string {
+	m := map[string]string{
+		"go":    runtime.Version(),
+		"os":    runtime.GOOS + "/" + runtime.GOARCH,
+		"cores": fmt.Sprint(runtime.NumCPU()),
+		"date":  time.Now().UTC().Format(time.RFC3339),
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m["cpu"] = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m["kernel"] = strings.TrimSpace(string(b))
+	}
+	return m
+}
