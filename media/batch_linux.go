@@ -34,7 +34,8 @@ type mmsghdr struct {
 type batchIO struct {
 	rc    syscall.RawConn // own socket: recvmmsg
 	peer  syscall.RawConn // peer socket: sendmmsg
-	bufs  []byte          // batchSize slots of slotSize; datagrams are received into the first bufSize bytes
+	bufs  []byte          // slots of slotSize; datagrams are received into the first bufSize bytes
+	slots int             // buffers in use, at most batchSize
 	names [batchSize][sockaddrLen]byte
 	riov  [batchSize]unix.Iovec
 	rhs   [batchSize]mmsghdr
@@ -51,7 +52,8 @@ type batchIO struct {
 	sendF func(uintptr) bool
 }
 
-func newBatchIO(own, peer *net.UDPConn) (*batchIO, error) {
+func newBatchIO(own, peer *net.UDPConn, slots int) (*batchIO, error) {
+	slots = min(max(slots, 1), batchSize)
 	rc, err := own.SyscallConn()
 	if err != nil {
 		return nil, err
@@ -60,8 +62,8 @@ func newBatchIO(own, peer *net.UDPConn) (*batchIO, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batchIO{rc: rc, peer: prc, bufs: make([]byte, batchSize*slotSize)}
-	for i := range batchSize {
+	b := &batchIO{rc: rc, peer: prc, bufs: make([]byte, slots*slotSize), slots: slots}
+	for i := range slots {
 		b.riov[i].Base = &b.bufs[i*slotSize]
 		b.riov[i].SetLen(bufSize)
 		b.rhs[i].hdr.Iov = &b.riov[i]
@@ -78,7 +80,7 @@ func newBatchIO(own, peer *net.UDPConn) (*batchIO, error) {
 // recv blocks (in the netpoller) until at least one datagram is available
 // and returns how many were received.
 func (b *batchIO) recv() (int, error) {
-	for i := range b.rhs {
+	for i := range b.slots {
 		b.rhs[i].hdr.Namelen = sockaddrLen
 		b.rhs[i].hdr.Flags = 0
 		b.rhs[i].len = 0
@@ -96,7 +98,7 @@ func (b *batchIO) recv() (int, error) {
 func (b *batchIO) doRecv(fd uintptr) bool {
 	for {
 		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd,
-			uintptr(unsafe.Pointer(&b.rhs[0])), batchSize, 0, 0, 0)
+			uintptr(unsafe.Pointer(&b.rhs[0])), uintptr(b.slots), 0, 0, 0)
 		switch e {
 		case unix.EINTR:
 			continue

@@ -64,10 +64,13 @@
 // code stays simple and each reader owns its buffers without locks.
 // Measured on Go 1.26/linux-amd64 (TestFootprint): a parked reader
 // goroutine uses about 2.2 KB of stack; an rtcp-muxed audio call (two
-// sockets, two readers, 8 x 2.1 KB buffers each) about 52 KB in total, so
-// 1,000 audio calls take about 52 MB, audio+video calls about twice that
+// sockets, two readers, 4 x 2.1 KB buffers each) about 35 KB in total, so
+// 1,000 audio calls take about 35 MB, audio+video calls about twice that
 // (figures with the 64-byte SRTP headroom per buffer; the SRTP contexts of
-// terminated streams come on top).
+// terminated streams come on top). RTCP readers get one buffer: RTCP is a
+// few packets per second, and an RTP stream ~50, so batches larger than 4
+// only happen when the process falls behind (recvmmsg then still drains 4
+// per system call).
 // BenchmarkRelayPassthrough measures about 3 µs per 172-byte packet on
 // loopback, client send and receive system calls included, 0 allocations.
 //

@@ -14,8 +14,15 @@ import (
 )
 
 const (
-	// batchSize is the number of datagrams one recvmmsg/sendmmsg moves.
+	// batchSize is the most datagrams one recvmmsg/sendmmsg moves.
 	batchSize = 8
+	// rtpSlots and rtcpSlots are the buffers of an RTP and an RTCP reader.
+	// A stream carries ~50 packets/s, so a batch holds more than one packet
+	// only when the process falls behind; 4 slots absorb that, and RTCP (a
+	// few packets per second) needs one. Memory per audio call without
+	// rtcp-mux: 2×4 + 2×1 slots of slotSize ≈ 21 KB.
+	rtpSlots  = 4
+	rtcpSlots = 1
 	// bufSize is the size of one relay buffer; larger datagrams are
 	// dropped as oversize.
 	bufSize = 2048
@@ -211,7 +218,11 @@ func (st *stream) startReaders(rtcp bool) {
 		if rtcp {
 			in, out = st.legs[side].rtcp.Load(), st.legs[1-side].rtcp.Load()
 		}
-		bio, err := newBatchIO(in.conn, out.conn)
+		slots := rtpSlots
+		if rtcp {
+			slots = rtcpSlots
+		}
+		bio, err := newBatchIO(in.conn, out.conn, slots)
 		if err != nil {
 			st.log.Error().Err(err).Msg("media: relay socket unusable")
 			continue
