@@ -54,6 +54,9 @@ type Metrics struct {
 	// Listen is ip:port for /metrics, /healthz and /readyz.
 	// Default: empty (off). Keep it on a private or loopback address.
 	Listen string `yaml:"listen"`
+	// Pprof also serves Go's /debug/pprof on the metrics listener.
+	// Default false.
+	Pprof bool `yaml:"pprof"`
 }
 
 // CDR configures the call detail record file.

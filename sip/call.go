@@ -234,11 +234,8 @@ func (c *call) setEnd(by, reason string, code int) bool {
 func (c *call) release() {
 	b := c.b
 	b.mu.Lock()
-	for k, r := range b.dialogs {
-		if r.c == c {
-			delete(b.dialogs, k)
-		}
-	}
+	delete(b.dialogs, dialogKey(c.a.callID, c.a.localTag))
+	delete(b.dialogs, dialogKey(c.bl.callID, c.bl.localTag))
 	_, present := b.calls[c]
 	if present {
 		delete(b.calls, c)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -198,7 +199,7 @@ func serve(ctx context.Context, path, stateDir string, stderr io.Writer) error {
 	}
 	var httpSrv *http.Server
 	if cfg.Metrics.Listen != "" {
-		if httpSrv, err = serveMetrics(cfg.Metrics.Listen, reg, b2b, log); err != nil {
+		if httpSrv, err = serveMetrics(cfg.Metrics.Listen, cfg.Metrics.Pprof, reg, b2b, log); err != nil {
 			_ = b2b.Close()
 			return err
 		}
@@ -341,7 +342,7 @@ func registerStoreMetrics(reg *prometheus.Registry, store *tlsconf.Store, eng *m
 }
 
 // serveMetrics serves /metrics, /healthz and /readyz.
-func serveMetrics(addr string, reg *prometheus.Registry, b2b *sip.B2BUA, log zerolog.Logger) (*http.Server, error) {
+func serveMetrics(addr string, withPprof bool, reg *prometheus.Registry, b2b *sip.B2BUA, log zerolog.Logger) (*http.Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.listen %s: %w", addr, err)
@@ -356,6 +357,13 @@ func serveMetrics(addr string, reg *prometheus.Registry, b2b *sip.B2BUA, log zer
 		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -102,7 +102,7 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", false, "short steps and small sizes (smoke run, about 2 minutes)")
 	flag.StringVar(&sections, "sections", "1,2,3,4,5", "sections to run (comma separated)")
 	flag.DurationVar(&o.stepDur, "step", 0, "duration of one call-rate step (default 10s, 3s with -quick)")
-	flag.StringVar(&rates, "rates", "", "call rates to ramp, calls/s (default 50,100,200,400,800,1200,1600,2000)")
+	flag.StringVar(&rates, "rates", "", "call rates to ramp, calls/s (default 200,400,...,2000 in steps of 200)")
 	flag.StringVar(&calls, "calls", "", "concurrent call counts to hold (default 500,1000,2000; 200,500 with -quick)")
 	flag.DurationVar(&o.holdPause, "hold", 0, "how long each held call lasts, -d of sipp (default 60s, 15s with -quick)")
 	flag.IntVar(&o.holdRate, "hold-rate", 200, "setup rate of the held calls, calls/s")
@@ -131,7 +131,7 @@ func main() {
 	def(&o.stepDur, 10*time.Second, 3*time.Second)
 	def(&o.holdPause, 60*time.Second, 15*time.Second)
 	def(&o.relayDur, 3*time.Second, time.Second)
-	o.rates = intList(rates, []int{50, 100, 200, 400, 800, 1200, 1600, 2000}, []int{100, 400, 1200}, o.quick)
+	o.rates = intList(rates, []int{200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800, 2000}, []int{100, 400, 1200}, o.quick)
 	o.calls = intList(calls, []int{500, 1000, 2000}, []int{200, 500}, o.quick)
 	o.streams = intList(streams, []int{50, 200}, []int{50}, o.quick)
 	if o.transport != "" && o.transport != "t1" && o.transport != "tn" {
