@@ -495,4 +495,3 @@ func (b *B2BUA) ctxOrBackground() context.Context {
 	}
 	return context.Background()
 }
-
