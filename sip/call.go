@@ -186,6 +186,12 @@ func (c *call) finish(by, reason string, bye ...*leg) {
 	if !c.setEnd(by, reason, 0) {
 		return
 	}
+	c.byeAndRelease(bye...)
+}
+
+// byeAndRelease sends BYE to the given legs of an ended call, waits for
+// their answers (bounded) and releases the call.
+func (c *call) byeAndRelease(bye ...*leg) {
 	var wg sync.WaitGroup
 	for _, l := range bye {
 		if l == nil {

@@ -31,19 +31,25 @@ func (b *B2BUA) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	from.mu.Unlock()
 
 	if req.Method == sip.BYE {
+		c.mu.Lock()
+		answered := c.answered
+		c.mu.Unlock()
+		// Mark the end before answering: a peer that closes its connection
+		// as soon as it has the 200 must not have its call recorded as a
+		// lost connection.
+		won := answered && c.setEnd(from.side.String(), "bye", 0)
 		if err := b.respond(tx, b.response(req, from, sip.StatusOK, "OK")); err != nil {
 			c.log.Debug().Err(err).Msg("respond to BYE failed")
 		}
 		c.log.Debug().Str("leg", from.side.String()).Msg("BYE received")
-		c.mu.Lock()
-		answered := c.answered
-		c.mu.Unlock()
 		if !answered {
 			// BYE in an early dialog ends the call attempt.
 			c.hangup("bye", from.side.String())
 			return
 		}
-		c.finish(from.side.String(), "bye", to)
+		if won {
+			c.byeAndRelease(to)
+		}
 		return
 	}
 	c.relay(from, to, req, tx)

@@ -159,6 +159,9 @@ func (c *call) buildInvite(reqA *sip.Request, dest *config.Trunk, u sip.Uri, t d
 	l.remoteTarget = ruri
 	l.conn = addr
 	l.sni = t.Host
+	if _, err := netip.ParseAddr(l.sni); err == nil {
+		l.sni = "" // never an IP literal as SNI
+	}
 	l.identity = dest.Identity
 	l.remoteTag = ""
 	l.localCSeq = l.inviteCSeq

@@ -173,10 +173,12 @@ func serve(ctx context.Context, path, stateDir string, stderr io.Writer) error {
 	if cfg.CDR.File != "" {
 		f, err := sip.OpenCDRFile(cfg.CDR.File, cfg.CDR.SyncInterval, log)
 		if err != nil {
-			return err
+			// CDR trouble never stops calls: they stay in the log.
+			log.Error().Err(err).Str("file", cfg.CDR.File).Msg("CDR file cannot be opened; CDRs stay in the log")
+		} else {
+			defer func() { _ = f.Close() }()
+			cdrs = f
 		}
-		defer func() { _ = f.Close() }()
-		cdrs = f
 	}
 
 	b2b, err := sip.New(sip.Options{Config: cfg, Store: store, Resolver: res, Log: log, Media: anchor, Metrics: metrics, CDRs: cdrs})
