@@ -96,6 +96,7 @@ func ifs(c bool, a, b string) string {
 }
 
 func main() {
+	raiseFileLimit()
 	var o options
 	var sections, rates, calls, streams string
 	flag.StringVar(&o.out, "out", "", "write the results as JSON to this file")
@@ -103,7 +104,7 @@ func main() {
 	flag.StringVar(&sections, "sections", "1,2,3,4,5", "sections to run (comma separated)")
 	flag.DurationVar(&o.stepDur, "step", 0, "duration of one call-rate step (default 10s, 3s with -quick)")
 	flag.StringVar(&rates, "rates", "", "call rates to ramp, calls/s (default 200,400,...,2000 in steps of 200)")
-	flag.StringVar(&calls, "calls", "", "concurrent call counts to hold (default 500,1000,2000; 200,500 with -quick)")
+	flag.StringVar(&calls, "calls", "", "concurrent call counts to hold (default 1000,3000,6000; 200,500 with -quick)")
 	flag.DurationVar(&o.holdPause, "hold", 0, "how long each held call lasts, -d of sipp (default 60s, 15s with -quick)")
 	flag.IntVar(&o.holdRate, "hold-rate", 200, "setup rate of the held calls, calls/s")
 	flag.StringVar(&streams, "streams", "", "concurrent relay streams (default 50,200; 50 with -quick)")
@@ -132,7 +133,7 @@ func main() {
 	def(&o.holdPause, 60*time.Second, 15*time.Second)
 	def(&o.relayDur, 3*time.Second, time.Second)
 	o.rates = intList(rates, []int{200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800, 2000}, []int{100, 400, 1200}, o.quick)
-	o.calls = intList(calls, []int{500, 1000, 2000}, []int{200, 500}, o.quick)
+	o.calls = intList(calls, []int{1000, 3000, 6000}, []int{200, 500}, o.quick)
 	o.streams = intList(streams, []int{50, 200}, []int{50}, o.quick)
 	if o.transport != "" && o.transport != "t1" && o.transport != "tn" {
 		fatalf("-transport must be t1 or tn")
@@ -234,4 +235,22 @@ func machineInfo() map[string]string {
 		m["kernel"] = strings.TrimSpace(string(b))
 	}
 	return m
+}
+
+// raiseFileLimit lifts RLIMIT_NOFILE (inherited by the SBC and sipp): 6000
+// calls without rtcp-mux hold 24,000 media sockets. Best effort; as root the
+// hard limit can be raised up to fs.nr_open.
+func raiseFileLimit() {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return
+	}
+	want := uint64(200000)
+	if lim.Cur >= want {
+		return
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: want, Max: max(want, lim.Max)}); err != nil {
+		lim.Cur = lim.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
 }
