@@ -34,8 +34,9 @@ type mmsghdr struct {
 type batchIO struct {
 	rc    syscall.RawConn // own socket: recvmmsg
 	peer  syscall.RawConn // peer socket: sendmmsg
-	bufs  []byte          // slots of slotSize; datagrams are received into the first bufSize bytes
-	slots int             // buffers in use, at most batchSize
+	pool  *slotPool       // where buffers are borrowed from (nil: own buffers)
+	cur   *slotBuf        // the buffers of the batch in hand; nil while parked
+	slots int             // buffers used per batch, at most batchSize
 	names [batchSize][sockaddrLen]byte
 	riov  [batchSize]unix.Iovec
 	rhs   [batchSize]mmsghdr
@@ -52,7 +53,7 @@ type batchIO struct {
 	sendF func(uintptr) bool
 }
 
-func newBatchIO(own, peer *net.UDPConn, slots int) (*batchIO, error) {
+func newBatchIO(own, peer *net.UDPConn, slots int, pool *slotPool) (*batchIO, error) {
 	slots = min(max(slots, 1), batchSize)
 	rc, err := own.SyscallConn()
 	if err != nil {
@@ -62,9 +63,12 @@ func newBatchIO(own, peer *net.UDPConn, slots int) (*batchIO, error) {
 	if err != nil {
 		return nil, err
 	}
-	b := &batchIO{rc: rc, peer: prc, bufs: make([]byte, slots*slotSize), slots: slots}
+	b := &batchIO{rc: rc, peer: prc, slots: slots, pool: pool}
+	if pool == nil {
+		b.cur = new(slotBuf)
+		b.bind()
+	}
 	for i := range slots {
-		b.riov[i].Base = &b.bufs[i*slotSize]
 		b.riov[i].SetLen(bufSize)
 		b.rhs[i].hdr.Iov = &b.riov[i]
 		b.rhs[i].hdr.SetIovlen(1)
@@ -77,6 +81,33 @@ func newBatchIO(own, peer *net.UDPConn, slots int) (*batchIO, error) {
 	return b, nil
 }
 
+// bind points the receive vectors at the buffers in hand.
+func (b *batchIO) bind() {
+	for i := range b.slots {
+		b.riov[i].Base = &b.cur[i*slotSize]
+	}
+}
+
+// borrow takes buffers for a receive attempt; giveBack returns them once
+// the batch is sent (or nothing arrived). A reader parked in the netpoller
+// holds no buffers: idle streams cost no buffer memory.
+func (b *batchIO) borrow() {
+	if b.cur == nil {
+		b.cur = b.pool.get()
+		b.bind()
+	}
+}
+
+func (b *batchIO) giveBack() {
+	if b.pool != nil && b.cur != nil {
+		for i := range b.slots {
+			b.riov[i].Base = nil
+		}
+		b.pool.put(b.cur)
+		b.cur = nil
+	}
+}
+
 // recv blocks (in the netpoller) until at least one datagram is available
 // and returns how many were received.
 func (b *batchIO) recv() (int, error) {
@@ -87,15 +118,18 @@ func (b *batchIO) recv() (int, error) {
 	}
 	b.n, b.errno = 0, 0
 	if err := b.rc.Read(b.recvF); err != nil {
+		b.giveBack()
 		return 0, err
 	}
 	if b.errno != 0 {
+		b.giveBack()
 		return 0, b.errno
 	}
 	return b.n, nil
 }
 
 func (b *batchIO) doRecv(fd uintptr) bool {
+	b.borrow()
 	for {
 		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd,
 			uintptr(unsafe.Pointer(&b.rhs[0])), uintptr(b.slots), 0, 0, 0)
@@ -103,7 +137,8 @@ func (b *batchIO) doRecv(fd uintptr) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false // wait for readability
+			b.giveBack()
+			return false // wait for readability, without buffers
 		}
 		b.n, b.errno = int(n), e
 		return true
@@ -113,7 +148,7 @@ func (b *batchIO) doRecv(fd uintptr) bool {
 // buf returns the i-th received datagram. Its capacity extends to the end
 // of its slot: srtpHeadroom bytes at least, for in-place SRTP protection.
 func (b *batchIO) buf(i int) []byte {
-	return b.bufs[i*slotSize : i*slotSize+int(b.rhs[i].len) : (i+1)*slotSize]
+	return b.cur[i*slotSize : i*slotSize+int(b.rhs[i].len) : (i+1)*slotSize]
 }
 
 // truncated reports whether the i-th datagram did not fit its buffer.
@@ -131,7 +166,7 @@ func (b *batchIO) src(i int) netip.AddrPort {
 // dst must stay unmodified until flush returns (endpoints are immutable).
 func (b *batchIO) queue(i, n int, dst *endpoint) {
 	j := b.nsend
-	b.siov[j].Base = &b.bufs[i*slotSize]
+	b.siov[j].Base = &b.cur[i*slotSize]
 	b.siov[j].SetLen(n)
 	b.shs[j].hdr.Name = &dst.sa[0]
 	b.shs[j].hdr.Namelen = dst.salen
@@ -156,8 +191,10 @@ func (b *batchIO) flush() (failed int) {
 	}
 	for j := range b.nsend {
 		b.shs[j].hdr.Name = nil // do not keep old endpoints alive
+		b.siov[j].Base = nil
 	}
 	b.nsend = 0
+	b.giveBack()
 	return failed
 }
 

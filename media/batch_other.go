@@ -21,7 +21,7 @@ type batchIO struct {
 	dst       *endpoint
 }
 
-func newBatchIO(own, peer *net.UDPConn, _ int) (*batchIO, error) {
+func newBatchIO(own, peer *net.UDPConn, _ int, _ *slotPool) (*batchIO, error) {
 	return &batchIO{own: own, peer: peer, bufs: make([]byte, slotSize)}, nil
 }
 

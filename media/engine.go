@@ -2,9 +2,11 @@ package media
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -16,6 +18,7 @@ type Engine struct {
 	cfg   Config // immutable after NewEngine
 	log   zerolog.Logger
 	pool  *portPool
+	slots *slotPool // batch buffers lent to readers
 	epoch time.Time // origin of arrival times for jitter
 	tick  time.Duration
 
@@ -44,6 +47,7 @@ func NewEngine(cfg Config, log zerolog.Logger) (*Engine, error) {
 		cfg:      c,
 		log:      log,
 		pool:     newPortPool(c.PortMin, c.PortMax, c.Quarantine, time.Now),
+		slots:    newSlotPool(),
 		epoch:    time.Now(),
 		tick:     tick,
 		sessions: make(map[*Session]struct{}),
@@ -153,6 +157,12 @@ func (e *Engine) openPair(withRTCP bool) (base int, rtp, rtcp *net.UDPConn, err 
 		}
 		rtp, err = e.listen(b)
 		if err != nil {
+			if !portTaken(err) {
+				// Out of descriptors or buffers: no other pair would bind
+				// either, and this one is not to blame.
+				e.pool.unget(b)
+				return 0, nil, nil, fmt.Errorf("%w: %w", ErrPortsExhausted, err)
+			}
 			e.pool.release(b)
 			lastErr = err
 			continue
@@ -161,6 +171,10 @@ func (e *Engine) openPair(withRTCP bool) (base int, rtp, rtcp *net.UDPConn, err 
 			rtcp, err = e.listen(b + 1)
 			if err != nil {
 				_ = rtp.Close()
+				if !portTaken(err) {
+					e.pool.unget(b)
+					return 0, nil, nil, fmt.Errorf("%w: %w", ErrPortsExhausted, err)
+				}
 				e.pool.release(b)
 				lastErr = err
 				continue
@@ -172,6 +186,12 @@ func (e *Engine) openPair(withRTCP bool) (base int, rtp, rtcp *net.UDPConn, err 
 		return 0, nil, nil, fmt.Errorf("%w: last bind error: %w", ErrPortsExhausted, lastErr)
 	}
 	return 0, nil, nil, ErrPortsExhausted
+}
+
+// portTaken reports whether a bind failed because another socket holds the
+// port (try the next pair) rather than for lack of resources (stop).
+func portTaken(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EADDRNOTAVAIL)
 }
 
 // watchdog scans the sessions for dead media. It is owned by the Engine

@@ -85,6 +85,15 @@ func (p *portPool) release(base int) {
 	p.quar = append(p.quar, quarEntry{base: base, until: p.now().Add(p.quarantine)})
 }
 
+// unget returns a pair obtained from get straight to the free ring (it was
+// never used, so no quarantine).
+func (p *portPool) unget(base int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.inUse--
+	p.pushFreeLocked(base)
+}
+
 func (p *portPool) pushFreeLocked(base int) {
 	p.ring[(p.head+p.nfree)%len(p.ring)] = base
 	p.nfree++

@@ -1,7 +1,9 @@
 package media
 
 import (
+	"fmt"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -85,5 +87,33 @@ func TestConfigDefaults(t *testing.T) {
 		if _, err := bad.withDefaults(); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}
+	}
+}
+
+func TestPortTakenClassifiesBindErrors(t *testing.T) {
+	l, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, err = net.ListenUDP("udp4", l.LocalAddr().(*net.UDPAddr))
+	if err == nil || !portTaken(err) {
+		t.Fatalf("a port held by another socket: portTaken(%v) = false", err)
+	}
+	if portTaken(fmt.Errorf("listen: %w", syscall.EMFILE)) {
+		t.Fatal("EMFILE counted as a taken port: the whole pool would be quarantined")
+	}
+}
+
+func TestUngetSkipsQuarantine(t *testing.T) {
+	now := time.Unix(0, 0)
+	p := newPortPool(40000, 40003, time.Minute, func() time.Time { return now })
+	b, ok := p.get()
+	if !ok {
+		t.Fatal("empty pool")
+	}
+	p.unget(b)
+	if inUse, free, q := p.counts(); inUse != 0 || free != 2 || q != 0 {
+		t.Fatalf("after unget: inUse %d free %d quarantined %d", inUse, free, q)
 	}
 }

@@ -16,13 +16,12 @@ import (
 const (
 	// batchSize is the most datagrams one recvmmsg/sendmmsg moves.
 	batchSize = 8
-	// rtpSlots and rtcpSlots are the buffers of an RTP and an RTCP reader.
-	// A stream carries ~50 packets/s, so a batch holds more than one packet
-	// only when the process falls behind; 4 slots absorb that, and RTCP (a
-	// few packets per second) needs one. Memory per audio call without
-	// rtcp-mux: 2×4 + 2×1 slots of slotSize ≈ 21 KB.
-	rtpSlots  = 4
-	rtcpSlots = 1
+	// rtpSlots and rtcpSlots are how many datagrams a reader takes per
+	// system call. Buffers are borrowed from the engine's slotPool for one
+	// batch only, so idle streams hold none and a full batch costs nothing
+	// while parked.
+	rtpSlots  = batchSize
+	rtcpSlots = 2
 	// bufSize is the size of one relay buffer; larger datagrams are
 	// dropped as oversize.
 	bufSize = 2048
@@ -30,6 +29,45 @@ const (
 	// SRTP protection may add in place.
 	slotSize = bufSize + srtpHeadroom
 )
+
+// slotBuf is the buffer memory of one batch.
+type slotBuf [batchSize * slotSize]byte
+
+// slotPool lends batch buffers to readers for the time of one batch (a few
+// microseconds); readers parked in the netpoller hold none. It is a bounded
+// free list behind a mutex rather than a sync.Pool: the lending happens
+// inside the recvmmsg callback, and sync.Pool's deeper call chain grew every
+// reader goroutine's stack from 2 to 4 KB. Safe for concurrent use; get and
+// put do not allocate in the steady state.
+type slotPool struct {
+	mu   sync.Mutex // guards free
+	free []*slotBuf
+}
+
+// maxFreeSlots bounds the idle buffers kept (256 x 16.9 KB = 4.3 MB).
+const maxFreeSlots = 256
+
+func newSlotPool() *slotPool { return &slotPool{free: make([]*slotBuf, 0, maxFreeSlots)} }
+
+func (s *slotPool) get() *slotBuf {
+	s.mu.Lock()
+	if n := len(s.free); n > 0 {
+		b := s.free[n-1]
+		s.free = s.free[:n-1]
+		s.mu.Unlock()
+		return b
+	}
+	s.mu.Unlock()
+	return new(slotBuf)
+}
+
+func (s *slotPool) put(b *slotBuf) {
+	s.mu.Lock()
+	if len(s.free) < maxFreeSlots {
+		s.free = append(s.free, b)
+	}
+	s.mu.Unlock()
+}
 
 // mediaKind selects the DSCP of a stream.
 type mediaKind uint8
@@ -222,7 +260,7 @@ func (st *stream) startReaders(rtcp bool) {
 		if rtcp {
 			slots = rtcpSlots
 		}
-		bio, err := newBatchIO(in.conn, out.conn, slots)
+		bio, err := newBatchIO(in.conn, out.conn, slots, st.eng.slots)
 		if err != nil {
 			st.log.Error().Err(err).Msg("media: relay socket unusable")
 			continue

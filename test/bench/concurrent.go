@@ -10,7 +10,7 @@ import (
 // runConcurrent holds N long calls (each with SDP, so the SBC anchors
 // media) and reads the SBC's /metrics before and at every N.
 func runConcurrent(ctx context.Context, e *env, rep *report) error {
-	b, err := e.newCallBed("20000-59999", "uac_basic.xml", "uas_basic.xml")
+	b, err := e.newCallBed("20000-59999", "uac_basic_mux.xml", "uas_basic_mux.xml")
 	if err != nil {
 		return err
 	}
@@ -108,6 +108,6 @@ func runConcurrent(ctx context.Context, e *env, rep *report) error {
 		rep.note("after the held calls ended: %.0f calls active, %.0f media ports in use, %.0f goroutines (%.0f before), RSS %.1f MiB, heap in use %.1f MiB",
 			after["edge_sbc_calls_active"], after["edge_sbc_media_ports_in_use"], after["go_goroutines"], g0, after["process_resident_memory_bytes"]/(1<<20), after["go_memstats_heap_inuse_bytes"]/(1<<20))
 	}
-	rep.note("section 2 uses test/sipp/uac_basic.xml/uas_basic.xml: one audio stream without a=rtcp-mux, so the SBC opens 4 sockets per call (RTP+RTCP on each leg)")
+	rep.note("section 2 uses test/sipp/uac_basic_mux.xml/uas_basic_mux.xml: one audio stream with a=rtcp-mux, so the SBC opens 2 sockets per call (one per leg); without rtcp-mux it needs 4, and 6000 calls then exceed a 20,000 descriptor limit")
 	return nil
 }
