@@ -373,3 +373,25 @@ func TestNoAnswer(t *testing.T) {
 		t.Fatalf("callee was not cancelled cleanly: %s", u.Summary())
 	}
 }
+
+// TestSessionTimerRefresh: the caller negotiates no session timer, so the
+// SBC runs one on the callee leg as refresher (RFC 4028): the callee grants
+// 4 s and receives an UPDATE refresh; the caller sees no timer at all.
+func TestSessionTimerRefresh(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end")
+	}
+	b, uas := newBed(t, bedOptions{uasScenario: "uas_timer.xml"})
+	local := b.caller(t, true, "caller.test")
+	res := harness.RunSippUAC(t, harness.SippOptions{Scenario: "uac_basic.xml", RemoteAddr: fmt.Sprintf("127.0.0.1:%d", local),
+		RURIHost: "sbc.test", Service: "timer", Calls: 1, Pause: 3500 * time.Millisecond, Timeout: 30 * time.Second})
+	harness.RequireOK(t, "caller", res, 1)
+	if u := uas.Wait(10 * time.Second); u.Successful != 1 || u.ReceivedRequests("UPDATE") < 1 {
+		t.Fatalf("callee: %s, UPDATEs %d", u.Summary(), u.ReceivedRequests("UPDATE"))
+	}
+	for _, m := range res.TracedMessages() {
+		if m.Received && strings.HasPrefix(m.StartLine, "SIP/2.0 200") && strings.Contains(m.Text, "Session-Expires") {
+			t.Fatalf("the SBC's own session timer leaked to the caller:\n%s", m.Text)
+		}
+	}
+}
