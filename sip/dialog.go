@@ -221,7 +221,7 @@ func (b *B2BUA) connectionEnded(remote string) {
 	b.mu.Lock()
 	var hit []*call
 	for c := range b.calls {
-		if c.a.conn == remote || c.bl.connAddr() == remote {
+		if c.uses(remote) {
 			hit = append(hit, c)
 		}
 	}
@@ -250,6 +250,12 @@ func (b *B2BUA) connectionEnded(remote string) {
 			}
 		})
 	}
+}
+
+// uses reports whether either leg of the call runs over the connection to
+// remote.
+func (c *call) uses(remote string) bool {
+	return c.a.conn == remote || c.bl.connAddr() == remote
 }
 
 func (l *leg) connAddr() string {

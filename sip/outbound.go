@@ -164,18 +164,10 @@ func (c *call) buildInvite(reqA *sip.Request, dest *config.Trunk, u sip.Uri, t d
 	}
 	l.identity = dest.Identity
 	l.remoteTag = ""
-	l.localCSeq = l.inviteCSeq
+	l.localCSeq = l.inviteCSeq - 1 // request() numbers the INVITE inviteCSeq
 	l.mu.Unlock()
 
 	req := c.request(l, sip.INVITE)
-	// request() increments the CSeq for new requests; the INVITE uses the
-	// leg's INVITE number.
-	if cs := req.CSeq(); cs != nil {
-		cs.SeqNo = l.inviteCSeq
-	}
-	l.mu.Lock()
-	l.localCSeq = l.inviteCSeq
-	l.mu.Unlock()
 	if mf := reqA.MaxForwards(); mf != nil {
 		n := sip.MaxForwardsHeader(mf.Val() - 1)
 		req.ReplaceHeader(&n)
@@ -308,12 +300,9 @@ func (c *call) answeredB(reqA *sip.Request, txA sip.ServerTransaction, reqB *sip
 	cancelled := c.ended
 	c.mu.Unlock()
 	if cancelled {
-		// The caller gave up while the callee answered: ACK and BYE the callee.
-		c.sendAck(c.bl, c.bl.inviteCSeq, nil)
+		// The caller gave up while the callee answered.
 		c.log.Info().Msg("answered after cancel: releasing callee")
-		ctx, cancel := context.WithTimeout(c.b.ctxOrBackground(), 5*time.Second)
-		defer cancel()
-		_, _ = c.send(ctx, c.bl, c.request(c.bl, sip.BYE))
+		c.releaseAnsweredB(5 * time.Second)
 		return
 	}
 	body := res.Body()
@@ -326,11 +315,8 @@ func (c *call) answeredB(reqA *sip.Request, txA sip.ServerTransaction, reqB *sip
 			body, err = c.media.Answer(SideB, body)
 		}
 		if err != nil {
-			// Answered with SDP we cannot anchor: ACK, BYE, and tell the caller.
-			c.sendAck(c.bl, c.bl.inviteCSeq, nil)
-			ctx, cancel := context.WithTimeout(c.b.ctxOrBackground(), 5*time.Second)
-			defer cancel()
-			_, _ = c.send(ctx, c.bl, c.request(c.bl, sip.BYE))
+			// Answered with SDP we cannot anchor: release it, tell the caller.
+			c.releaseAnsweredB(5 * time.Second)
 			c.failSetup(reqA, txA, fmt.Errorf("%w: %w", ErrMedia, err))
 			return
 		}
@@ -397,10 +383,7 @@ func (c *call) cancelInvite(reqB *sip.Request, tx sip.ClientTransaction, heard b
 				switch {
 				case res.IsSuccess():
 					c.learnB(res, true)
-					c.sendAck(c.bl, c.bl.inviteCSeq, nil)
-					ctx, done := context.WithTimeout(c.b.ctxOrBackground(), 4*time.Second)
-					_, _ = c.send(ctx, c.bl, c.request(c.bl, sip.BYE))
-					done()
+					c.releaseAnsweredB(4 * time.Second)
 					return
 				case res.IsProvisional():
 					break first
@@ -431,27 +414,23 @@ func (c *call) cancelInvite(reqB *sip.Request, tx sip.ClientTransaction, heard b
 	cancel.SetDestination(reqB.Destination())
 	ctx, done := context.WithTimeout(c.b.ctxOrBackground(), 4*time.Second)
 	defer done()
-	ctx2, done2 := context.WithTimeout(ctx, 2*time.Second)
-	defer done2()
-	if ctx2.Err() == nil {
-		ctx3 := ctx2
-		if tx2, err := c.b.cli.TransactionRequest(ctx3, cancel, prebuilt); err == nil {
-			select {
-			case <-tx2.Responses():
-			case <-tx2.Done():
-			case <-ctx3.Done():
-			}
-			tx2.Terminate()
+	cctx, cdone := context.WithTimeout(ctx, 2*time.Second) // the CANCEL's own transaction
+	defer cdone()
+	if tx2, err := c.b.cli.TransactionRequest(cctx, cancel, prebuilt); err == nil {
+		select {
+		case <-tx2.Responses():
+		case <-tx2.Done():
+		case <-cctx.Done():
 		}
+		tx2.Terminate()
 	}
 	for {
 		select {
 		case res := <-tx.Responses():
 			if res.IsSuccess() {
-				// Answered anyway: ACK and BYE.
+				// Answered anyway.
 				c.learnB(res, true)
-				c.sendAck(c.bl, c.bl.inviteCSeq, nil)
-				_, _ = c.send(ctx, c.bl, c.request(c.bl, sip.BYE))
+				c.releaseAnsweredB(time.Until(deadline(ctx)))
 				return
 			}
 			if !res.IsProvisional() {
@@ -463,6 +442,22 @@ func (c *call) cancelInvite(reqB *sip.Request, tx sip.ClientTransaction, heard b
 			return
 		}
 	}
+}
+
+// releaseAnsweredB ACKs leg B's 2xx and hangs it up with BYE (bounded by
+// timeout): the callee answered a call that no longer exists or that
+// cannot be used.
+func (c *call) releaseAnsweredB(timeout time.Duration) {
+	c.sendAck(c.bl, c.bl.inviteCSeq, nil)
+	ctx, cancel := context.WithTimeout(c.b.ctxOrBackground(), timeout)
+	defer cancel()
+	_, _ = c.send(ctx, c.bl, c.request(c.bl, sip.BYE))
+}
+
+// deadline is ctx's deadline (it must have one).
+func deadline(ctx context.Context) time.Time {
+	d, _ := ctx.Deadline()
+	return d
 }
 
 // sendAck sends the ACK for a 2xx on leg l (a transaction of its own,

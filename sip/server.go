@@ -365,7 +365,7 @@ func (b *B2BUA) connectionBusy(remote string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for c := range b.calls {
-		if c.a.conn == remote || c.bl.connAddr() == remote {
+		if c.uses(remote) {
 			return true
 		}
 	}

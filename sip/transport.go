@@ -386,15 +386,10 @@ func (t *transport) dial(ctx context.Context, addr, sni, identity string) error 
 		t.mu.Lock()
 		if c, ok := t.conns[addr]; ok {
 			t.mu.Unlock()
-			if c.outbound && c.trunkIdentityOK(identity) {
+			// Ours, or one the peer opened from this address (RFC
+			// 5923-style reuse): either way only if it proved the identity.
+			if c.trunkIdentityOK(identity) {
 				return nil
-			}
-			if !c.outbound {
-				// The peer connected to us from this address: reuse it
-				// (RFC 5923-style) only if it proved the identity.
-				if c.trunkIdentityOK(identity) {
-					return nil
-				}
 			}
 			return fmt.Errorf("%w: a connection to %s exists with another identity", ErrIdentity, addr)
 		}
