@@ -86,7 +86,7 @@ func (c *call) originate(reqA *sip.Request, txA sip.ServerTransaction, dest *con
 			c.log.Warn().Err(err).Str("target", addr).Str("host", t.Host).Int("try", i+1).Msg("failover: target not reachable")
 			continue
 		}
-		reqB := c.buildInvite(reqA, dest, u, t, addr, offer)
+		reqB := c.buildInvite(reqA, dest, u, addr, sni, offer)
 		res, why := c.tryTarget(ctx, reqA, txA, reqB, t)
 		switch res {
 		case attemptDone:
@@ -147,7 +147,7 @@ func (c *call) stopped(reqA *sip.Request, txA sip.ServerTransaction) {
 
 // buildInvite creates the INVITE of leg B: a new dialog, nothing of leg A's
 // topology, allow-listed headers only.
-func (c *call) buildInvite(reqA *sip.Request, dest *config.Trunk, u sip.Uri, t dnsresolve.Target, addr string, offer []byte) *sip.Request {
+func (c *call) buildInvite(reqA *sip.Request, dest *config.Trunk, u sip.Uri, addr, sni string, offer []byte) *sip.Request {
 	b := c.b
 	ruri := sip.Uri{Scheme: "sips", User: reqA.Recipient.User, Host: u.Host, Port: u.Port}
 	l := c.bl
@@ -158,10 +158,7 @@ func (c *call) buildInvite(reqA *sip.Request, dest *config.Trunk, u sip.Uri, t d
 	}
 	l.remoteTarget = ruri
 	l.conn = addr
-	l.sni = t.Host
-	if _, err := netip.ParseAddr(l.sni); err == nil {
-		l.sni = "" // never an IP literal as SNI
-	}
+	l.sni = sni
 	l.identity = dest.Identity
 	l.remoteTag = ""
 	l.localCSeq = l.inviteCSeq - 1 // request() numbers the INVITE inviteCSeq

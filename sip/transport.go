@@ -261,11 +261,7 @@ func (l *listener) handshake(ctx context.Context, raw net.Conn, ip netip.Addr) {
 		ids = tlsconf.Identities(cs.PeerCertificates[0])
 	}
 	info := &connInfo{remote: remote, identities: ids, verified: verified, unauth: l.unauthTrunk}
-	info.conn = &trackedConn{Conn: tc, onClose: func() { release(); t.ended(info) },
-		idle: t.idleTimeout, busy: func() bool { return t.busy != nil && t.busy(remote) }}
-	t.mu.Lock()
-	t.conns[remote] = info
-	t.mu.Unlock()
+	t.track(info, tc, release)
 	t.log.Debug().Str("remote", remote).Strs("identities", ids).Str("trunk", t.identify(ids, l.unauthTrunk, verified)).
 		Str("tls", tls.VersionName(cs.Version)).Msg("inbound TLS connection")
 	if err := l.hand.push(ctx, info.conn); err != nil {
@@ -349,6 +345,23 @@ func (t *transport) refuse(ip netip.Addr, why string) {
 		return
 	}
 	t.hmu.Unlock()
+}
+
+// track wraps an established connection so its end, idleness and use are
+// seen, and registers it under info.remote. release, if not nil, runs when
+// the connection ends (inbound: its per-address slot).
+func (t *transport) track(info *connInfo, tc net.Conn, release func()) {
+	info.conn = &trackedConn{Conn: tc, idle: t.idleTimeout,
+		onClose: func() {
+			if release != nil {
+				release()
+			}
+			t.ended(info)
+		},
+		busy: func() bool { return t.busy != nil && t.busy(info.remote) }}
+	t.mu.Lock()
+	t.conns[info.remote] = info
+	t.mu.Unlock()
 }
 
 // ended forgets a connection and tells the B2BUA.
@@ -457,11 +470,7 @@ func (t *transport) dialNew(ctx context.Context, addr, sni, identity string) err
 		ids = appendUnique(ids, identity)
 	}
 	info := &connInfo{remote: addr, identities: ids, verified: true, outbound: true, sni: sni}
-	info.conn = &trackedConn{Conn: tc, onClose: func() { t.ended(info) },
-		idle: t.idleTimeout, busy: func() bool { return t.busy != nil && t.busy(addr) }}
-	t.mu.Lock()
-	t.conns[addr] = info
-	t.mu.Unlock()
+	t.track(info, tc, nil)
 	t.log.Debug().Str("remote", addr).Str("sni", sni).Strs("identities", ids).
 		Str("tls", tls.VersionName(cs.Version)).Msg("outbound TLS connection")
 	if err := t.out.push(ctx, info.conn); err != nil {
