@@ -155,37 +155,38 @@ func (e *Engine) openPair(withRTCP bool) (base int, rtp, rtcp *net.UDPConn, err 
 		if !ok {
 			break
 		}
-		rtp, err = e.listen(b)
-		if err != nil {
-			if !portTaken(err) {
-				// Out of descriptors or buffers: no other pair would bind
-				// either, and this one is not to blame.
-				e.pool.unget(b)
-				return 0, nil, nil, fmt.Errorf("%w: %w", ErrPortsExhausted, err)
-			}
-			e.pool.release(b)
-			lastErr = err
-			continue
+		rtp, rtcp, err = e.bindPair(b, withRTCP)
+		switch {
+		case err == nil:
+			return b, rtp, rtcp, nil
+		case !portTaken(err):
+			// Out of descriptors or buffers: no other pair would bind
+			// either, and this one is not to blame.
+			e.pool.unget(b)
+			return 0, nil, nil, fmt.Errorf("%w: %w", ErrPortsExhausted, err)
 		}
-		if withRTCP {
-			rtcp, err = e.listen(b + 1)
-			if err != nil {
-				_ = rtp.Close()
-				if !portTaken(err) {
-					e.pool.unget(b)
-					return 0, nil, nil, fmt.Errorf("%w: %w", ErrPortsExhausted, err)
-				}
-				e.pool.release(b)
-				lastErr = err
-				continue
-			}
-		}
-		return b, rtp, rtcp, nil
+		e.pool.release(b)
+		lastErr = err
 	}
 	if lastErr != nil {
 		return 0, nil, nil, fmt.Errorf("%w: last bind error: %w", ErrPortsExhausted, lastErr)
 	}
 	return 0, nil, nil, ErrPortsExhausted
+}
+
+// bindPair binds the RTP socket of pair b, and its RTCP socket if withRTCP;
+// on failure nothing stays open.
+func (e *Engine) bindPair(b int, withRTCP bool) (rtp, rtcp *net.UDPConn, err error) {
+	if rtp, err = e.listen(b); err != nil {
+		return nil, nil, err
+	}
+	if withRTCP {
+		if rtcp, err = e.listen(b + 1); err != nil {
+			_ = rtp.Close()
+			return nil, nil, err
+		}
+	}
+	return rtp, rtcp, nil
 }
 
 // portTaken reports whether a bind failed because another socket holds the
