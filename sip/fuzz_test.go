@@ -1,17 +1,15 @@
 package sip
 
 import (
-	"encoding/hex"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/edge-sbc/edge-sbc/config"
+	"github.com/edge-sbc/edge-sbc/test/harness"
 )
 
 // corpusSeeds returns the hostile-input corpus of the end-to-end tests
@@ -24,8 +22,6 @@ func corpusSeeds(tb testing.TB) [][]byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	repeat := regexp.MustCompile(`^\[repeatline:(\d+)\]`)
-	esc := regexp.MustCompile(`\[(nul|cr|lf|hex:[0-9a-fA-F]{2}|fill:\d+|fill0:\d+)\]`)
 	var seeds [][]byte
 	for _, p := range paths {
 		b, err := os.ReadFile(p)
@@ -36,44 +32,8 @@ func corpusSeeds(tb testing.TB) [][]byte {
 		for strings.HasPrefix(s, "#") {
 			_, s, _ = strings.Cut(s, "\n")
 		}
-		var lines []string
-		for _, l := range strings.Split(s, "\n") {
-			if m := repeat.FindStringSubmatch(l); m != nil {
-				n, _ := strconv.Atoi(m[1])
-				for range min(n, 50) {
-					lines = append(lines, l[len(m[0]):])
-				}
-				continue
-			}
-			lines = append(lines, l)
-		}
-		s = strings.Join(lines, "\r\n")
-		s = strings.NewReplacer("[call_id]", "seed-call-id", "[branch]", "z9hG4bK-seed", "[from_tag]", "ftag",
-			"[to_tag]", "ttag", "[local]", "127.0.0.1:40404").Replace(s)
-		s = esc.ReplaceAllStringFunc(s, func(e string) string {
-			e = e[1 : len(e)-1]
-			switch {
-			case e == "nul":
-				return "\x00"
-			case e == "cr":
-				return "\r"
-			case e == "lf":
-				return "\n"
-			case strings.HasPrefix(e, "hex:"):
-				x, _ := hex.DecodeString(e[4:])
-				return string(x)
-			case strings.HasPrefix(e, "fill0:"):
-				n, _ := strconv.Atoi(e[6:])
-				return strings.Repeat("\x00", min(n, 2048))
-			default:
-				n, _ := strconv.Atoi(e[5:])
-				return strings.Repeat("a", min(n, 2048))
-			}
-		})
-		if i := strings.Index(s, "\r\n\r\n"); i >= 0 {
-			s = strings.ReplaceAll(s[:i], "[len]", strconv.Itoa(len(s)-i-4)) + s[i:]
-		}
-		seeds = append(seeds, []byte(s))
+		seeds = append(seeds, harness.RenderSIP(s, harness.SIPVars{CallID: "seed-call-id", Branch: "z9hG4bK-seed",
+			FromTag: "ftag", ToTag: "ttag", Local: "127.0.0.1:40404"}, 50, 2048))
 	}
 	if len(seeds) == 0 {
 		tb.Fatal("no corpus found in ../test/testdata/sip")

@@ -94,15 +94,13 @@ func loadCorpus(t testing.TB) []corpusMsg {
 	return out
 }
 
-type msgVars struct{ callID, branch, fromTag, toTag, local string }
-
-func freshVars(local string) msgVars {
-	return msgVars{
-		callID:  "hostile-" + randHex(8),
-		branch:  sip.RFC3261BranchMagicCookie + "-h" + randHex(8),
-		fromTag: randHex(6),
-		toTag:   randHex(6),
-		local:   local,
+func freshVars(local string) harness.SIPVars {
+	return harness.SIPVars{
+		CallID:  "hostile-" + randHex(8),
+		Branch:  sip.RFC3261BranchMagicCookie + "-h" + randHex(8),
+		FromTag: randHex(6),
+		ToTag:   randHex(6),
+		Local:   local,
 	}
 }
 
@@ -110,54 +108,6 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-var (
-	repeatLine = regexp.MustCompile(`^\[repeatline:(\d+)\]`)
-	escapes    = regexp.MustCompile(`\[(nul|cr|lf|hex:[0-9a-fA-F]{2}|fill:\d+|fill0:\d+)\]`)
-)
-
-// renderSIP turns a corpus template into the bytes sent on the wire.
-func renderSIP(tmpl string, v msgVars) []byte {
-	var lines []string
-	for _, l := range strings.Split(tmpl, "\n") {
-		if m := repeatLine.FindStringSubmatch(l); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			for range n {
-				lines = append(lines, l[len(m[0]):])
-			}
-			continue
-		}
-		lines = append(lines, l)
-	}
-	s := strings.Join(lines, "\r\n")
-	s = strings.NewReplacer("[call_id]", v.callID, "[branch]", v.branch, "[from_tag]", v.fromTag,
-		"[to_tag]", v.toTag, "[local]", v.local).Replace(s)
-	s = escapes.ReplaceAllStringFunc(s, func(e string) string {
-		e = e[1 : len(e)-1]
-		switch {
-		case e == "nul":
-			return "\x00"
-		case e == "cr":
-			return "\r"
-		case e == "lf":
-			return "\n"
-		case strings.HasPrefix(e, "hex:"):
-			b, _ := hex.DecodeString(e[4:])
-			return string(b)
-		case strings.HasPrefix(e, "fill0:"):
-			n, _ := strconv.Atoi(e[6:])
-			return strings.Repeat("\x00", n)
-		default:
-			n, _ := strconv.Atoi(e[5:])
-			return strings.Repeat("a", n)
-		}
-	})
-	if i := strings.Index(s, "\r\n\r\n"); i >= 0 {
-		body := len(s) - i - 4
-		s = strings.ReplaceAll(s[:i], "[len]", strconv.Itoa(body)) + s[i:]
-	}
-	return []byte(s)
 }
 
 // sipConn is a raw TLS connection to the SBC with a SIP stream parser on
@@ -266,7 +216,7 @@ func (sc *sipConn) awaitFinal(d time.Duration) (res *sip.Response, closed bool) 
 
 // options sends an out-of-dialog OPTIONS and reports whether 200 came back.
 func (sc *sipConn) options(tmpl string) bool {
-	if err := sc.send(renderSIP(tmpl, freshVars(sc.local))); err != nil {
+	if err := sc.send(harness.RenderSIP(tmpl, freshVars(sc.local), 0, 0)); err != nil {
 		return false
 	}
 	res, _ := sc.awaitFinal(2 * time.Second)
@@ -328,7 +278,7 @@ func (e *hostileEnv) throw(m corpusMsg) outcome {
 	}
 	defer sc.close()
 	v := freshVars(sc.local)
-	msg := renderSIP(m.tmpl, v)
+	msg := harness.RenderSIP(m.tmpl, v, 0, 0)
 	werr := sc.send(msg)
 
 	quiet := slices.Contains(m.expect, "none") || slices.Contains(m.expect, "wait")
