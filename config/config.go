@@ -47,6 +47,32 @@ type Limits struct {
 	// IdleTimeout closes a connection that carried nothing (not even a
 	// keepalive) for this long, unless a call uses it. Default 300s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// WriteTimeout bounds every write on a SIP connection: a peer that does
+	// not read for this long is disconnected and its calls end. Default 5s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// MaxConnections caps concurrent TLS connections in all (inbound and
+	// outbound). Default 4096.
+	MaxConnections int `yaml:"max_connections"`
+	// HandshakesPerSecond caps new inbound TLS handshakes per second in
+	// all (burst the same). Default 200.
+	HandshakesPerSecond float64 `yaml:"handshakes_per_second"`
+	// MaxPendingPerConnection caps the requests of one connection that
+	// await a final response: beyond it new INVITEs get 503 and other
+	// requests are not read until one completes. Default 256.
+	MaxPendingPerConnection int `yaml:"max_pending_per_connection"`
+	// TrustedSources are CIDRs (e.g. a partner's proxy or NAT) exempt from
+	// the per-address caps, like the resolved targets of every trunk.
+	// Default: none.
+	TrustedSources []string `yaml:"trusted_sources"`
+	// UnauthenticatedMaxCalls caps concurrent calls from peers without a
+	// certificate (all unauthenticated trunks together). Default 50.
+	UnauthenticatedMaxCalls int `yaml:"unauthenticated_max_calls"`
+	// UnauthenticatedCPS caps new calls per second from peers without a
+	// certificate. Default 5.
+	UnauthenticatedCPS float64 `yaml:"unauthenticated_cps"`
+	// MaxMediaStreams caps the m-lines of one SDP; more get 488 before any
+	// media port is taken. Default 8.
+	MaxMediaStreams int `yaml:"max_media_streams"`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -141,6 +167,17 @@ type Trunk struct {
 	MaxCalls int `yaml:"max_calls"`
 	// CPS caps new calls per second from this trunk. Default 0 (unlimited).
 	CPS float64 `yaml:"cps"`
+	// Trusted lets identity headers (P-Asserted-Identity,
+	// P-Preferred-Identity, Remote-Party-ID, Diversion, History-Info) from
+	// this trunk cross to the other leg (RFC 3325 trust domain). Default
+	// true for trunks identified by certificate; always false for calls
+	// from unauthenticated peers.
+	Trusted *bool `yaml:"trusted"`
+	// Redirect is what a 3xx from this trunk does: follow (the SBC places
+	// the call to the sips: Contacts itself, through routing and
+	// admission, at most 3 times), relay (the caller gets the 3xx with a
+	// sanitized Contact) or refuse (the caller gets 480). Default follow.
+	Redirect string `yaml:"redirect"`
 }
 
 // Route sends calls from one trunk to another. Routes are tried in order;
@@ -196,6 +233,10 @@ type SIP struct {
 	// MaxMessageSize drops SIP messages larger than this many bytes.
 	// Default 65535.
 	MaxMessageSize int `yaml:"max_message_size"`
+	// BodyAllowList names the content types of multipart/mixed body parts
+	// that may cross besides SDP (which is always anchored), e.g.
+	// application/pidf+xml. Default: none.
+	BodyAllowList []string `yaml:"body_allow_list"`
 }
 
 // Media configures the SRTP/RTP relay.

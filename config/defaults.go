@@ -43,10 +43,9 @@ const (
 func DefaultHeaderAllowList() []string {
 	return []string{
 		"P-Asserted-Identity", "P-Preferred-Identity", "Privacy", "Diversion",
-		"History-Info", "Allow", "Supported", "Require", "Accept", "User-Agent",
-		"Server", "Session-Expires", "Min-SE", "Reason", "Subject",
-		"Organization", "Priority", "Alert-Info", "Call-Info",
-		"Content-Disposition", "Allow-Events", "RSeq", "RAck",
+		"History-Info", "User-Agent", "Server", "Session-Expires", "Min-SE",
+		"Reason", "Subject", "Organization", "Priority", "Alert-Info",
+		"Call-Info", "Content-Disposition",
 	}
 }
 
@@ -150,4 +149,5 @@ func (c *Config) applyDefaults() {
 	if c.Shutdown.DrainTimeout == 0 {
 		c.Shutdown.DrainTimeout = DefaultDrainTimeout
 	}
+	c.applyPolicyDefaults()
 }

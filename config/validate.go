@@ -38,6 +38,9 @@ func (c *Config) Validate() error {
 	if err := c.validateMedia(); err != nil {
 		return err
 	}
+	if err := c.validatePolicy(); err != nil {
+		return err
+	}
 	return c.validateLog()
 }
 
