@@ -15,8 +15,38 @@
 //	_ = eng.Start(ctx)                                  // dead-media watchdog
 //	sess := eng.NewSession(media.SessionConfig{CallID: id, AdvertiseA: a, AdvertiseB: b})
 //	toB, err := sess.Offer(media.SideA, sdpFromA)  // ErrNotAcceptable → 488, ErrPortsExhausted → 503
-//	toA, err := sess.Answer(media.SideB, sdpFromB)
+//	toA, err := sess.ProvisionalAnswer(media.SideB, sdpIn183) // unreliable 18x: early media
+//	toA, err = sess.Answer(media.SideB, sdpIn200)  // commits
+//	sess.Reject(media.SideA)                       // or: the offer was refused, roll back
 //	stats := sess.Close()                          // ports go back after the quarantine
+//
+// # Offer/answer state
+//
+// A Session keeps, like pjmedia's sdp_neg, an agreed (active) state and at
+// most one offer being negotiated (RFC 3264, RFC 6337):
+//
+//	                    Offer(X)
+//	+------------+  ---------------->  +---------------------+
+//	|   agreed   |                     | offer from X        | <-+ ProvisionalAnswer(Y), 0..n
+//	| (empty at  |  <--- Answer(Y) --  | pending             | --+ Offer(X): replaces it
+//	|  first)    |       commits       | (agreed state kept) |     Offer(Y): ErrOfferPending
+//	+------------+  <--- Reject(X) --  +---------------------+
+//	                     rolls back
+//
+// (X is either side, Y the other one.) Offer stages the offer: the
+// offerer's addresses, directions and first SRTP keys apply at once, so
+// media toward the offerer flows, and added streams get their ports; but a
+// snapshot of the agreed state is kept, and streams the offer removes (port
+// 0, another media type) keep relaying. ProvisionalAnswer applies an
+// answer from an unreliable 18x (the answerer's addresses, the keys of both
+// legs: early media both ways) and leaves the offer pending. Answer (2xx,
+// reliable 18x or PRACK, UPDATE 2xx, ACK) applies the final answer and
+// commits: rejected and removed streams are closed, the result is the new
+// agreed state. Reject restores the snapshot: streams the offer created are
+// closed, removed ones stay, addresses, holds and SRTP contexts of both
+// legs are those agreed before; after a refused initial offer the session
+// has no stream. Pending tells whose offer is pending. The o= version sent
+// toward a side only grows, whatever is rolled back.
 //
 // # SDP anchoring
 //
@@ -29,7 +59,8 @@
 // attribute is kept, in order. Rejected streams (port 0) allocate nothing.
 // A re-offer from either side matches streams by m-line index and updates
 // them in place: ports and sockets are kept, only the destination and the
-// per-stream state change, so no packet is lost. Direction attributes
+// per-stream state change, so no packet is lost; streams are released when
+// the answer commits (see Offer/answer state). Direction attributes
 // other than sendrecv (and c=0.0.0.0) mark a stream on hold.
 //
 // The pool always reserves the whole pair, but the RTCP sockets are opened

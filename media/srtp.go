@@ -235,6 +235,15 @@ type streamSec struct {
 	// ours holds the SBC's keys toward each side, one per suite, drawn
 	// when the stream is created: offers repeat them, answers pick one.
 	ours [2][numSuites]srtpKey
+	// neg is what the negotiation decided so far; a rollback (Reject)
+	// restores a copy taken when the offer was staged.
+	neg secNeg
+}
+
+// secNeg is the negotiated SDES state of a stream. It holds no key
+// material of its own beyond the peers' lines, and is copied by value into
+// snapshots.
+type secNeg struct {
 	// choice is the line the SBC accepted from side i's last offer, to be
 	// answered (tag, suite) and installed as side i's remote key.
 	choice [2]*cryptoLine
@@ -365,7 +374,7 @@ func (s *Session) secOffer(p *secPlan, from Side, md *sdp.MediaDescription, st *
 			return err
 		}
 	}
-	p.choices = append(p.choices, func() { sec.choice[from] = choice })
+	p.choices = append(p.choices, func() { sec.neg.choice[from] = choice })
 	if s.modes[to] == SRTPTerminate {
 		setProfile(md, true)
 		setCrypto(md, ourOffer(&sec.ours[to]))
@@ -399,7 +408,7 @@ func (s *Session) secAnswer(p *secPlan, from Side, md *sdp.MediaDescription, st 
 		setCrypto(md, nil)
 		return nil
 	}
-	choice := sec.choice[to]
+	choice := sec.neg.choice[to]
 	if choice == nil {
 		return fmt.Errorf("%w: m-line %d: no SRTP crypto from the offer to answer", ErrBadSDP, st.index)
 	}
