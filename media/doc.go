@@ -147,9 +147,21 @@
 // built by the signalling, outside the relay, and published through
 // atomic pointers; readers load them once per batch. The first keys of a
 // stream are installed as soon as they are known (early media); changed
-// keys (re-INVITE) when the answer is processed, i.e. when the offerer
-// starts using them, so a re-key loses no packet. A re-offer repeating the
-// same key keeps the context, its rollover counter and replay window. The
+// keys (re-INVITE) when the answer is processed (ProvisionalAnswer or
+// Answer). The offerer keeps its old key until the answer reaches it
+// (RFC 4568 section 7.1.4), so a new decrypt context keeps the one it
+// replaces: a packet the new key does not authenticate is tried with the
+// old one, until the first packet authenticates with the new key, which
+// retires the old one (RTP and SRTCP each); a re-key loses no packet. A
+// new context also takes over the rollover counter of each SSRC (up to 4)
+// from the one it replaces, as RFC 3711 and libsrtp's srtp_update do: for
+// decryption the first packet of an SSRC is tried with the old context's
+// ROC, then ROC+1 (the re-key crossed a wrap), then 0 (peers that reset
+// the ROC with the key), and the first that authenticates is kept; for
+// encryption the old context encrypts a copy of the first packet of the
+// SSRC, which yields the exact ROC. Trial decryptions go to a per-reader
+// scratch buffer, so none allocates. A re-offer repeating the same key
+// keeps the context, its rollover counter and replay window. The
 // RTP context of a direction is used by one reader goroutine only; RTCP,
 // which may arrive on the RTP port (RFC 5761, packet types 192-223) or on
 // the RTCP port, goes through a mutex-guarded context.
