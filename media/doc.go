@@ -136,7 +136,9 @@
 // suites above, AES_256_CM_HMAC_SHA1_80/32, AEAD_AES_256_GCM; MKI and
 // lifetime accepted; other key methods, several keys and session
 // parameters other than WSH and KDR=0 are not) and answers with the same
-// tag, suite and its own key. A terminate leg offering no usable line, or
+// tag, suite and its own key, on the offer's transport (RFC 3264 section
+// 6: best-effort SRTP, RTP/AVP with a=crypto as CUCM and Polycom offer
+// it, is answered RTP/AVP with a=crypto). A terminate leg offering no usable line, or
 // answering none of the SBC's, gets ErrNotAcceptable (488). Toward a plain
 // leg the SBC sends RTP/AVP(F) without a=crypto. DTLS-SRTP attributes are
 // dropped on terminated streams (DTLS is not terminated).

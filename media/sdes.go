@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -300,6 +301,19 @@ func setProfile(md *sdp.MediaDescription, secure bool) {
 		p += "F"
 	}
 	md.MediaName.Protos = []string{"RTP", p}
+}
+
+// answerProfile sets the transport of an SRTP answer to a terminate-mode
+// offerer: the offer's own when it is an RTP/AVP(F) or RTP/SAVP(F) profile
+// (RFC 3264 section 6: RTP/AVP with a=crypto is best-effort SRTP, as CUCM
+// and Polycom offer it), else RTP/SAVP(F).
+func answerProfile(md *sdp.MediaDescription, offer []string) {
+	switch strings.ToUpper(strings.Join(offer, "/")) {
+	case "RTP/AVP", "RTP/AVPF", "RTP/SAVP", "RTP/SAVPF":
+		md.MediaName.Protos = slices.Clone(offer)
+		return
+	}
+	setProfile(md, true)
 }
 
 // ourOffer returns the a=crypto lines the SBC offers toward a leg: one per

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -483,6 +484,10 @@ type secNeg struct {
 	// choice is the line the SBC accepted from side i's last offer, to be
 	// answered (tag, suite) and installed as side i's remote key.
 	choice [2]*cryptoLine
+	// offerProto is the transport of side i's last offer, which the answer
+	// to it repeats (RFC 3264 section 6; RTP/AVP with a=crypto is
+	// best-effort SRTP).
+	offerProto [2][]string
 }
 
 // String and GoString keep the keys out of formatted output.
@@ -598,6 +603,7 @@ func (s *Session) secOffer(p *secPlan, from Side, md *sdp.MediaDescription, st *
 	to := from.Other()
 	sec := st.sec
 	var choice *cryptoLine
+	offerProto := slices.Clone(md.MediaName.Protos)
 	if s.modes[from] == SRTPTerminate {
 		lines := cryptoLines(md)
 		if len(lines) == 0 {
@@ -615,7 +621,10 @@ func (s *Session) secOffer(p *secPlan, from Side, md *sdp.MediaDescription, st *
 			return err
 		}
 	}
-	p.choices = append(p.choices, func() { sec.neg.choice[from] = choice })
+	p.choices = append(p.choices, func() {
+		sec.neg.choice[from] = choice
+		sec.neg.offerProto[from] = offerProto
+	})
 	if s.modes[to] == SRTPTerminate {
 		setProfile(md, true)
 		setCrypto(md, ourOffer(&sec.ours[to]))
@@ -660,7 +669,7 @@ func (s *Session) secAnswer(p *secPlan, from Side, md *sdp.MediaDescription, st 
 	if err := p.install(st, to, false, ours, false); err != nil {
 		return err
 	}
-	setProfile(md, true)
+	answerProfile(md, sec.neg.offerProto[to])
 	setCrypto(md, []cryptoLine{{tag: choice.tag, key: ours}})
 	return nil
 }
