@@ -129,11 +129,14 @@
 // SDP: the a=crypto lines of a peer never reach the other leg. Toward a
 // terminate leg the SBC's offer carries RTP/SAVP(F) and one line per suite
 // (1 AES_CM_128_HMAC_SHA1_80, 2 AES_CM_128_HMAC_SHA1_32, 3
-// AEAD_AES_128_GCM), each with its own random master key and salt, drawn
-// per leg and stream when the stream is created and repeated by later
-// offers; the answer's tag tells which one is used. Answering a terminate
-// leg, the SBC accepts the first line of its offer it supports (the three
-// suites above, AES_256_CM_HMAC_SHA1_80/32, AEAD_AES_256_GCM; MKI and
+// AEAD_AES_128_GCM, 4 AES_256_CM_HMAC_SHA1_80, 5 AEAD_AES_256_GCM), each
+// with its own random master key and salt, drawn per leg and stream when
+// the stream is created and repeated by later offers; the answer's tag
+// tells which one is used. A re-offer toward a leg lists the suite that
+// leg used last first (AES_256_CM_HMAC_SHA1_32, not offered otherwise,
+// then with tag 6), so a peer supporting that suite only can answer it.
+// Answering a terminate leg, the SBC accepts the first line of its offer
+// it supports (the five suites above, AES_256_CM_HMAC_SHA1_32; MKI and
 // lifetime accepted; other key methods, several keys and session
 // parameters other than WSH and KDR=0 are not) and answers with the same
 // tag, suite and its own key, on the offer's transport (RFC 3264 section

@@ -488,6 +488,12 @@ type secNeg struct {
 	// to it repeats (RFC 3264 section 6; RTP/AVP with a=crypto is
 	// best-effort SRTP).
 	offerProto [2][]string
+	// offered are the lines of the SBC's last offer toward side i, which
+	// its answer must pick from.
+	offered [2][]cryptoLine
+	// agreed is the suite side i used in its last answered negotiation,
+	// which the SBC's offers toward it list first.
+	agreed [2]secAgreed
 }
 
 // String and GoString keep the keys out of formatted output.
@@ -582,7 +588,7 @@ func (s *Session) checkSec(from Side, sd *sdp.SessionDescription, answer bool) e
 		}
 		lines := cryptoLines(md)
 		if answer {
-			if _, ok := matchAnswer(lines); !ok {
+			if _, ok := matchAnswer(lines, s.streams[i].sec.neg.offered[from]); !ok {
 				return fmt.Errorf("%w: m-line %d (%s): answer accepts none of the offered SRTP crypto suites",
 					ErrNotAcceptable, i, md.MediaName.Media)
 			}
@@ -621,17 +627,20 @@ func (s *Session) secOffer(p *secPlan, from Side, md *sdp.MediaDescription, st *
 			return err
 		}
 	}
-	p.choices = append(p.choices, func() {
-		sec.neg.choice[from] = choice
-		sec.neg.offerProto[from] = offerProto
-	})
+	var offered []cryptoLine
 	if s.modes[to] == SRTPTerminate {
+		offered = ourOffer(&sec.ours[to], sec.neg.agreed[to])
 		setProfile(md, true)
-		setCrypto(md, ourOffer(&sec.ours[to]))
+		setCrypto(md, offered)
 	} else {
 		setProfile(md, false)
 		setCrypto(md, nil)
 	}
+	p.choices = append(p.choices, func() {
+		sec.neg.choice[from] = choice
+		sec.neg.offerProto[from] = offerProto
+		sec.neg.offered[to] = offered
+	})
 	return nil
 }
 
@@ -642,7 +651,7 @@ func (s *Session) secAnswer(p *secPlan, from Side, md *sdp.MediaDescription, st 
 	to := from.Other()
 	sec := st.sec
 	if s.modes[from] == SRTPTerminate {
-		c, ok := matchAnswer(cryptoLines(md))
+		c, ok := matchAnswer(cryptoLines(md), sec.neg.offered[from])
 		if !ok {
 			return fmt.Errorf("%w: m-line %d: answer accepts none of the offered SRTP crypto suites", ErrNotAcceptable, st.index)
 		}
@@ -652,6 +661,7 @@ func (s *Session) secAnswer(p *secPlan, from Side, md *sdp.MediaDescription, st 
 		if err := p.install(st, from, false, sec.ours[from][c.key.suite], false); err != nil {
 			return err
 		}
+		p.choices = append(p.choices, func() { sec.neg.agreed[from] = secAgreed{suite: c.key.suite, ok: true} })
 	}
 	if s.modes[to] != SRTPTerminate {
 		setProfile(md, false)
@@ -662,6 +672,7 @@ func (s *Session) secAnswer(p *secPlan, from Side, md *sdp.MediaDescription, st 
 	if choice == nil {
 		return fmt.Errorf("%w: m-line %d: no SRTP crypto from the offer to answer", ErrBadSDP, st.index)
 	}
+	p.choices = append(p.choices, func() { sec.neg.agreed[to] = secAgreed{suite: choice.key.suite, ok: true} })
 	if err := p.install(st, to, true, choice.key, false); err != nil {
 		return err
 	}

@@ -294,13 +294,14 @@ func TestTerminateInterworkingPlainRTP(t *testing.T) {
 	}
 
 	// Re-offer from the plain leg, with feedback (AVPF): the SRTP leg gets
-	// RTP/SAVPF and our three suites, answers GCM (tag 3) with a new key.
+	// RTP/SAVPF and our suites, the agreed one first (the first anyway),
+	// answers GCM (tag 3) with a new key.
 	toA, err = s.Offer(SideB, termSDP(b.port(), "RTP/AVPF", nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr, lines = sdpCrypto(t, toA)
-	if tr != "RTP/SAVPF" || len(lines) != 3 {
+	if tr != "RTP/SAVPF" || len(lines) != len(offerSuites) || lines[2].tag != 3 || lines[2].key.suite != suiteAEADAES128GCM {
 		t.Fatalf("offer to the SRTP leg: %s %v", tr, lines)
 	}
 	keyA2 := newSRTPKey(suiteAEADAES128GCM)
