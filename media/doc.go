@@ -192,7 +192,12 @@
 // bytes, loss from sequence gaps (RFC 3550 A.1/A.3, extended sequence
 // numbers), out-of-order packets and interarrival jitter (RFC 3550 A.8)
 // with the clock rate of the payload type from a=rtpmap (default 8000 Hz
-// for audio, 90000 Hz otherwise; telephone-event is left out). RTCP,
+// for audio, 90000 Hz otherwise; telephone-event is left out). Sequence
+// and jitter state is kept per SSRC, for up to 4 SSRCs per direction (RTX,
+// FEC, simulcast on one m-line; beyond that the least recently seen one is
+// replaced, its counts kept): Expected and Lost are summed over the SSRCs,
+// the jitter is the largest of the SSRCs heard in the last 5 s. The state
+// is a fixed array, allocated with a reader's first RTP packet. RTCP,
 // muxed or not, is counted separately. Every counter has a single writer,
 // the reader goroutine of its socket, which keeps its state in plain
 // fields and publishes it with atomic stores once per batch; other
