@@ -207,9 +207,9 @@
 // # Dead media
 //
 // One engine-wide ticker (every second, or Timeout/4 if shorter) scans the
-// sessions: a session whose answered, non-held streams received no packet
-// for Config.Timeout gets its OnTimeout called once. Streams on hold pause
-// the timer.
+// sessions: a session whose answered (committed by Answer: early media
+// does not count), non-held streams received no packet for Config.Timeout
+// gets its OnTimeout called once. Streams on hold pause the timer.
 //
 // # Concurrency and ownership
 //

@@ -102,7 +102,8 @@ const srtpHeadroom = 64
 // per key, so a key stream is never reused.
 //
 // A context that replaces another one on the same leg and direction (a
-// re-key) goes through a transition, see unprotectRTP and protectRTP:
+// re-key) goes through a transition, see unprotectRTP, unprotectRTCP and
+// carryLocalROC:
 // prev and rtcpPrev (remote contexts only) decrypt what this context
 // cannot authenticate, until it authenticates a packet itself (while the
 // sender still uses the old key, the old context is tried first); rocFrom
