@@ -141,9 +141,9 @@
 // parameters other than WSH and KDR=0 are not) and answers with the same
 // tag, suite and its own key, on the offer's transport (RFC 3264 section
 // 6: best-effort SRTP, RTP/AVP with a=crypto as CUCM and Polycom offer
-// it, is answered RTP/AVP with a=crypto). A terminate leg offering no usable line, or
-// answering none of the SBC's, gets ErrNotAcceptable (488). Toward a plain
-// leg the SBC sends RTP/AVP(F) without a=crypto. DTLS-SRTP attributes are
+// it, is answered RTP/AVP with a=crypto). A terminate leg offering no
+// usable line, or answering none of the SBC's, gets ErrNotAcceptable
+// (488). Toward a plain leg the SBC sends RTP/AVP(F) without a=crypto. DTLS-SRTP attributes are
 // dropped on terminated streams (DTLS is not terminated).
 //
 // Keys: each leg has a remote context, which decrypts what the side sends,
@@ -165,7 +165,9 @@
 // the ROC with the key), and the first that authenticates is kept; for
 // encryption the old context encrypts a copy of the first packet of the
 // SSRC, which yields the exact ROC. Trial decryptions go to a per-reader
-// scratch buffer, so none allocates. A re-offer repeating the same key
+// scratch buffer, and the context that authenticated the sender's last
+// packet is tried first (pion allocates the error of a failed AEAD open),
+// so no packet allocates (TestRekeyTransitionZeroAllocs). A re-offer repeating the same key
 // keeps the context, its rollover counter and replay window. The
 // RTP context of a direction is used by one reader goroutine only; RTCP,
 // which may arrive on the RTP port (RFC 5761, packet types 192-223) or on
