@@ -15,8 +15,38 @@
 //	_ = eng.Start(ctx)                                  // dead-media watchdog
 //	sess := eng.NewSession(media.SessionConfig{CallID: id, AdvertiseA: a, AdvertiseB: b})
 //	toB, err := sess.Offer(media.SideA, sdpFromA)  // ErrNotAcceptable → 488, ErrPortsExhausted → 503
-//	toA, err := sess.Answer(media.SideB, sdpFromB)
+//	toA, err := sess.ProvisionalAnswer(media.SideB, sdpIn183) // unreliable 18x: early media
+//	toA, err = sess.Answer(media.SideB, sdpIn200)  // commits
+//	sess.Reject(media.SideA)                       // or: the offer was refused, roll back
 //	stats := sess.Close()                          // ports go back after the quarantine
+//
+// # Offer/answer state
+//
+// A Session keeps, like pjmedia's sdp_neg, an agreed (active) state and at
+// most one offer being negotiated (RFC 3264, RFC 6337):
+//
+//	                    Offer(X)
+//	+------------+  ---------------->  +---------------------+
+//	|   agreed   |                     | offer from X        | <-+ ProvisionalAnswer(Y), 0..n
+//	| (empty at  |  <--- Answer(Y) --  | pending             | --+ Offer(X): replaces it
+//	|  first)    |       commits       | (agreed state kept) |     Offer(Y): ErrOfferPending
+//	+------------+  <--- Reject(X) --  +---------------------+
+//	                     rolls back
+//
+// (X is either side, Y the other one.) Offer stages the offer: the
+// offerer's addresses, directions and first SRTP keys apply at once, so
+// media toward the offerer flows, and added streams get their ports; but a
+// snapshot of the agreed state is kept, and streams the offer removes (port
+// 0, another media type) keep relaying. ProvisionalAnswer applies an
+// answer from an unreliable 18x (the answerer's addresses, the keys of both
+// legs: early media both ways) and leaves the offer pending. Answer (2xx,
+// reliable 18x or PRACK, UPDATE 2xx, ACK) applies the final answer and
+// commits: rejected and removed streams are closed, the result is the new
+// agreed state. Reject restores the snapshot: streams the offer created are
+// closed, removed ones stay, addresses, holds and SRTP contexts of both
+// legs are those agreed before; after a refused initial offer the session
+// has no stream. Pending tells whose offer is pending. The o= version sent
+// toward a side only grows, whatever is rolled back.
 //
 // # SDP anchoring
 //
@@ -29,7 +59,8 @@
 // attribute is kept, in order. Rejected streams (port 0) allocate nothing.
 // A re-offer from either side matches streams by m-line index and updates
 // them in place: ports and sockets are kept, only the destination and the
-// per-stream state change, so no packet is lost. Direction attributes
+// per-stream state change, so no packet is lost; streams are released when
+// the answer commits (see Offer/answer state). Direction attributes
 // other than sendrecv (and c=0.0.0.0) mark a stream on hold.
 //
 // The pool always reserves the whole pair, but the RTCP sockets are opened
@@ -98,16 +129,21 @@
 // SDP: the a=crypto lines of a peer never reach the other leg. Toward a
 // terminate leg the SBC's offer carries RTP/SAVP(F) and one line per suite
 // (1 AES_CM_128_HMAC_SHA1_80, 2 AES_CM_128_HMAC_SHA1_32, 3
-// AEAD_AES_128_GCM), each with its own random master key and salt, drawn
-// per leg and stream when the stream is created and repeated by later
-// offers; the answer's tag tells which one is used. Answering a terminate
-// leg, the SBC accepts the first line of its offer it supports (the three
-// suites above, AES_256_CM_HMAC_SHA1_80/32, AEAD_AES_256_GCM; MKI and
+// AEAD_AES_128_GCM, 4 AES_256_CM_HMAC_SHA1_80, 5 AEAD_AES_256_GCM), each
+// with its own random master key and salt, drawn per leg and stream when
+// the stream is created and repeated by later offers; the answer's tag
+// tells which one is used. A re-offer toward a leg lists the suite that
+// leg used last first (AES_256_CM_HMAC_SHA1_32, not offered otherwise,
+// then with tag 6), so a peer supporting that suite only can answer it.
+// Answering a terminate leg, the SBC accepts the first line of its offer
+// it supports (the five suites above, AES_256_CM_HMAC_SHA1_32; MKI and
 // lifetime accepted; other key methods, several keys and session
 // parameters other than WSH and KDR=0 are not) and answers with the same
-// tag, suite and its own key. A terminate leg offering no usable line, or
-// answering none of the SBC's, gets ErrNotAcceptable (488). Toward a plain
-// leg the SBC sends RTP/AVP(F) without a=crypto. DTLS-SRTP attributes are
+// tag, suite and its own key, on the offer's transport (RFC 3264 section
+// 6: best-effort SRTP, RTP/AVP with a=crypto as CUCM and Polycom offer
+// it, is answered RTP/AVP with a=crypto). A terminate leg offering no
+// usable line, or answering none of the SBC's, gets ErrNotAcceptable
+// (488). Toward a plain leg the SBC sends RTP/AVP(F) without a=crypto. DTLS-SRTP attributes are
 // dropped on terminated streams (DTLS is not terminated).
 //
 // Keys: each leg has a remote context, which decrypts what the side sends,
@@ -116,9 +152,23 @@
 // built by the signalling, outside the relay, and published through
 // atomic pointers; readers load them once per batch. The first keys of a
 // stream are installed as soon as they are known (early media); changed
-// keys (re-INVITE) when the answer is processed, i.e. when the offerer
-// starts using them, so a re-key loses no packet. A re-offer repeating the
-// same key keeps the context, its rollover counter and replay window. The
+// keys (re-INVITE) when the answer is processed (ProvisionalAnswer or
+// Answer). The offerer keeps its old key until the answer reaches it
+// (RFC 4568 section 7.1.4), so a new decrypt context keeps the one it
+// replaces: a packet the new key does not authenticate is tried with the
+// old one, until the first packet authenticates with the new key, which
+// retires the old one (RTP and SRTCP each); a re-key loses no packet. A
+// new context also takes over the rollover counter of each SSRC (up to 4)
+// from the one it replaces, as RFC 3711 and libsrtp's srtp_update do: for
+// decryption the first packet of an SSRC is tried with the old context's
+// ROC, then ROC+1 (the re-key crossed a wrap), then 0 (peers that reset
+// the ROC with the key), and the first that authenticates is kept; for
+// encryption the old context encrypts a copy of the first packet of the
+// SSRC, which yields the exact ROC. Trial decryptions go to a per-reader
+// scratch buffer, and the context that authenticated the sender's last
+// packet is tried first (pion allocates the error of a failed AEAD open),
+// so no packet allocates (TestRekeyTransitionZeroAllocs). A re-offer repeating the same key
+// keeps the context, its rollover counter and replay window. The
 // RTP context of a direction is used by one reader goroutine only; RTCP,
 // which may arrive on the RTP port (RFC 5761, packet types 192-223) or on
 // the RTCP port, goes through a mutex-guarded context.
@@ -144,7 +194,12 @@
 // bytes, loss from sequence gaps (RFC 3550 A.1/A.3, extended sequence
 // numbers), out-of-order packets and interarrival jitter (RFC 3550 A.8)
 // with the clock rate of the payload type from a=rtpmap (default 8000 Hz
-// for audio, 90000 Hz otherwise; telephone-event is left out). RTCP,
+// for audio, 90000 Hz otherwise; telephone-event is left out). Sequence
+// and jitter state is kept per SSRC, for up to 4 SSRCs per direction (RTX,
+// FEC, simulcast on one m-line; beyond that the least recently seen one is
+// replaced, its counts kept): Expected and Lost are summed over the SSRCs,
+// the jitter is the largest of the SSRCs heard in the last 5 s. The state
+// is a fixed array, allocated with a reader's first RTP packet. RTCP,
 // muxed or not, is counted separately. Every counter has a single writer,
 // the reader goroutine of its socket, which keeps its state in plain
 // fields and publishes it with atomic stores once per batch; other
@@ -154,9 +209,9 @@
 // # Dead media
 //
 // One engine-wide ticker (every second, or Timeout/4 if shorter) scans the
-// sessions: a session whose answered, non-held streams received no packet
-// for Config.Timeout gets its OnTimeout called once. Streams on hold pause
-// the timer.
+// sessions: a session whose answered (committed by Answer: early media
+// does not count), non-held streams received no packet for Config.Timeout
+// gets its OnTimeout called once. Streams on hold pause the timer.
 //
 // # Concurrency and ownership
 //

@@ -22,6 +22,12 @@ var (
 	// ErrClosed is returned by operations on a closed Session or Engine.
 	ErrClosed = errors.New("media: closed")
 
+	// ErrOfferPending means an offer arrived while an offer from the other
+	// side is still pending (neither answered with Answer nor withdrawn with
+	// Reject): the glare of RFC 3264 section 4 / RFC 6337 section 3.1. The
+	// SIP layer answers 491 Request Pending. Nothing changed.
+	ErrOfferPending = errors.New("media: offer pending from the other side")
+
 	// ErrBadSRTPMode means an SRTP mode name (ParseSRTPMode) or value
 	// (SessionConfig.ModeA/ModeB) is not known.
 	ErrBadSRTPMode = errors.New("media: unknown SRTP mode")

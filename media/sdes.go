@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -26,10 +27,29 @@ const (
 )
 
 // offerSuites are the suites of the a=crypto lines the SBC offers toward a
-// terminate-mode leg, in order of preference; the tag of offerSuites[i] is
-// i+1. The 256-bit suites are accepted in offers from peers but not
-// offered.
-var offerSuites = [...]suiteID{suiteAES128SHA1x80, suiteAES128SHA1x32, suiteAEADAES128GCM}
+// terminate-mode leg, in order of preference (after the suite the leg
+// agreed before, see ourOffer); the tag of offerSuites[i] is i+1.
+// AES_256_CM_HMAC_SHA1_32 is accepted in offers from peers, and offered
+// again (tag len(offerSuites)+1) to a leg that agreed it, but not offered
+// otherwise.
+var offerSuites = [...]suiteID{suiteAES128SHA1x80, suiteAES128SHA1x32, suiteAEADAES128GCM, suiteAES256SHA1x80, suiteAEADAES256GCM}
+
+// offerTag is the tag of suite id in the SBC's offers.
+func offerTag(id suiteID) int {
+	for i, o := range offerSuites {
+		if o == id {
+			return i + 1
+		}
+	}
+	return len(offerSuites) + 1
+}
+
+// secAgreed is the suite a leg used in its last negotiation (ok false:
+// none yet).
+type secAgreed struct {
+	suite suiteID
+	ok    bool
+}
 
 // suiteInfo describes a suite: its SDES name, the pion profile and the
 // lengths of the master key and salt carried in the inline key.
@@ -302,22 +322,45 @@ func setProfile(md *sdp.MediaDescription, secure bool) {
 	md.MediaName.Protos = []string{"RTP", p}
 }
 
-// ourOffer returns the a=crypto lines the SBC offers toward a leg: one per
-// suite of offerSuites, tags 1..n, with that leg's keys.
-func ourOffer(keys *[numSuites]srtpKey) []cryptoLine {
-	out := make([]cryptoLine, len(offerSuites))
-	for i, id := range offerSuites {
-		out[i] = cryptoLine{tag: i + 1, key: keys[id]}
+// answerProfile sets the transport of an SRTP answer to a terminate-mode
+// offerer: the offer's own when it is an RTP/AVP(F) or RTP/SAVP(F) profile
+// (RFC 3264 section 6: RTP/AVP with a=crypto is best-effort SRTP, as CUCM
+// and Polycom offer it), else RTP/SAVP(F).
+func answerProfile(md *sdp.MediaDescription, offer []string) {
+	switch strings.ToUpper(strings.Join(offer, "/")) {
+	case "RTP/AVP", "RTP/AVPF", "RTP/SAVP", "RTP/SAVPF":
+		md.MediaName.Protos = slices.Clone(offer)
+		return
+	}
+	setProfile(md, true)
+}
+
+// ourOffer returns the a=crypto lines the SBC offers toward a leg, with
+// that leg's keys: first the suite the leg agreed before, if any (a peer
+// supporting only that suite can answer a re-offer), then the suites of
+// offerSuites, each with its fixed tag (offerTag).
+func ourOffer(keys *[numSuites]srtpKey, agreed secAgreed) []cryptoLine {
+	out := make([]cryptoLine, 0, len(offerSuites)+1)
+	if agreed.ok {
+		out = append(out, cryptoLine{tag: offerTag(agreed.suite), key: keys[agreed.suite]})
+	}
+	for _, id := range offerSuites {
+		if agreed.ok && id == agreed.suite {
+			continue
+		}
+		out = append(out, cryptoLine{tag: offerTag(id), key: keys[id]})
 	}
 	return out
 }
 
 // matchAnswer returns the first supported a=crypto line of an answer that
-// accepts one of the lines of ourOffer (same tag, same suite).
-func matchAnswer(lines []cryptoLine) (cryptoLine, bool) {
+// accepts one of the offered lines (same tag, same suite).
+func matchAnswer(lines, offered []cryptoLine) (cryptoLine, bool) {
 	for _, c := range lines {
-		if c.tag >= 1 && c.tag <= len(offerSuites) && offerSuites[c.tag-1] == c.key.suite {
-			return c, true
+		for _, o := range offered {
+			if c.tag == o.tag && c.key.suite == o.key.suite {
+				return c, true
+			}
 		}
 	}
 	return cryptoLine{}, false

@@ -135,14 +135,15 @@ func TestSetProfileAndCrypto(t *testing.T) {
 	for id := range numSuites {
 		keys[id] = newSRTPKey(id)
 	}
-	setCrypto(md, ourOffer(&keys))
+	offered := ourOffer(&keys, secAgreed{})
+	setCrypto(md, offered)
 	setProfile(md, true)
 	attrs := attrsOf(md.Attributes)
-	// Our three lines replace the two, where the first one was.
+	// Our lines replace the two, where the first one was.
 	i := 0
 	for ; i < len(attrs) && !strings.HasPrefix(attrs[i], "crypto:"); i++ {
 	}
-	if i == len(attrs) || !strings.HasPrefix(attrs[i-1], "fmtp:101") || attrs[i+3] != "x-cisco-srtp-fec" {
+	if i == len(attrs) || !strings.HasPrefix(attrs[i-1], "fmtp:101") || attrs[i+len(offerSuites)] != "x-cisco-srtp-fec" {
 		t.Fatalf("attributes %v", attrs)
 	}
 	for j, id := range offerSuites {
@@ -160,7 +161,7 @@ func TestSetProfileAndCrypto(t *testing.T) {
 	if proto(md) != "RTP/AVPF" || hasAttr(md.Attributes, "crypto") {
 		t.Fatalf("proto %s, attrs %v", proto(md), attrsOf(md.Attributes))
 	}
-	if c, ok := matchAnswer([]cryptoLine{{tag: 2, key: keys[suiteAES128SHA1x80]}, {tag: 3, key: keys[suiteAEADAES128GCM]}}); !ok || c.tag != 3 {
+	if c, ok := matchAnswer([]cryptoLine{{tag: 2, key: keys[suiteAES128SHA1x80]}, {tag: 3, key: keys[suiteAEADAES128GCM]}}, offered); !ok || c.tag != 3 {
 		t.Fatalf("matchAnswer = %v, %v (tag 2 with the wrong suite must be skipped)", c, ok)
 	}
 }

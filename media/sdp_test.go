@@ -397,11 +397,26 @@ func TestOfferAnswerStateErrors(t *testing.T) {
 	if _, err := s.Answer(SideB, audioTwoCrypto); !errors.Is(err, ErrBadSDP) {
 		t.Fatalf("m-line count mismatch: %v", err)
 	}
-	if _, err := s.Offer(SideB, audioTwoCrypto); !errors.Is(err, ErrBadSDP) {
-		t.Fatalf("re-offer removing m-lines: %v", err)
+	if _, err := s.Offer(SideB, webexOffer); !errors.Is(err, ErrOfferPending) || errors.Is(err, ErrBadSDP) {
+		t.Fatalf("offer from B while A's offer is pending: %v", err)
 	}
 	if _, err := s.Answer(SideB, []byte(strings.ReplaceAll(string(plainOffer), "50000", "50002"))); !errors.Is(err, ErrNotAcceptable) {
 		t.Fatalf("plain answer: %v", err)
+	}
+	if from, ok := s.Pending(); !ok || from != SideA {
+		t.Fatalf("Pending() = %v, %v after refused answers, want A, true", from, ok)
+	}
+	if _, err := s.Answer(SideB, webexOffer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Answer(SideB, webexOffer); !errors.Is(err, ErrBadSDP) {
+		t.Fatalf("second final answer: %v", err)
+	}
+	if _, err := s.Offer(SideB, audioTwoCrypto); !errors.Is(err, ErrBadSDP) {
+		t.Fatalf("re-offer removing m-lines: %v", err)
+	}
+	if _, ok := s.Pending(); ok {
+		t.Fatal("a refused re-offer is pending")
 	}
 }
 

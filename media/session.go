@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -64,8 +65,9 @@ type SessionConfig struct {
 // Session anchors the media of one call: it rewrites the SDP exchanged
 // between side A and side B and relays every stream through SBC ports.
 //
-// All methods are safe for concurrent use; Offer, Answer, Stats and Close
-// are serialized.
+// All methods are safe for concurrent use; the signalling methods (Offer,
+// ProvisionalAnswer, Answer, Reject, Pending), Stats and Close are
+// serialized.
 type Session struct {
 	eng *Engine
 	cfg SessionConfig
@@ -76,9 +78,9 @@ type Session struct {
 	term    bool        // the session terminates SRTP
 	modeErr error       // invalid SessionConfig modes: Offer and Answer fail
 
-	// opMu serializes the signalling operations (Offer, Answer, Stats,
-	// Close) and guards pending, origins, retired, final and closed, and
-	// the signalling fields of the streams. It may be held while sockets
+	// opMu serializes the signalling operations (Offer, ProvisionalAnswer,
+	// Answer, Reject, Pending, Stats, Close) and guards pending, origins,
+	// retired, final and closed, and the signalling fields of the streams. It may be held while sockets
 	// are bound and configured (non-blocking system calls), never across
 	// network I/O or a wait for packets.
 	opMu    sync.Mutex
@@ -97,12 +99,6 @@ type Session struct {
 	wdActivity uint64
 	wdSince    time.Time
 	wdFired    bool
-}
-
-type pendingOffer struct {
-	from    Side
-	mlines  int
-	started time.Time
 }
 
 // origin is the o= line the SBC sends toward one side.
@@ -127,20 +123,30 @@ func newSession(e *Engine, sc SessionConfig) *Session {
 	return s
 }
 
-// Offer takes an SDP offer received from side from and returns the SDP to
+// Offer stages an SDP offer received from side from and returns the SDP to
 // send to the other side, anchored on the SBC's ports facing that side.
 // The first offer allocates a port pair per stream and leg; a re-offer
 // (re-INVITE, UPDATE, from either side) keeps the ports of existing
 // streams (matched by m-line index), updates the relay in place and
 // allocates only added streams.
 //
+// The offer stays pending until Answer commits it or Reject withdraws it
+// (see "Offer/answer state" in doc.go). The offerer's addresses,
+// directions and first SRTP keys are applied at once, so that media
+// toward the offerer flows (early media), but the agreed state is kept for
+// a rollback: streams the offer removes (port 0, or another media type at
+// their index) keep relaying until the answer commits. An offer from the
+// other side while one is pending fails with ErrOfferPending; an offer
+// from the same side replaces the pending one (which is rolled back first;
+// streams both offers have keep their ports).
+//
 // When the session terminates SRTP, the a=crypto lines sent to a
 // terminate-mode leg are the SBC's own (see doc.go); a terminate-mode
 // offerer must offer a supported SDES suite.
 //
 // Errors wrap ErrNotAcceptable (plain RTP refused, no supported SRTP
-// suite, unparsable SDP), ErrPortsExhausted, ErrBadSDP, ErrBadSRTPMode or
-// ErrClosed. On error nothing changed.
+// suite, unparsable SDP), ErrPortsExhausted, ErrBadSDP, ErrOfferPending,
+// ErrBadSRTPMode or ErrClosed. On error nothing changed.
 func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 	if from != SideA && from != SideB {
 		return nil, fmt.Errorf("%w: invalid side %v", ErrBadSDP, from)
@@ -153,6 +159,10 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 	if s.modeErr != nil {
 		return nil, s.modeErr
 	}
+	if p := s.pending; p != nil && p.from != from {
+		return nil, fmt.Errorf("%w: offer from side %v while the offer from side %v is not answered",
+			ErrOfferPending, from, p.from)
+	}
 	to := from.Other()
 	if err := s.checkAdvertise(to); err != nil {
 		return nil, err
@@ -164,6 +174,38 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 	if err := s.check(sd); err != nil {
 		return nil, err
 	}
+	replaced := s.pending
+	if replaced == nil {
+		return s.stageOffer(from, sd, nil)
+	}
+	// The same side offers again: stage the new offer against the agreed
+	// state, reusing the streams the replaced offer created. If it fails,
+	// the replaced offer is reinstated as it was.
+	layout := s.streams
+	current := make([]streamSnap, len(replaced.snaps))
+	for i := range replaced.snaps {
+		current[i] = snapshot(replaced.snaps[i].st)
+	}
+	reuse := slices.Clone(s.rollback())
+	out, err := s.stageOffer(from, sd, reuse)
+	if err != nil {
+		for i := range current {
+			current[i].restore()
+		}
+		s.setStreams(layout)
+		s.pending = replaced
+		return nil, err
+	}
+	s.retire(slices.DeleteFunc(reuse, func(st *stream) bool { return st == nil }))
+	return out, nil
+}
+
+// stageOffer anchors offer sd from side from on the agreed state and makes
+// it the pending offer. Streams it needs are taken from reuse (which it
+// clears) before new ones are opened. On error nothing changed. Caller
+// holds opMu; no offer is pending.
+func (s *Session) stageOffer(from Side, sd *sdp.SessionDescription, reuse []*stream) ([]byte, error) {
+	to := from.Other()
 	if err := s.checkSec(from, sd, false); err != nil {
 		return nil, err
 	}
@@ -175,12 +217,17 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 	// Phase 1: allocate what is new; on failure undo and change nothing.
 	next := make([]*stream, len(sd.MediaDescriptions))
 	copy(next, s.streams)
-	var created, toClose []*stream
+	var opened, created, removed []*stream
+	undo := func() {
+		for _, c := range opened {
+			c.close()
+		}
+	}
 	for i, md := range sd.MediaDescriptions {
 		old := next[i]
 		if md.MediaName.Port.Value == 0 || (old != nil && old.media != md.MediaName.Media) {
 			if old != nil {
-				toClose = append(toClose, old)
+				removed = append(removed, old)
 				next[i] = nil
 			}
 			if md.MediaName.Port.Value == 0 {
@@ -190,15 +237,19 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 		if next[i] != nil {
 			continue
 		}
+		if st := takeReusable(reuse, i, md.MediaName.Media, carriesRTP(md)); st != nil {
+			created = append(created, st)
+			next[i] = st
+			continue
+		}
 		st, err := s.eng.openStream(s.log, i, md.MediaName.Media, attrValue(md.Attributes, "content"),
 			carriesRTP(md), carriesRTP(md) && !hasAttr(md.Attributes, "rtcp-mux"), s.modes)
 		if err != nil {
-			for _, c := range created {
-				c.close()
-			}
+			undo()
 			s.log.Warn().Err(err).Int("mline", i).Msg("media: cannot allocate relay ports")
 			return nil, err
 		}
+		opened = append(opened, st)
 		created = append(created, st)
 		next[i] = st
 	}
@@ -220,9 +271,7 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 		rewriteMedia(md, st.legs[to].base, adv)
 		if st.terminates() {
 			if err := s.secOffer(&sec, from, md, st); err != nil {
-				for _, c := range created {
-					c.close()
-				}
+				undo()
 				return nil, err
 			}
 		}
@@ -230,38 +279,72 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 	rewriteSession(sd, adv)
 	out, err := s.marshal(to, sd)
 	if err != nil {
-		for _, c := range created {
-			c.close()
-		}
+		undo()
 		return nil, err
 	}
+	p := &pendingOffer{
+		from: from, mlines: len(sd.MediaDescriptions), started: time.Now(),
+		agreed: s.streams, created: created, removed: removed,
+	}
+	for _, st := range s.streams {
+		if st != nil {
+			p.snaps = append(p.snaps, snapshot(st))
+		}
+	}
+	for _, st := range created {
+		p.snaps = append(p.snaps, snapshot(st))
+	}
 	s.setStreams(next)
-	s.retire(toClose)
 	for i, st := range next {
 		if st != nil {
 			s.learn(st, from, infos[i])
 		}
 	}
 	sec.commit()
-	s.pending = &pendingOffer{from: from, mlines: len(sd.MediaDescriptions), started: time.Now()}
-	s.log.Debug().Stringer("from", from).Int("mlines", len(next)).Int("new", len(created)).Msg("media: offer anchored")
+	s.pending = p
+	s.log.Debug().Stringer("from", from).Int("mlines", len(next)).Int("new", len(opened)).
+		Int("reused", len(created)-len(opened)).Int("removed", len(removed)).Msg("media: offer staged")
 	return out, nil
 }
 
-// Answer takes the SDP answer received from side from, for the pending
-// offer of the other side, and returns the SDP to send to the offerer.
-// It learns the answerer's addresses; streams the answer rejects (port 0)
-// are released.
+// ProvisionalAnswer takes an SDP answer received from side from in an
+// unreliable provisional response (183 Session Progress with SDP, RFC 3261
+// section 13.2.1 and RFC 6337 section 3.1.1) and returns the SDP to send to
+// the offerer. It is applied like an answer: the answerer's addresses are
+// learned and, when the session terminates SRTP, the keys of both legs are
+// installed, so early media flows both ways. But the offer stays pending:
+// another ProvisionalAnswer (another fork, a changed early SDP), the final
+// Answer or Reject may follow. Streams the answer rejects (port 0) are not
+// released before the final Answer.
 //
-// When the session terminates SRTP, the answer installs the negotiated
-// keys of both legs (a re-INVITE with new keys re-keys here, without
-// interrupting the relay).
+// Errors are those of Answer. On error nothing changed.
+func (s *Session) ProvisionalAnswer(from Side, answer []byte) ([]byte, error) {
+	return s.answer(from, answer, false)
+}
+
+// Answer takes the final SDP answer received from side from, for the
+// pending offer of the other side (2xx, reliable provisional response or
+// PRACK, UPDATE 2xx, ACK), and returns the SDP to send to the offerer. It
+// commits the negotiation: the answer is applied as ProvisionalAnswer
+// applies it, streams the answer rejects (port 0) and streams the offer
+// removed are released, and the result becomes the agreed state. After a
+// ProvisionalAnswer, the same SDP gives the same SDP toward the offerer
+// (same o= version); a different one updates the relay and the o= version.
 //
-// Errors wrap ErrBadSDP (no pending offer, m-line count mismatch,
-// unparsable), ErrNotAcceptable (including a terminate-mode answer that
-// accepts none of the SBC's SRTP suites) or ErrClosed. On error nothing
-// changed.
+// When the session terminates SRTP, a re-INVITE with new keys re-keys here
+// without interrupting the relay: the previous key of a sender keeps
+// decrypting until a packet authenticates with the new one.
+//
+// Errors wrap ErrBadSDP (no pending offer from the other side, m-line count
+// mismatch, unparsable), ErrNotAcceptable (including a terminate-mode
+// answer that accepts none of the SBC's SRTP suites) or ErrClosed. On
+// error nothing changed: the offer is still pending.
 func (s *Session) Answer(from Side, answer []byte) ([]byte, error) {
+	return s.answer(from, answer, true)
+}
+
+// answer applies an answer from side from, committing it when final.
+func (s *Session) answer(from Side, answer []byte, final bool) ([]byte, error) {
 	if from != SideA && from != SideB {
 		return nil, fmt.Errorf("%w: invalid side %v", ErrBadSDP, from)
 	}
@@ -271,7 +354,8 @@ func (s *Session) Answer(from Side, answer []byte) ([]byte, error) {
 		return nil, ErrClosed
 	}
 	to := from.Other()
-	if s.pending == nil || s.pending.from != to {
+	p := s.pending
+	if p == nil || p.from != to {
 		return nil, fmt.Errorf("%w: answer from side %v without an offer from side %v", ErrBadSDP, from, to)
 	}
 	if err := s.checkAdvertise(to); err != nil {
@@ -284,9 +368,9 @@ func (s *Session) Answer(from Side, answer []byte) ([]byte, error) {
 	if err := s.check(sd); err != nil {
 		return nil, err
 	}
-	if len(sd.MediaDescriptions) != s.pending.mlines {
+	if len(sd.MediaDescriptions) != p.mlines {
 		return nil, fmt.Errorf("%w: answer has %d m-lines, offer had %d",
-			ErrBadSDP, len(sd.MediaDescriptions), s.pending.mlines)
+			ErrBadSDP, len(sd.MediaDescriptions), p.mlines)
 	}
 	if err := s.checkSec(from, sd, true); err != nil {
 		return nil, err
@@ -303,7 +387,7 @@ func (s *Session) Answer(from Side, answer []byte) ([]byte, error) {
 			removeCrypto(md) // keys of one leg never reach the other
 		}
 		if st == nil || md.MediaName.Port.Value == 0 {
-			if st != nil {
+			if st != nil && final {
 				toClose = append(toClose, st)
 				next[i] = nil
 			}
@@ -323,18 +407,62 @@ func (s *Session) Answer(from Side, answer []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	s.setStreams(next)
-	s.retire(toClose)
 	for i, st := range next {
-		if st != nil {
+		if st != nil && infos[i].md != nil {
 			s.learn(st, from, infos[i])
-			st.answered.Store(true)
 		}
 	}
 	sec.commit()
+	if !final {
+		p.answers++
+		s.log.Debug().Stringer("from", from).Int("answers", p.answers).Msg("media: provisional answer applied")
+		return out, nil
+	}
+	s.setStreams(next)
+	s.retire(toClose)
+	s.retire(p.removed)
+	for _, st := range next {
+		if st != nil {
+			st.answered.Store(true)
+		}
+	}
 	s.pending = nil
-	s.log.Debug().Stringer("from", from).Msg("media: answer anchored")
+	s.log.Debug().Stringer("from", from).Int("provisional", p.answers).Msg("media: answer committed")
 	return out, nil
+}
+
+// Reject withdraws the pending offer from side from: it was refused (488,
+// 491, 500, ...), cancelled or timed out. The state agreed before the offer
+// is restored: streams the offer created are closed (their ports go back
+// to the pool), streams it removed keep relaying, and the offerer's and
+// answerer's previous addresses, directions (hold) and SRTP contexts are
+// used again (RTCP sockets the offer opened stay open: their ports belong
+// to the stream's reserved pairs anyway). The o= versions stay monotonic: the next SDP sent toward a
+// side gets a new version if it differs from the last one sent there.
+// Without an agreed state (the initial offer was refused) the session is
+// left without streams, ready for another offer. Reject is a no-op when no
+// offer from side from is pending.
+func (s *Session) Reject(from Side) {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.closed || s.pending == nil || s.pending.from != from {
+		return
+	}
+	p := s.pending
+	s.retire(s.rollback())
+	s.log.Debug().Stringer("from", from).Int("provisional", p.answers).Int("closed", len(p.created)).
+		Msg("media: offer rejected, agreed state restored")
+}
+
+// Pending reports the side whose offer is pending (staged by Offer and
+// neither committed by Answer nor withdrawn by Reject).
+func (s *Session) Pending() (from Side, ok bool) {
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.pending == nil {
+		return 0, false
+	}
+	return s.pending.from, true
 }
 
 // check refuses what the session does not accept.
@@ -490,10 +618,24 @@ func (s *Session) Stats() []StreamStats {
 		return s.final
 	}
 	var out []StreamStats
+	for _, st := range s.openStreams() {
+		out = append(out, st.stats())
+	}
+	return out
+}
+
+// openStreams returns the streams of the current layout, then those a
+// pending offer removes (still relaying until the answer). Caller holds
+// opMu.
+func (s *Session) openStreams() []*stream {
+	var out []*stream
 	for _, st := range s.streams {
 		if st != nil {
-			out = append(out, st.stats())
+			out = append(out, st)
 		}
+	}
+	if s.pending != nil {
+		out = append(out, s.pending.removed...)
 	}
 	return out
 }
@@ -520,16 +662,13 @@ func (s *Session) Close() []StreamStats {
 		return s.final
 	}
 	s.closed = true
-	s.mu.Lock()
-	streams := s.streams
-	s.streams = nil
-	s.mu.Unlock()
+	streams := s.openStreams()
+	s.pending = nil
+	s.setStreams(nil)
 	final := s.retired
 	for _, st := range streams {
-		if st != nil {
-			st.close()
-			final = append(final, st.stats())
-		}
+		st.close()
+		final = append(final, st.stats())
 	}
 	s.final = final
 	s.eng.removeSession(s)

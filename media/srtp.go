@@ -1,10 +1,13 @@
 package media
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -97,12 +100,98 @@ const srtpHeadroom = 64
 // guarded by mu; RTCP is a few packets per second and the lock is
 // uncontended. One context per direction also keeps SRTCP indexes unique
 // per key, so a key stream is never reused.
+//
+// A context that replaces another one on the same leg and direction (a
+// re-key) goes through a transition, see unprotectRTP, unprotectRTCP and
+// carryLocalROC:
+// prev and rtcpPrev (remote contexts only) decrypt what this context
+// cannot authenticate, until it authenticates a packet itself (while the
+// sender still uses the old key, the old context is tried first); rocFrom
+// hands over the rollover counter of each SSRC. They are set before the
+// context is published. The reader that uses the RTP context clears prev,
+// and rocFrom once maxCarried SSRCs were carried over; the signalling
+// clears all three when the context is replaced in turn (detach), so no
+// chain of old contexts builds up. Contexts reached through these links
+// are used by the same goroutines as this one (same leg, same direction).
 type cryptoCtx struct {
 	key srtpKey
 	rtp *srtp.Context
 
-	mu   sync.Mutex
-	rtcp *srtp.Context // guarded by mu
+	prev, rocFrom atomic.Pointer[cryptoCtx]
+	// carried are the SSRCs whose ROC is settled in rtp (handed over from
+	// rocFrom, or nothing to hand over). Owned by the reader that uses rtp.
+	carried  [maxCarried]uint32
+	nCarried int
+	// prevFirst: prev authenticated the sender's last packet, so it is
+	// tried first (a failed AEAD open allocates its error in pion). Owned
+	// by the reader that uses rtp.
+	prevFirst bool
+
+	mu       sync.Mutex
+	rtcp     *srtp.Context // guarded by mu
+	rtcpPrev *cryptoCtx    // guarded by mu: decrypts SRTCP until rtcp authenticates
+}
+
+// maxCarried bounds the SSRCs per context whose rollover counter is
+// carried over from the replaced context (RTX, FEC or simulcast add a few
+// SSRCs to a stream; more are not worth a longer scan).
+const maxCarried = 4
+
+// succeed links c as the successor of cur on the same leg and direction:
+// c takes over cur's rollover counters, and for a remote context tries
+// cur when it cannot authenticate a packet. Called before c is published.
+func (c *cryptoCtx) succeed(cur *cryptoCtx, remote bool) {
+	c.rocFrom.Store(cur)
+	if remote {
+		c.prev.Store(cur)
+		c.rtcpPrev = cur
+	}
+}
+
+// detach drops c's links to the context it replaced: c is being replaced.
+func (c *cryptoCtx) detach() {
+	c.prev.Store(nil)
+	c.rocFrom.Store(nil)
+	c.mu.Lock()
+	c.rtcpPrev = nil
+	c.mu.Unlock()
+}
+
+// hasCarried reports whether the ROC of ssrc is settled in c.rtp. Reader
+// of c.rtp only.
+func (c *cryptoCtx) hasCarried(ssrc uint32) bool {
+	for _, x := range c.carried[:c.nCarried] {
+		if x == ssrc {
+			return true
+		}
+	}
+	return false
+}
+
+// markCarried records that the ROC of ssrc is settled; after maxCarried
+// SSRCs nothing more is carried over. Reader of c.rtp only.
+func (c *cryptoCtx) markCarried(ssrc uint32) {
+	if c.nCarried == maxCarried {
+		return
+	}
+	c.carried[c.nCarried] = ssrc
+	c.nCarried++
+	if c.nCarried == maxCarried {
+		c.rocFrom.Store(nil)
+	}
+}
+
+// rocCandidates are the rollover counters tried, in order, for the first
+// packet of an SSRC under a new key when the replaced context had counted
+// roc: the same (RFC 3711 keeps the ROC across a re-key), the next one
+// (the sequence wrapped between the last packet under the old key and the
+// first under the new), and 0 (peers that reset the ROC with the key).
+func rocCandidates(roc uint32) ([3]uint32, int) {
+	c := [3]uint32{roc, roc + 1, 0}
+	if roc == 0 || roc+1 == 0 {
+		return c, 2
+	}
+	return c, 3
 }
 
 // String and GoString keep the key out of formatted output.
@@ -171,6 +260,24 @@ func reasonOf(err error) dropReason {
 type srtpXform struct {
 	rtpHdr  rtp.Header
 	rtcpHdr rtcp.Header
+	// scratch receives trial decryptions during a re-key transition (a
+	// failed AEAD open zeroes its output, and the packet must stay intact
+	// for the next try). Allocated on first use, slotSize bytes.
+	scratch []byte
+}
+
+func (x *srtpXform) scratchBuf() []byte {
+	if x.scratch == nil {
+		x.scratch = make([]byte, slotSize)
+	}
+	return x.scratch[:0]
+}
+
+// keep copies a trial result (shorter than p) back into p.
+func keep(p, out []byte) []byte {
+	p = p[:len(out)]
+	copy(p, out)
+	return p
 }
 
 // unprotect decrypts p in place with c when the sending side is in
@@ -183,19 +290,126 @@ func (x *srtpXform) unprotect(p []byte, isRTCP bool, mode SRTPMode, c *cryptoCtx
 	if c == nil {
 		return p, dropNoKey
 	}
-	var out []byte
-	var err error
 	if isRTCP {
-		c.mu.Lock()
-		out, err = c.rtcp.DecryptRTCP(p[:0], p, &x.rtcpHdr)
-		c.mu.Unlock()
-	} else {
-		out, err = c.rtp.DecryptRTP(p[:0], p, &x.rtpHdr)
+		return x.unprotectRTCP(p, c)
 	}
+	return x.unprotectRTP(p, c)
+}
+
+// unprotectRTP decrypts an RTP packet. Outside a re-key transition it
+// decrypts in place. During one, the first packet of each SSRC takes over
+// the rollover counter the replaced context had reached (the first of
+// rocCandidates that authenticates), and a packet that does not
+// authenticate with c is tried with the replaced context (the sender keeps
+// its old key until the answer reaches it, RFC 4568 section 7.1.4), which
+// is retired as soon as c authenticates a packet. Once the old context
+// authenticated a packet it is tried first, until it fails: a failed AEAD
+// open allocates its error in pion, and in either phase the first try then
+// succeeds, so nothing is allocated per packet.
+func (x *srtpXform) unprotectRTP(p []byte, c *cryptoCtx) ([]byte, dropReason) {
+	prev, from := c.prev.Load(), c.rocFrom.Load()
+	var ssrc uint32
+	inherit := false
+	if from != nil && len(p) >= 12 {
+		ssrc = binary.BigEndian.Uint32(p[8:12])
+		inherit = !c.hasCarried(ssrc)
+	}
+	if prev == nil && !inherit {
+		out, err := c.rtp.DecryptRTP(p[:0], p, &x.rtpHdr)
+		if err != nil {
+			return p, reasonOf(err)
+		}
+		return out, dropNone
+	}
+	if prev != nil && c.prevFirst {
+		out, err := prev.rtp.DecryptRTP(x.scratchBuf(), p, &x.rtpHdr)
+		if err == nil {
+			return keep(p, out), dropNone
+		}
+		if why := reasonOf(err); why != dropAuth {
+			return p, why
+		}
+	}
+	out, why := x.decryptNew(p, c, from, ssrc, inherit)
+	if why == dropNone {
+		if inherit {
+			c.markCarried(ssrc)
+		}
+		if prev != nil {
+			c.prev.Store(nil) // the sender switched: retire the old key
+		}
+		return keep(p, out), dropNone
+	}
+	if prev == nil || why != dropAuth || c.prevFirst {
+		return p, why
+	}
+	out, err := prev.rtp.DecryptRTP(x.scratchBuf(), p, &x.rtpHdr)
 	if err != nil {
 		return p, reasonOf(err)
 	}
+	c.prevFirst = true
+	return keep(p, out), dropNone
+}
+
+// decryptNew decrypts p into the scratch buffer with c, first settling the
+// ROC of ssrc from the replaced context when inherit.
+func (x *srtpXform) decryptNew(p []byte, c, from *cryptoCtx, ssrc uint32, inherit bool) ([]byte, dropReason) {
+	if inherit {
+		if roc, ok := from.rtp.ROC(ssrc); ok {
+			cands, n := rocCandidates(roc)
+			why := dropAuth
+			for _, r := range cands[:n] {
+				c.rtp.SetROC(ssrc, r)
+				out, err := c.rtp.DecryptRTP(x.scratchBuf(), p, &x.rtpHdr)
+				if err == nil {
+					return out, dropNone
+				}
+				if why = reasonOf(err); why != dropAuth {
+					break
+				}
+			}
+			return nil, why
+		}
+	}
+	out, err := c.rtp.DecryptRTP(x.scratchBuf(), p, &x.rtpHdr)
+	if err != nil {
+		return nil, reasonOf(err)
+	}
 	return out, dropNone
+}
+
+// unprotectRTCP decrypts an SRTCP packet, falling back to the replaced
+// context until c authenticates one (SRTCP carries its index: no ROC to
+// hand over).
+func (x *srtpXform) unprotectRTCP(p []byte, c *cryptoCtx) ([]byte, dropReason) {
+	c.mu.Lock()
+	prev := c.rtcpPrev
+	if prev == nil {
+		out, err := c.rtcp.DecryptRTCP(p[:0], p, &x.rtcpHdr)
+		c.mu.Unlock()
+		if err != nil {
+			return p, reasonOf(err)
+		}
+		return out, dropNone
+	}
+	out, err := c.rtcp.DecryptRTCP(x.scratchBuf(), p, &x.rtcpHdr)
+	if err == nil {
+		c.rtcpPrev = nil
+	}
+	c.mu.Unlock()
+	if err == nil {
+		return keep(p, out), dropNone
+	}
+	if why := reasonOf(err); why != dropAuth {
+		return p, why
+	}
+	prev.mu.Lock()
+	out, err = prev.rtcp.DecryptRTCP(x.scratchBuf(), p, &x.rtcpHdr)
+	prev.mu.Unlock()
+	if err != nil {
+		return p, reasonOf(err)
+	}
+	return keep(p, out), dropNone
 }
 
 // protect encrypts p in place with c when the receiving side is in
@@ -214,12 +428,36 @@ func (x *srtpXform) protect(p []byte, isRTCP bool, mode SRTPMode, c *cryptoCtx) 
 		out, err = c.rtcp.EncryptRTCP(p[:0], p, &x.rtcpHdr)
 		c.mu.Unlock()
 	} else {
+		x.carryLocalROC(p, c)
 		out, err = c.rtp.EncryptRTP(p[:0], p, &x.rtpHdr)
 	}
 	if err != nil {
 		return p, dropAuth
 	}
 	return out, dropNone
+}
+
+// carryLocalROC settles the ROC of p's SSRC in a new local context from
+// the one it replaced: that context encrypts a copy of p first, which
+// advances its index to exactly this packet, so its ROC is the one to
+// continue with (the receiver keeps its ROC across the re-key, RFC 3711).
+func (x *srtpXform) carryLocalROC(p []byte, c *cryptoCtx) {
+	from := c.rocFrom.Load()
+	if from == nil || len(p) < 12 {
+		return
+	}
+	ssrc := binary.BigEndian.Uint32(p[8:12])
+	if c.hasCarried(ssrc) {
+		return
+	}
+	if _, ok := from.rtp.ROC(ssrc); ok {
+		if _, err := from.rtp.EncryptRTP(x.scratchBuf(), p, &x.rtpHdr); err == nil {
+			if roc, ok := from.rtp.ROC(ssrc); ok {
+				c.rtp.SetROC(ssrc, roc)
+			}
+		}
+	}
+	c.markCarried(ssrc)
 }
 
 // isMuxedRTCP reports whether p, received on an RTP port, is RTCP: RTCP
@@ -235,9 +473,28 @@ type streamSec struct {
 	// ours holds the SBC's keys toward each side, one per suite, drawn
 	// when the stream is created: offers repeat them, answers pick one.
 	ours [2][numSuites]srtpKey
+	// neg is what the negotiation decided so far; a rollback (Reject)
+	// restores a copy taken when the offer was staged.
+	neg secNeg
+}
+
+// secNeg is the negotiated SDES state of a stream. It holds no key
+// material of its own beyond the peers' lines, and is copied by value into
+// snapshots.
+type secNeg struct {
 	// choice is the line the SBC accepted from side i's last offer, to be
 	// answered (tag, suite) and installed as side i's remote key.
 	choice [2]*cryptoLine
+	// offerProto is the transport of side i's last offer, which the answer
+	// to it repeats (RFC 3264 section 6; RTP/AVP with a=crypto is
+	// best-effort SRTP).
+	offerProto [2][]string
+	// offered are the lines of the SBC's last offer toward side i, which
+	// its answer must pick from.
+	offered [2][]cryptoLine
+	// agreed is the suite side i used in its last answered negotiation,
+	// which the SBC's offers toward it list first.
+	agreed [2]secAgreed
 }
 
 // String and GoString keep the keys out of formatted output.
@@ -288,6 +545,9 @@ func (p *secPlan) install(st *stream, side Side, remote bool, k srtpKey, onlyIfN
 	if err != nil {
 		return err
 	}
+	if cur != nil {
+		c.succeed(cur, remote)
+	}
 	p.updates = append(p.updates, keyUpdate{st: st, side: side, remote: remote, ctx: c, onlyIf: onlyIfNone})
 	return nil
 }
@@ -307,7 +567,9 @@ func (p *secPlan) commit() {
 			ptr.CompareAndSwap(nil, u.ctx)
 			continue
 		}
-		ptr.Store(u.ctx)
+		if old := ptr.Swap(u.ctx); old != nil {
+			old.detach()
+		}
 	}
 }
 
@@ -327,7 +589,7 @@ func (s *Session) checkSec(from Side, sd *sdp.SessionDescription, answer bool) e
 		}
 		lines := cryptoLines(md)
 		if answer {
-			if _, ok := matchAnswer(lines); !ok {
+			if _, ok := matchAnswer(lines, s.streams[i].sec.neg.offered[from]); !ok {
 				return fmt.Errorf("%w: m-line %d (%s): answer accepts none of the offered SRTP crypto suites",
 					ErrNotAcceptable, i, md.MediaName.Media)
 			}
@@ -348,6 +610,7 @@ func (s *Session) secOffer(p *secPlan, from Side, md *sdp.MediaDescription, st *
 	to := from.Other()
 	sec := st.sec
 	var choice *cryptoLine
+	offerProto := slices.Clone(md.MediaName.Protos)
 	if s.modes[from] == SRTPTerminate {
 		lines := cryptoLines(md)
 		if len(lines) == 0 {
@@ -365,14 +628,20 @@ func (s *Session) secOffer(p *secPlan, from Side, md *sdp.MediaDescription, st *
 			return err
 		}
 	}
-	p.choices = append(p.choices, func() { sec.choice[from] = choice })
+	var offered []cryptoLine
 	if s.modes[to] == SRTPTerminate {
+		offered = ourOffer(&sec.ours[to], sec.neg.agreed[to])
 		setProfile(md, true)
-		setCrypto(md, ourOffer(&sec.ours[to]))
+		setCrypto(md, offered)
 	} else {
 		setProfile(md, false)
 		setCrypto(md, nil)
 	}
+	p.choices = append(p.choices, func() {
+		sec.neg.choice[from] = choice
+		sec.neg.offerProto[from] = offerProto
+		sec.neg.offered[to] = offered
+	})
 	return nil
 }
 
@@ -383,7 +652,7 @@ func (s *Session) secAnswer(p *secPlan, from Side, md *sdp.MediaDescription, st 
 	to := from.Other()
 	sec := st.sec
 	if s.modes[from] == SRTPTerminate {
-		c, ok := matchAnswer(cryptoLines(md))
+		c, ok := matchAnswer(cryptoLines(md), sec.neg.offered[from])
 		if !ok {
 			return fmt.Errorf("%w: m-line %d: answer accepts none of the offered SRTP crypto suites", ErrNotAcceptable, st.index)
 		}
@@ -393,16 +662,18 @@ func (s *Session) secAnswer(p *secPlan, from Side, md *sdp.MediaDescription, st 
 		if err := p.install(st, from, false, sec.ours[from][c.key.suite], false); err != nil {
 			return err
 		}
+		p.choices = append(p.choices, func() { sec.neg.agreed[from] = secAgreed{suite: c.key.suite, ok: true} })
 	}
 	if s.modes[to] != SRTPTerminate {
 		setProfile(md, false)
 		setCrypto(md, nil)
 		return nil
 	}
-	choice := sec.choice[to]
+	choice := sec.neg.choice[to]
 	if choice == nil {
 		return fmt.Errorf("%w: m-line %d: no SRTP crypto from the offer to answer", ErrBadSDP, st.index)
 	}
+	p.choices = append(p.choices, func() { sec.neg.agreed[to] = secAgreed{suite: choice.key.suite, ok: true} })
 	if err := p.install(st, to, true, choice.key, false); err != nil {
 		return err
 	}
@@ -410,7 +681,7 @@ func (s *Session) secAnswer(p *secPlan, from Side, md *sdp.MediaDescription, st 
 	if err := p.install(st, to, false, ours, false); err != nil {
 		return err
 	}
-	setProfile(md, true)
+	answerProfile(md, sec.neg.offerProto[to])
 	setCrypto(md, []cryptoLine{{tag: choice.tag, key: ours}})
 	return nil
 }

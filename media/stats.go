@@ -206,20 +206,46 @@ const (
 	seqMod      = 1 << 16
 )
 
+// maxSSRCs is how many SSRCs of one direction get their own sequence and
+// jitter state (a main stream plus RTX, FEC or a few simulcast layers).
+const maxSSRCs = 4
+
+// ssrcIdleUs: the jitter of an SSRC not heard for this long (µs) is no
+// longer reported.
+const ssrcIdleUs = 5_000_000
+
 // seqTracker follows RTP sequence numbers (RFC 3550 A.1, without the
-// probation phase) and interarrival jitter (A.8) of one direction. A new
-// SSRC restarts the sequence state; counts of earlier SSRCs are kept.
+// probation phase) and interarrival jitter (A.8) of one direction, per SSRC
+// for up to maxSSRCs SSRCs (a small fixed array: nothing is allocated per
+// packet). Beyond that, the least recently seen SSRC is replaced; the counts
+// of replaced SSRCs and of restarted runs stay in the totals. Expected and
+// lost are summed over the SSRCs; the jitter reported is the largest of the
+// SSRCs heard in the last ssrcIdleUs.
+//
+// The array is allocated with the first packet, once per reader: kept
+// inline, it would double the stack of every reader goroutine (4 instead
+// of 2 KB, TestFootprint), RTCP readers included.
 type seqTracker struct {
-	started  bool
+	srcs   *[maxSSRCs]ssrcSeq
+	n      int    // srcs[:n] are in use
+	cur    int    // index of the SSRC of the last packet
+	tick   uint64 // packets seen: the recency of srcs
+	lastUs uint64 // arrival of the last packet
+
+	prevExpected, prevLost uint64 // folded from replaced SSRCs and restarted runs
+	outOfOrder             uint64
+}
+
+// ssrcSeq is the sequence and jitter state of one SSRC.
+type ssrcSeq struct {
 	ssrc     uint32
+	lastTick uint64
+	lastUs   uint64
 	maxSeq   uint16
 	cycles   uint64 // shifted count of seq number cycles
 	baseSeq  uint64
 	badSeq   uint32 // seqMod+1 when none
-	received uint64 // packets of the current SSRC (and sequence run)
-
-	prevExpected, prevReceived uint64 // folded from earlier SSRCs/runs
-	outOfOrder                 uint64
+	received uint64 // packets of the current sequence run
 
 	clock       uint32 // clock rate of the last packet's payload type
 	haveTransit bool
@@ -231,100 +257,150 @@ type seqTracker struct {
 // ssrc, arriving at arrivalUs microseconds (any fixed origin) with a
 // payload type of clock rate clock (0: skip jitter, e.g. telephone-event).
 func (t *seqTracker) update(seq uint16, ts, ssrc uint32, arrivalUs uint64, clock uint32) {
-	if !t.started || ssrc != t.ssrc {
-		t.restart(seq)
-		t.ssrc = ssrc
-		t.haveTransit = false
-		t.jitter = 0
+	t.tick++
+	t.lastUs = arrivalUs
+	src, fresh := t.source(ssrc)
+	src.lastTick, src.lastUs = t.tick, arrivalUs
+	if fresh {
+		t.restart(src, seq)
 	} else {
-		udelta := seq - t.maxSeq
+		udelta := seq - src.maxSeq
 		switch {
 		case udelta == 0:
 			t.outOfOrder++ // duplicate
 		case udelta < maxDropout:
-			if seq < t.maxSeq {
-				t.cycles += seqMod
+			if seq < src.maxSeq {
+				src.cycles += seqMod
 			}
-			t.maxSeq = seq
+			src.maxSeq = seq
 		case int(udelta) <= seqMod-maxMisorder:
 			// A very large jump: accept it only if the next packet
 			// follows it (the source restarted its sequence).
-			if uint32(seq) == t.badSeq {
-				t.restart(seq)
+			if uint32(seq) == src.badSeq {
+				t.restart(src, seq)
 			} else {
-				t.badSeq = (uint32(seq) + 1) & (seqMod - 1)
+				src.badSeq = (uint32(seq) + 1) & (seqMod - 1)
 				return
 			}
 		default:
 			t.outOfOrder++ // reordered
 		}
 	}
-	t.received++
+	src.received++
 
 	if clock == 0 {
 		return
 	}
-	if clock != t.clock {
-		t.clock = clock
-		t.haveTransit = false
-		t.jitter = 0
+	if clock != src.clock {
+		src.clock = clock
+		src.haveTransit = false
+		src.jitter = 0
 	}
 	arrival := uint32(arrivalUs * uint64(clock) / 1e6)
 	transit := arrival - ts
-	if t.haveTransit {
-		d := int32(transit - t.transit)
+	if src.haveTransit {
+		d := int32(transit - src.transit)
 		if d < 0 {
 			d = -d
 		}
 		// J += |D| - J/16, with J scaled by 16 (RFC 3550 A.8).
-		t.jitter += uint64(d) - ((t.jitter + 8) >> 4)
+		src.jitter += uint64(d) - ((src.jitter + 8) >> 4)
 	}
-	t.transit = transit
-	t.haveTransit = true
+	src.transit = transit
+	src.haveTransit = true
 }
 
-// restart begins a new sequence run at seq, folding the previous run's
-// counts into the totals.
-func (t *seqTracker) restart(seq uint16) {
-	if t.started {
-		e, _ := t.runExpectedLost()
-		t.prevExpected += e
-		t.prevReceived += t.received
+// source returns the state of ssrc, and whether it is new: a free slot, or
+// the least recently seen SSRC's, whose counts are folded into the totals.
+func (t *seqTracker) source(ssrc uint32) (*ssrcSeq, bool) {
+	if t.srcs == nil {
+		t.srcs = new([maxSSRCs]ssrcSeq)
 	}
-	t.started = true
-	t.maxSeq = seq
-	t.baseSeq = uint64(seq)
-	t.cycles = 0
-	t.badSeq = seqMod + 1
-	t.received = 0
+	if t.n > 0 && t.srcs[t.cur].ssrc == ssrc {
+		return &t.srcs[t.cur], false
+	}
+	for i := range t.srcs[:t.n] {
+		if t.srcs[i].ssrc == ssrc {
+			t.cur = i
+			return &t.srcs[i], false
+		}
+	}
+	i := t.n
+	if t.n < maxSSRCs {
+		t.n++
+	} else {
+		i = 0
+		for j := range t.srcs {
+			if t.srcs[j].lastTick < t.srcs[i].lastTick {
+				i = j
+			}
+		}
+		t.fold(&t.srcs[i])
+	}
+	t.srcs[i] = ssrcSeq{ssrc: ssrc}
+	t.cur = i
+	return &t.srcs[i], true
 }
 
-func (t *seqTracker) runExpectedLost() (expected, lost uint64) {
-	if !t.started {
+// fold adds the current run of src to the totals.
+func (t *seqTracker) fold(src *ssrcSeq) {
+	e, l := src.runExpectedLost()
+	t.prevExpected += e
+	t.prevLost += l
+}
+
+// restart begins a new sequence run of src at seq, folding the previous
+// run (if any) into the totals.
+func (t *seqTracker) restart(src *ssrcSeq, seq uint16) {
+	t.fold(src)
+	src.maxSeq = seq
+	src.baseSeq = uint64(seq)
+	src.cycles = 0
+	src.badSeq = seqMod + 1
+	src.received = 0
+}
+
+// runExpectedLost returns the expected and lost packets of the current
+// run (0, 0 before its first packet).
+func (s *ssrcSeq) runExpectedLost() (expected, lost uint64) {
+	if s.received == 0 {
 		return 0, 0
 	}
-	expected = t.cycles + uint64(t.maxSeq) - t.baseSeq + 1
-	if expected > t.received {
-		lost = expected - t.received
+	expected = s.cycles + uint64(s.maxSeq) - s.baseSeq + 1
+	if expected > s.received {
+		lost = expected - s.received
 	}
 	return expected, lost
 }
 
-// expectedLost returns the cumulative expected and lost packet counts.
+// expectedLost returns the cumulative expected and lost packet counts, over
+// all SSRCs.
 func (t *seqTracker) expectedLost() (expected, lost uint64) {
-	e, _ := t.runExpectedLost()
-	expected = t.prevExpected + e
-	received := t.prevReceived + t.received
-	if expected > received {
-		lost = expected - received
+	expected, lost = t.prevExpected, t.prevLost
+	if t.srcs == nil {
+		return expected, lost
+	}
+	for i := range t.srcs[:t.n] {
+		e, l := t.srcs[i].runExpectedLost()
+		expected += e
+		lost += l
 	}
 	return expected, lost
 }
 
-// jitterUs returns the current jitter in microseconds.
+// jitterUs returns the current jitter in microseconds: the largest of the
+// SSRCs heard in the last ssrcIdleUs.
 func (t *seqTracker) jitterUs() uint64 {
-	if t.clock == 0 {
+	var j uint64
+	if t.srcs == nil {
 		return 0
 	}
-	return t.jitter * 1e6 / (16 * uint64(t.clock))
+	for i := range t.srcs[:t.n] {
+		src := &t.srcs[i]
+		if src.clock == 0 || t.lastUs-src.lastUs > ssrcIdleUs {
+			continue
+		}
+		j = max(j, src.jitter*1e6/(16*uint64(src.clock)))
+	}
+	return j
 }

@@ -118,3 +118,98 @@ func TestRelayStatsLossOverWire(t *testing.T) {
 		t.Fatalf("10%% loss not flagged: %+v", st.FromA)
 	}
 }
+
+// TestSeqTrackerInterleavedSSRCs: two SSRCs on one m-line (RTX, FEC,
+// simulcast), interleaved packet by packet; only the second has loss and
+// jitter. Loss and expected are summed over the SSRCs, the jitter is the
+// worst SSRC's, and neither is reset by the switches.
+func TestSeqTrackerInterleavedSSRCs(t *testing.T) {
+	var tr seqTracker
+	now := uint64(0)
+	for i := range 1000 {
+		now += 10000 // a packet every 10 ms, alternating SSRCs
+		// SSRC 1: 20 ms packets, perfectly paced, no loss.
+		tr.update(uint16(100+i), uint32(i*160), 1, now, 8000)
+		now += 10000
+		// SSRC 2: one packet in 10 missing, every other one 10 ms late.
+		if i%10 == 3 {
+			continue
+		}
+		late := uint64(0)
+		if i%2 == 1 {
+			late = 10000
+		}
+		tr.update(uint16(60000+i), uint32(i*160), 2, now+late, 8000)
+	}
+	exp, lost := tr.expectedLost()
+	if exp != 2000 || lost != 100 {
+		t.Fatalf("expected %d lost %d, want 2000 and 100", exp, lost)
+	}
+	if j := float64(tr.jitterUs()) / 1000; j < 8 || j > 11 {
+		t.Fatalf("jitter %.2f ms, want ~10 (SSRC 2's)", j)
+	}
+	if tr.outOfOrder != 0 {
+		t.Fatalf("%d out of order", tr.outOfOrder)
+	}
+}
+
+// TestSeqTrackerSSRCEviction: beyond maxSSRCs, the least recently seen
+// SSRC is replaced; its counts stay in the totals, and it starts a new run
+// if it comes back.
+func TestSeqTrackerSSRCEviction(t *testing.T) {
+	var tr seqTracker
+	for s := uint32(1); s <= 5; s++ { // 5 SSRCs, 10 packets each, 1 lost each
+		for i := range uint16(11) {
+			if i != 5 {
+				tr.update(1000+i, 0, s, 0, 0)
+			}
+		}
+	}
+	if exp, lost := tr.expectedLost(); exp != 55 || lost != 5 {
+		t.Fatalf("expected %d lost %d, want 55 and 5", exp, lost)
+	}
+	// SSRC 1 was evicted by SSRC 5; SSRCs 2..4 are still tracked: SSRC 2
+	// goes on where it was, 1011 missing.
+	tr.update(1012, 0, 2, 0, 0)
+	if exp, lost := tr.expectedLost(); exp != 57 || lost != 6 {
+		t.Fatalf("expected %d lost %d, want 57 and 6", exp, lost)
+	}
+	tr.update(2000, 0, 1, 0, 0) // back, a new run (evicting SSRC 3)
+	if exp, lost := tr.expectedLost(); exp != 58 || lost != 6 {
+		t.Fatalf("expected %d lost %d, want 58 and 6", exp, lost)
+	}
+	tr.update(1011, 0, 4, 0, 0) // SSRC 4 still tracked
+	if exp, lost := tr.expectedLost(); exp != 59 || lost != 6 {
+		t.Fatalf("expected %d lost %d, want 59 and 6", exp, lost)
+	}
+}
+
+// TestRelayStatsTwoSSRCs sends two interleaved SSRCs through the relay, one
+// with loss and jitter, and checks the stats reported.
+func TestRelayStatsTwoSSRCs(t *testing.T) {
+	e := testEngine(t, nil)
+	a, b := newPeer(t), newPeer(t)
+	s, portA, _ := call(t, e, a, b, SessionConfig{})
+	sent := 0
+	for i := range 100 {
+		// SSRC 0x1: constant timestamp (as the packets of one video frame),
+		// no jitter whatever the pacing.
+		a.send(portA, rtpPacket(0, uint16(500+i), 4242, 0x1, 172))
+		b.recv(time.Second)
+		sent++
+		if i%10 == 7 { // 10 % loss on SSRC 0x2
+			continue
+		}
+		// SSRC 0x2: timestamps 100 ms apart alternately: ~100 ms jitter.
+		a.send(portA, rtpPacket(0, uint16(9000+i), uint32(i%2)*800, 0x2, 172))
+		b.recv(time.Second)
+		sent++
+	}
+	st := s.Close()[0].FromA
+	if st.Packets != uint64(sent) || st.Expected != 200 || st.Lost != 10 {
+		t.Fatalf("stats %+v: want 200 expected, 10 lost", st)
+	}
+	if st.JitterMs < 50 || st.JitterMs > 150 {
+		t.Fatalf("jitter %.1f ms, want ~100 (SSRC 2's)", st.JitterMs)
+	}
+}

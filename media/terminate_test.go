@@ -294,13 +294,14 @@ func TestTerminateInterworkingPlainRTP(t *testing.T) {
 	}
 
 	// Re-offer from the plain leg, with feedback (AVPF): the SRTP leg gets
-	// RTP/SAVPF and our three suites, answers GCM (tag 3) with a new key.
+	// RTP/SAVPF and our suites, the agreed one first (the first anyway),
+	// answers GCM (tag 3) with a new key.
 	toA, err = s.Offer(SideB, termSDP(b.port(), "RTP/AVPF", nil))
 	if err != nil {
 		t.Fatal(err)
 	}
 	tr, lines = sdpCrypto(t, toA)
-	if tr != "RTP/SAVPF" || len(lines) != 3 {
+	if tr != "RTP/SAVPF" || len(lines) != len(offerSuites) || lines[2].tag != 3 || lines[2].key.suite != suiteAEADAES128GCM {
 		t.Fatalf("offer to the SRTP leg: %s %v", tr, lines)
 	}
 	keyA2 := newSRTPKey(suiteAEADAES128GCM)
@@ -455,18 +456,35 @@ func TestTerminateRekeyOnReoffer(t *testing.T) {
 	if _, l := sdpCrypto(t, toA); len(l) != 1 || l[0].tag != 1 || !l[0].key.equal(tc.sbcToA) {
 		t.Fatal("answer to A changed the SBC's key toward A")
 	}
+	// A switches keys when the 200 reaches it (RFC 4568 section 7.1.4):
+	// what it sent before that, with the old key, arrives after the SBC
+	// processed the answer, and is not lost (RTP and SRTCP).
+	send(encA, 7)
+	send(encA, 8)
+	rr := []byte{0x81, 201, 0, 7, 0, 0, 0x05, 0xEC, 0, 0, 0, 0xB2, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20}
+	srtcp, err := encA.EncryptRTCP(nil, rr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tc.a.send(tc.portA, srtcp)
+	if dec, err := atB.DecryptRTCP(nil, mustRecv(tc.b), nil); err != nil || !bytes.Equal(dec, rr) {
+		t.Fatalf("SRTCP with the old key after the answer: %v", err)
+	}
 	encA2 := testCtx(t, keyA2)
 	for seq := range uint16(5) {
-		send(encA2, seq+7) // new key: B's context runs on, undisturbed
+		send(encA2, seq+9) // new key: B's context runs on, undisturbed
 	}
-	// The old key is gone.
+	if d := tc.s.Stats()[0].FromA.Drops; d.Total() != 0 {
+		t.Fatalf("packets lost across the re-key: %+v", d)
+	}
+	// Once the new key authenticated, the old one is retired.
 	tc.a.send(tc.portA, seal(t, encA, rtpPacket(0, 20, 0, 0x5EC, 172)))
 	waitFor(t, time.Second, "old key refused", func() bool { return tc.s.Stats()[0].FromA.Drops.Auth == 1 })
 	tc.b.expectNothing(30 * time.Millisecond)
 
 	// A re-offer repeating the key keeps the context: a replay of a packet
 	// seen before the re-INVITE is still caught.
-	replay := seal(t, testCtx(t, keyA2), rtpPacket(0, 8, 8*160, 0x5EC, 172))
+	replay := seal(t, testCtx(t, keyA2), rtpPacket(0, 10, 10*160, 0x5EC, 172))
 	if _, err := tc.s.Offer(SideA, reoffer); err != nil {
 		t.Fatal(err)
 	}
