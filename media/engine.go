@@ -147,9 +147,17 @@ func (e *Engine) listen(port int) (*net.UDPConn, error) {
 
 // openPair takes a pair from the pool and binds its RTP socket, and its
 // RTCP socket if withRTCP. A pair that cannot be bound (taken by another
-// process) goes back through quarantine and the next pair is tried.
+// process) is set aside and the next pair is tried; the pairs set aside go
+// back through quarantine when openPair returns, so a pool without
+// quarantine does not hand the same unusable pair out twice.
 func (e *Engine) openPair(withRTCP bool) (base int, rtp, rtcp *net.UDPConn, err error) {
 	var lastErr error
+	var taken []int
+	defer func() {
+		for _, b := range taken {
+			e.pool.release(b)
+		}
+	}()
 	for range e.pool.total() {
 		b, ok := e.pool.get()
 		if !ok {
@@ -165,7 +173,7 @@ func (e *Engine) openPair(withRTCP bool) (base int, rtp, rtcp *net.UDPConn, err 
 			e.pool.unget(b)
 			return 0, nil, nil, fmt.Errorf("%w: %w", ErrPortsExhausted, err)
 		}
-		e.pool.release(b)
+		taken = append(taken, b)
 		lastErr = err
 	}
 	if lastErr != nil {
