@@ -14,6 +14,13 @@ var (
 	// layer answers 503 Service Unavailable.
 	ErrPortsExhausted = errors.New("media: relay ports exhausted")
 
+	// ErrAddressNotLocal means the relay bind address (Config.BindAddr) is
+	// not an address of this host, e.g. a keepalived address currently on
+	// another node: no relay port can be bound until it is added. Errors
+	// wrapping it also wrap ErrPortsExhausted, so the SIP layer answers 503
+	// Service Unavailable. See CheckBindAddress.
+	ErrAddressNotLocal = errors.New("media: relay bind address is not an address of this host")
+
 	// ErrBadSDP means the SDP is malformed or does not fit the offer/answer
 	// state (answer without offer, m-line count mismatch, ...). Unparsable
 	// SDP wraps both ErrBadSDP and ErrNotAcceptable.
