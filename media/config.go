@@ -25,8 +25,9 @@ type Config struct {
 	// application streams such as BFCP. Default 34 (AF41).
 	DSCPOther int
 	// Timeout is the dead-media timeout: when no packet was received from
-	// either side on any answered, non-held stream for this long, the
-	// session's OnTimeout is called once. Default 60s.
+	// either side on any answered, non-held RTP stream for this long, the
+	// session's OnTimeout is called once (non-RTP streams such as BFCP do
+	// not count). Default 60s.
 	Timeout time.Duration
 	// Quarantine is how long released ports stay out of the pool before
 	// they can be allocated again (late packets of the old call must not

@@ -154,9 +154,13 @@
 // # Dead media
 //
 // One engine-wide ticker (every second, or Timeout/4 if shorter) scans the
-// sessions: a session whose answered, non-held streams received no packet
-// for Config.Timeout gets its OnTimeout called once. Streams on hold pause
-// the timer.
+// sessions: a session whose answered, non-held RTP streams received no
+// packet for Config.Timeout gets its OnTimeout called once. Only RTP
+// streams count: a non-RTP stream (BFCP, other application m-lines, idle
+// for most of a call and without a direction attribute) neither keeps a
+// call alive nor makes it dead. Streams on hold pause the timer; when every
+// RTP stream is on hold (music on hold beside an idle BFCP stream, say),
+// the call is not timed out.
 //
 // # Concurrency and ownership
 //
