@@ -27,6 +27,12 @@
 // per-side session version that increments only when the SDP content
 // changes. ICE attributes and a=group:BUNDLE are removed; every other
 // attribute is kept, in order. Rejected streams (port 0) allocate nothing.
+// The relay is UDP only: an m-line whose proto starts with TCP (TCP/BFCP,
+// TCP/TLS/BFCP, TCP/RTP/AVP, ...) is rejected. The offer forwarded to the
+// other side carries port 0 for it, no port is allocated, and an answer
+// accepting it anyway is sent to the offerer with port 0, so content
+// sharing over TCP BFCP fails visibly in the SDP instead of silently on a
+// UDP port nobody uses.
 // A re-offer from either side matches streams by m-line index and updates
 // them in place: ports and sockets are kept, only the destination and the
 // per-stream state change, so no packet is lost. Direction attributes

@@ -109,6 +109,15 @@ func carriesRTP(md *sdp.MediaDescription) bool {
 	return false
 }
 
+// carriesUDP reports whether md is carried over UDP, the only transport
+// the relay has. Any proto starting with TCP (TCP/BFCP, TCP/TLS/BFCP,
+// TCP/RTP/AVP, ...) is not: such m-lines are rejected (port 0) rather than
+// given a UDP relay port their endpoints would never use.
+func carriesUDP(md *sdp.MediaDescription) bool {
+	p := md.MediaName.Protos
+	return len(p) == 0 || !strings.EqualFold(p[0], "TCP")
+}
+
 // isPlainRTP reports whether md is an active audio or video stream over
 // RTP/AVP or RTP/AVPF without a=crypto, i.e. unencrypted media.
 func isPlainRTP(md *sdp.MediaDescription) bool {

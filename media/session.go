@@ -178,12 +178,13 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 	var created, toClose []*stream
 	for i, md := range sd.MediaDescriptions {
 		old := next[i]
-		if md.MediaName.Port.Value == 0 || (old != nil && old.media != md.MediaName.Media) {
+		reject := md.MediaName.Port.Value == 0 || !carriesUDP(md) // no TCP relay: TCP m-lines get port 0
+		if reject || (old != nil && old.media != md.MediaName.Media) {
 			if old != nil {
 				toClose = append(toClose, old)
 				next[i] = nil
 			}
-			if md.MediaName.Port.Value == 0 {
+			if reject {
 				continue
 			}
 		}
