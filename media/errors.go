@@ -29,6 +29,10 @@ var (
 	// ErrClosed is returned by operations on a closed Session or Engine.
 	ErrClosed = errors.New("media: closed")
 
+	// ErrBadLearningMode means an endpoint learning mode name
+	// (ParseLearningMode) or value (Config.Learning) is not known.
+	ErrBadLearningMode = errors.New("media: unknown learning mode")
+
 	// ErrBadSRTPMode means an SRTP mode name (ParseSRTPMode) or value
 	// (SessionConfig.ModeA/ModeB) is not known.
 	ErrBadSRTPMode = errors.New("media: unknown SRTP mode")
