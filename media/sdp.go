@@ -118,6 +118,18 @@ func carriesUDP(md *sdp.MediaDescription) bool {
 	return len(p) == 0 || !strings.EqualFold(p[0], "TCP")
 }
 
+// rejectTCP sets the port of every m-line not carried over UDP to 0, so an
+// offer treats it as rejected: no port is allocated, the offer forwarded
+// carries port 0 (RFC 3264 section 6: the answer must then carry port 0
+// too) and an answer accepting it anyway is sent on with port 0.
+func rejectTCP(sd *sdp.SessionDescription) {
+	for _, md := range sd.MediaDescriptions {
+		if !carriesUDP(md) {
+			md.MediaName.Port = sdp.RangedPort{Value: 0}
+		}
+	}
+}
+
 // isPlainRTP reports whether md is an active audio or video stream over
 // RTP/AVP or RTP/AVPF without a=crypto, i.e. unencrypted media.
 func isPlainRTP(md *sdp.MediaDescription) bool {

@@ -161,6 +161,7 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	rejectTCP(sd)
 	if err := s.check(sd); err != nil {
 		return nil, err
 	}
@@ -178,13 +179,12 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 	var created, toClose []*stream
 	for i, md := range sd.MediaDescriptions {
 		old := next[i]
-		reject := md.MediaName.Port.Value == 0 || !carriesUDP(md) // no TCP relay: TCP m-lines get port 0
-		if reject || (old != nil && old.media != md.MediaName.Media) {
+		if md.MediaName.Port.Value == 0 || (old != nil && old.media != md.MediaName.Media) {
 			if old != nil {
 				toClose = append(toClose, old)
 				next[i] = nil
 			}
-			if reject {
+			if md.MediaName.Port.Value == 0 {
 				continue
 			}
 		}

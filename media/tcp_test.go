@@ -33,7 +33,7 @@ func TestTCPMediaLinesRejected(t *testing.T) {
 	wantPort := []bool{true, false, false, false, true}
 
 	e := testEngine(t, nil)
-	s := e.NewSession(SessionConfig{AdvertiseA: advA, AdvertiseB: advB, AllowPlainRTP: true})
+	s := e.NewSession(SessionConfig{AdvertiseA: advA, AdvertiseB: advB}) // TCP/RTP/AVP without a=crypto: rejected, not 488
 	defer s.Close()
 	toB, err := s.Offer(SideA, offer)
 	if err != nil {
