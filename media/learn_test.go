@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -348,5 +349,44 @@ func TestParseLearningMode(t *testing.T) {
 	c, err := Config{}.withDefaults()
 	if err != nil || c.Learning != LearningHeuristic || c.LearnWindow != 3*time.Second || c.RebindSilence != 2*time.Second {
 		t.Errorf("defaults: %v %v %v %v", c.Learning, c.LearnWindow, c.RebindSilence, err)
+	}
+}
+
+// TestStrangerDropsZeroAllocs: dropping strangers' packets, including
+// would-be NAT rebinds carrying the stream's SSRC, allocates nothing.
+func TestStrangerDropsZeroAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	e := testEngine(t, nil)
+	a, b := newPeer(t), newPeer(t)
+	s, portA, portB := call(t, e, a, b, SessionConfig{})
+	defer s.Close()
+	exchange(t, a, b, portA, portB, 1, 3)
+	stranger := peerAt(t, "127.0.0.2")
+	foreign, copied, legit := rtpPacket(0, 1, 0, 0x5EED, 172), rtpPacket(0, 1, 0, 0xA, 172), rtpPacket(0, 1, 0, 0xA, 172)
+	dst := netip.AddrPortFrom(lo, uint16(portA))
+	rbuf := make([]byte, 2048)
+	_ = b.conn.SetReadDeadline(time.Now().Add(time.Minute))
+	runs := 0
+	allocs := testing.AllocsPerRun(100, func() {
+		runs++
+		for range 4 {
+			_, _ = stranger.conn.WriteToUDPAddrPort(foreign, dst)
+			_, _ = stranger.conn.WriteToUDPAddrPort(copied, dst)
+		}
+		// A's packet comes after the strangers' on the same socket: once
+		// B has it, the strangers' were handled.
+		_, _ = a.conn.WriteToUDPAddrPort(legit, dst)
+		if _, _, err := b.conn.ReadFromUDPAddrPort(rbuf); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Fatalf("%.2f allocations per burst of 8 strangers' packets, want 0", allocs)
+	}
+	d := s.Stats()[0].FromA.Drops
+	if d.Stranger != uint64(4*runs) || d.RebindPending != uint64(4*runs) {
+		t.Fatalf("drops %+v after %d bursts, want %d of each", d, runs, 4*runs)
 	}
 }
