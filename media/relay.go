@@ -152,15 +152,13 @@ type stream struct {
 	modes [2]SRTPMode
 	sec   *streamSec // SDES keys; signalling state (Session.opMu)
 
-	legs   [2]leg
-	clocks atomic.Pointer[clockTable]
-	// sigGen counts the SDPs of either side (setRemote); a change tells
-	// every reader of the stream to learn its side's source anew.
-	sigGen   atomic.Uint64
+	legs     [2]leg
+	clocks   atomic.Pointer[clockTable]
 	held     atomic.Bool // pauses the dead-media timer
 	answered atomic.Bool // both sides signalled: the timer may run
 	closing  atomic.Bool
 	wg       sync.WaitGroup // reader goroutines
+	sigGen   atomic.Uint64  // SDPs of either side (setRemote): each makes the readers learn anew
 }
 
 // openStream allocates relay sockets on both legs and starts their
