@@ -244,14 +244,22 @@ type Media struct {
 	// PortRange is "min-max" of UDP ports for relayed media.
 	// Default "36000-59999".
 	PortRange string `yaml:"port_range"`
-	// Bind is the address media sockets bind to. Default "0.0.0.0".
+	// Bind is the address media sockets bind to; "::" binds dual-stack
+	// sockets (IPv4 and IPv6 peers). Default "0.0.0.0".
 	Bind string `yaml:"bind"`
 	// Timeout ends a call when no media arrives for this long (not on hold).
 	// Default 60s.
 	Timeout time.Duration `yaml:"timeout"`
-	// StrictSource accepts media only from the address signalled in SDP.
-	// Default false (symmetric latching).
+	// StrictSource accepts media only from the address signalled in SDP,
+	// like learning: strict. Default false (learning decides).
 	StrictSource bool `yaml:"strict_source"`
+	// Learning is how the relay learns where each side sends media from:
+	// heuristic (learn the first sources after each SDP, preferring the
+	// signalled address, then lock; another source takes over only as a
+	// proven NAT rebind), strict (only the signalled address, as
+	// strict_source) or off (follow any new source at once: anyone who
+	// guesses a relay port can take a stream over). Default "heuristic".
+	Learning string `yaml:"learning"`
 	// DSCP values per kind of traffic (RFC 4594).
 	DSCP DSCP `yaml:"dscp"`
 }

@@ -45,7 +45,8 @@ func TestDefaultsApplied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Media.PortRange != "36000-59999" || c.Media.DSCP.Audio != 46 || c.Media.DSCP.Video != 34 || c.Media.DSCP.Signalling != 24 {
+	if c.Media.PortRange != "36000-59999" || c.Media.DSCP.Audio != 46 || c.Media.DSCP.Video != 34 || c.Media.DSCP.Signalling != 24 ||
+		c.Media.Learning != "heuristic" {
 		t.Errorf("media defaults: %+v", c.Media)
 	}
 	if c.TLS.MinVersion != "1.2" || c.Listen[0].ClientAuth != "optional" || c.SIP.ProvisionalTimeout != 2*time.Second {
@@ -81,6 +82,8 @@ func TestBadConfigs(t *testing.T) {
 		{"unauth on required listener", "client_auth: required }", "client_auth: required, unauthenticated_trunk: public }", "listen[1].unauthenticated_trunk", "no unauthenticated peers"},
 		{"log level", "routes:", "log: { level: loud }\nroutes:", "log.level", "must be"},
 		{"media address needed", "public_ipv4: 203.0.113.10", "public_ipv4: \"\"", "trunks[0].media_address", "required when media.bind"},
+		{"learning", "routes:", "media: { learning: latch }\nroutes:", "media.learning", "heuristic, strict or off"},
+		{"learning off and strict", "routes:", "media: { learning: off, strict_source: true }\nroutes:", "media.learning", "contradicts media.strict_source"},
 		{"dns server", "routes:", "dns: { servers: [\"8.8.8.8\"] }\nroutes:", "dns.servers[0]", "not ip:port"},
 	}
 	for _, tc := range cases {

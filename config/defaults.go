@@ -25,6 +25,7 @@ const (
 	DefaultPortRange           = "36000-59999"
 	DefaultMediaBind           = "0.0.0.0"
 	DefaultMediaTimeout        = 60 * time.Second
+	DefaultMediaLearning       = "heuristic"
 	DefaultDSCPAudio           = 46
 	DefaultDSCPVideo           = 34
 	DefaultDSCPSignalling      = 24
@@ -118,6 +119,9 @@ func (c *Config) applyDefaults() {
 	}
 	if c.Media.Timeout == 0 {
 		c.Media.Timeout = DefaultMediaTimeout
+	}
+	if c.Media.Learning == "" {
+		c.Media.Learning = DefaultMediaLearning
 	}
 	if c.Media.DSCP.Audio == 0 {
 		c.Media.DSCP.Audio = DefaultDSCPAudio

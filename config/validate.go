@@ -293,6 +293,15 @@ func (c *Config) validateMedia() error {
 	if c.Media.Timeout < 0 {
 		return bad("media.timeout", "must be positive")
 	}
+	switch c.Media.Learning {
+	case "heuristic", "strict":
+	case "off":
+		if c.Media.StrictSource {
+			return bad("media.learning", "off contradicts media.strict_source: true")
+		}
+	default:
+		return bad("media.learning", "%q: must be heuristic, strict or off", c.Media.Learning)
+	}
 	for _, d := range []struct {
 		key string
 		v   int

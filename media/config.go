@@ -14,8 +14,10 @@ type Config struct {
 	// PortMax is the highest relay port. Default 59999.
 	PortMax int
 	// BindAddr is the local address every relay socket binds to.
-	// Default 0.0.0.0 (all IPv4 interfaces); an IPv6 address binds IPv6
-	// sockets.
+	// Default 0.0.0.0 (all IPv4 interfaces); "::" binds dual-stack
+	// sockets (IPv6 and IPv4 peers), any other IPv6 address IPv6 sockets.
+	// An address the host does not have fails allocations with
+	// ErrAddressNotLocal (see CheckBindAddress).
 	BindAddr netip.Addr
 	// DSCPAudio is the DSCP of audio streams. Default 46 (EF).
 	DSCPAudio int
@@ -25,17 +27,29 @@ type Config struct {
 	// application streams such as BFCP. Default 34 (AF41).
 	DSCPOther int
 	// Timeout is the dead-media timeout: when no packet was received from
-	// either side on any answered, non-held stream for this long, the
-	// session's OnTimeout is called once. Default 60s.
+	// either side on any answered, non-held RTP stream for this long, the
+	// session's OnTimeout is called once (non-RTP streams such as BFCP do
+	// not count). Default 60s.
 	Timeout time.Duration
 	// Quarantine is how long released ports stay out of the pool before
 	// they can be allocated again (late packets of the old call must not
 	// reach a new call). Default 2s. A negative value disables quarantine.
 	Quarantine time.Duration
 	// StrictSource, when true, accepts only packets whose source equals the
-	// address:port signalled in SDP and disables latching. Default false
-	// (symmetric latching: the destination follows the packets' source).
+	// address:port signalled in SDP and disables latching, whatever
+	// Learning says. Default false (Learning decides).
 	StrictSource bool
+	// Learning selects how the relay learns where each side sends from
+	// (see doc.go, Endpoint learning). Default LearningHeuristic.
+	Learning LearningMode
+	// LearnWindow is how long after an SDP of either side (offer, answer,
+	// re-offer) the relay learns each side's source from its first
+	// packets before locking it (LearningHeuristic). Default 3s.
+	LearnWindow time.Duration
+	// RebindSilence is how long the learned source must have been silent
+	// before another source can take the stream over as a NAT rebind
+	// (LearningHeuristic). Default 2s.
+	RebindSilence time.Duration
 }
 
 // Defaults of Config, applied by withDefaults.
@@ -80,6 +94,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Quarantine < 0 {
 		c.Quarantine = 0
 	}
+	if c.LearnWindow == 0 {
+		c.LearnWindow = DefaultLearnWindow
+	}
+	if c.RebindSilence == 0 {
+		c.RebindSilence = DefaultRebindSilence
+	}
 	if c.PortMin%2 != 0 {
 		c.PortMin++
 	}
@@ -93,6 +113,12 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Timeout < 0 {
 		return c, fmt.Errorf("media: invalid timeout %v", c.Timeout)
+	}
+	if c.Learning > LearningOff {
+		return c, fmt.Errorf("%w: %v", ErrBadLearningMode, c.Learning)
+	}
+	if c.LearnWindow < 0 || c.RebindSilence < 0 {
+		return c, fmt.Errorf("media: invalid learning window %v or rebind silence %v", c.LearnWindow, c.RebindSilence)
 	}
 	return c, nil
 }

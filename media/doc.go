@@ -57,6 +57,12 @@
 // per-side session version that increments only when the SDP content
 // changes. ICE attributes and a=group:BUNDLE are removed; every other
 // attribute is kept, in order. Rejected streams (port 0) allocate nothing.
+// The relay is UDP only: an m-line whose proto starts with TCP (TCP/BFCP,
+// TCP/TLS/BFCP, TCP/RTP/AVP, ...) is rejected. The offer forwarded to the
+// other side carries port 0 for it, no port is allocated, and an answer
+// accepting it anyway is sent to the offerer with port 0, so content
+// sharing over TCP BFCP fails visibly in the SDP instead of silently on a
+// UDP port nobody uses.
 // A re-offer from either side matches streams by m-line index and updates
 // them in place: ports and sockets are kept, only the destination and the
 // per-stream state change, so no packet is lost; streams are released when
@@ -106,17 +112,47 @@
 // BenchmarkRelayPassthrough measures about 3 µs per 172-byte packet on
 // loopback, client send and receive system calls included, 0 allocations.
 //
-// # Latching and sources
+// # Endpoint learning
 //
 // A stream's destination toward a side is first the address:port from
 // that side's SDP, then the source of the packets that side sends
-// (symmetric latching, for NATs). A re-offer repeating the same address
-// keeps the latched destination; a changed address replaces it. With
-// Config.StrictSource, only packets from the signalled address:port are
-// accepted and nothing is latched; others are dropped and counted as
-// strangers. Drops are counted per reason: stranger, no_destination,
-// oversize (datagram larger than 2048 bytes), send_error, and with SRTP
-// termination auth, replay and no_key.
+// (symmetric latching, for NATs). Which sources may move it is
+// Config.Learning, as in rtpengine:
+//
+//   - LearningHeuristic (default): every SDP of either side (offer,
+//     answer, re-offer) starts learning anew and opens a learning window
+//     (Config.LearnWindow, 3 s; if no packet comes in it, it starts again
+//     at the first one). The first packet's source is learned; a better
+//     source replaces it: the SDP's IP with another port beats another
+//     address, and exactly the signalled address:port beats both and locks
+//     at once. When the window ends the learned source is locked. The
+//     answer restarting the offerer's learning too means a stranger
+//     learned while the call rang does not stay. A locked source gives way
+//     only to exactly the signalled address:port, or to a proven NAT
+//     rebind: the locked source has been silent for Config.RebindSilence
+//     (2 s) and the new source sends 3 RTP packets with the SSRC last seen
+//     from the locked one and continuous sequence numbers (on a separate
+//     RTCP port, which has no sequence numbers, one RTCP packet with that
+//     SSRC). A genuine rebind therefore recovers about 2 s after the old
+//     source fell silent. Streams that do not carry RTP (BFCP) have no
+//     SSRC: their source moves only with a new SDP.
+//   - LearningStrict, or Config.StrictSource: only packets from the
+//     signalled address:port are accepted and nothing is latched.
+//   - LearningOff: every packet from a new source moves the destination
+//     at once (the behaviour before learning). Anyone who guesses a relay
+//     port can then take a stream over ("RTP bleed"); relay ports are
+//     handed out at random, which makes guessing harder, not impossible.
+//
+// On a leg that terminates SRTP the authentication decides instead: only
+// authentic packets move the destination, from any source. A re-offer
+// repeating the same address keeps the latched destination; a changed
+// address replaces it. Packets that are not accepted are dropped without
+// being relayed or counted as media (so they do not keep a dead call
+// alive either), and without allocating. Drops are counted per reason:
+// stranger (not the accepted source), rebind_pending (carrying the
+// stream's SSRC from a new source, a NAT rebind not proven yet),
+// no_destination, oversize (datagram larger than 2048 bytes), send_error,
+// and with SRTP termination auth, replay and no_key.
 //
 // # SRTP termination
 //
@@ -210,8 +246,13 @@
 //
 // One engine-wide ticker (every second, or Timeout/4 if shorter) scans the
 // sessions: a session whose answered (committed by Answer: early media
-// does not count), non-held streams received no packet for Config.Timeout
-// gets its OnTimeout called once. Streams on hold pause the timer.
+// does not count), non-held RTP streams received no packet for
+// Config.Timeout gets its OnTimeout called once. Only RTP streams count: a
+// non-RTP stream (BFCP, other application m-lines, idle for most of a call
+// and without a direction attribute) neither keeps a call alive nor makes
+// it dead. Streams on hold pause the timer; when every RTP stream is on
+// hold (music on hold beside an idle BFCP stream, say), the call is not
+// timed out.
 //
 // # Concurrency and ownership
 //

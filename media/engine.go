@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"syscall"
 	"time"
@@ -136,20 +137,45 @@ func (e *Engine) NumSessions() int {
 	return len(e.sessions)
 }
 
-// listen binds one relay socket on port.
+// listen binds one relay socket on port of the bind address.
 func (e *Engine) listen(port int) (*net.UDPConn, error) {
+	return listenUDP(e.cfg.BindAddr, port)
+}
+
+// listenUDP binds a UDP socket on addr:port. An IPv4 address binds an IPv4
+// socket; "::" binds one dual-stack socket that carries IPv4 (as v4-mapped
+// addresses) as well as IPv6: Go's "udp6" network sets IPV6_V6ONLY, while
+// "udp" with an unspecified IPv6 address leaves it off. Any other IPv6
+// address binds an IPv6 socket.
+func listenUDP(addr netip.Addr, port int) (*net.UDPConn, error) {
 	network := "udp4"
-	if e.cfg.BindAddr.Is6() {
+	switch {
+	case addr.Is6() && addr.IsUnspecified():
+		network = "udp"
+	case addr.Is6():
 		network = "udp6"
 	}
-	return net.ListenUDP(network, &net.UDPAddr{IP: e.cfg.BindAddr.AsSlice(), Port: port})
+	return net.ListenUDP(network, &net.UDPAddr{IP: addr.AsSlice(), Port: port})
 }
 
 // openPair takes a pair from the pool and binds its RTP socket, and its
 // RTCP socket if withRTCP. A pair that cannot be bound (taken by another
-// process) goes back through quarantine and the next pair is tried.
+// process) is set aside and the next pair is tried; the pairs set aside go
+// back through quarantine when openPair returns, so a pool without
+// quarantine does not hand the same unusable pair out twice.
+//
+// A bind address that is not an address of this host fails at once with
+// ErrAddressNotLocal (also wrapping ErrPortsExhausted, which the SIP layer
+// answers with 503), and the pair goes back to the pool untouched: every
+// other pair would fail the same way, and none of them is to blame.
 func (e *Engine) openPair(withRTCP bool) (base int, rtp, rtcp *net.UDPConn, err error) {
 	var lastErr error
+	var taken []int
+	defer func() {
+		for _, b := range taken {
+			e.pool.release(b)
+		}
+	}()
 	for range e.pool.total() {
 		b, ok := e.pool.get()
 		if !ok {
@@ -159,13 +185,16 @@ func (e *Engine) openPair(withRTCP bool) (base int, rtp, rtcp *net.UDPConn, err 
 		switch {
 		case err == nil:
 			return b, rtp, rtcp, nil
+		case errors.Is(err, syscall.EADDRNOTAVAIL):
+			e.pool.unget(b)
+			return 0, nil, nil, fmt.Errorf("%w (%w): %w", ErrAddressNotLocal, ErrPortsExhausted, err)
 		case !portTaken(err):
 			// Out of descriptors or buffers: no other pair would bind
 			// either, and this one is not to blame.
 			e.pool.unget(b)
 			return 0, nil, nil, fmt.Errorf("%w: %w", ErrPortsExhausted, err)
 		}
-		e.pool.release(b)
+		taken = append(taken, b)
 		lastErr = err
 	}
 	if lastErr != nil {
@@ -191,8 +220,36 @@ func (e *Engine) bindPair(b int, withRTCP bool) (rtp, rtcp *net.UDPConn, err err
 
 // portTaken reports whether a bind failed because another socket holds the
 // port (try the next pair) rather than for lack of resources (stop).
+// EADDRNOTAVAIL is neither: the address is not on this host (see openPair).
 func portTaken(err error) bool {
-	return errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EADDRNOTAVAIL)
+	return errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EACCES)
+}
+
+// CheckBindAddress reports whether addr, the relay bind address
+// (Config.BindAddr), is an address of this host, by binding and closing a
+// UDP socket on an ephemeral port of it. It returns nil for an address of
+// this host and for the unspecified addresses, an error wrapping
+// ErrAddressNotLocal when the host does not have addr (for instance a
+// keepalived address that is on another node for now: relay ports cannot
+// be allocated until it arrives), and any other bind error wrapped as is.
+// It is meant for start-up logs and readiness checks; allocation does not
+// need it.
+func CheckBindAddress(addr netip.Addr) error {
+	addr = addr.Unmap()
+	if !addr.IsValid() {
+		return fmt.Errorf("media: invalid bind address")
+	}
+	c, err := listenUDP(addr, 0)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return fmt.Errorf("%w: %v: %w", ErrAddressNotLocal, addr, err)
+		}
+		return fmt.Errorf("media: bind %v: %w", addr, err)
+	}
+	if err := c.Close(); err != nil {
+		return fmt.Errorf("media: bind %v: %w", addr, err)
+	}
+	return nil
 }
 
 // watchdog scans the sessions for dead media. It is owned by the Engine

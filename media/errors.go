@@ -14,6 +14,13 @@ var (
 	// layer answers 503 Service Unavailable.
 	ErrPortsExhausted = errors.New("media: relay ports exhausted")
 
+	// ErrAddressNotLocal means the relay bind address (Config.BindAddr) is
+	// not an address of this host, e.g. a keepalived address currently on
+	// another node: no relay port can be bound until it is added. Errors
+	// wrapping it also wrap ErrPortsExhausted, so the SIP layer answers 503
+	// Service Unavailable. See CheckBindAddress.
+	ErrAddressNotLocal = errors.New("media: relay bind address is not an address of this host")
+
 	// ErrBadSDP means the SDP is malformed or does not fit the offer/answer
 	// state (answer without offer, m-line count mismatch, ...). Unparsable
 	// SDP wraps both ErrBadSDP and ErrNotAcceptable.
@@ -27,6 +34,10 @@ var (
 	// Reject): the glare of RFC 3264 section 4 / RFC 6337 section 3.1. The
 	// SIP layer answers 491 Request Pending. Nothing changed.
 	ErrOfferPending = errors.New("media: offer pending from the other side")
+
+	// ErrBadLearningMode means an endpoint learning mode name
+	// (ParseLearningMode) or value (Config.Learning) is not known.
+	ErrBadLearningMode = errors.New("media: unknown learning mode")
 
 	// ErrBadSRTPMode means an SRTP mode name (ParseSRTPMode) or value
 	// (SessionConfig.ModeA/ModeB) is not known.

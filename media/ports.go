@@ -1,6 +1,7 @@
 package media
 
 import (
+	"math/rand/v2"
 	"sync"
 	"time"
 )
@@ -13,10 +14,13 @@ import (
 // reservation costs nothing, a socket costs a file descriptor, buffers and a
 // reader goroutine.
 //
-// Free pairs are kept in a FIFO ring, so a released pair is reused as late as
-// possible. Released pairs first spend Config.Quarantine in a FIFO
-// quarantine queue, so that late packets of a finished call never reach the
-// next call using the same port.
+// get hands out a free pair chosen at random (math/rand/v2, seeded by the
+// runtime), so that the relay port of a call cannot be guessed from the
+// port of another call: relay ports handed out in order let a stranger
+// aim at the next call's ports. Free pairs are kept in an unordered slice,
+// and a random one is swapped out in O(1). Released pairs first spend
+// Config.Quarantine in a FIFO quarantine queue, so that late packets of a
+// finished call never reach the next call using the same port.
 //
 // portPool is safe for concurrent use. It does no I/O: binding sockets is the
 // caller's job (see Engine.openPair), which reports a pair it could not bind
@@ -26,10 +30,10 @@ type portPool struct {
 	quarantine time.Duration
 	now        func() time.Time
 
+	pairs int // pairs managed, immutable
+
 	mu    sync.Mutex // guards the fields below
-	ring  []int      // free base ports, FIFO ring of capacity total
-	head  int        // index of the oldest free pair in ring
-	nfree int        // number of free pairs in ring
+	free  []int      // free base ports, unordered; capacity for every pair
 	quar  []quarEntry
 	qhead int // quar[qhead:] are still in quarantine, oldest first
 	inUse int // pairs handed out and not released
@@ -45,24 +49,27 @@ func newPortPool(minPort, maxPort int, quarantine time.Duration, now func() time
 		minPort++
 	}
 	p := &portPool{quarantine: quarantine, now: now}
+	p.free = make([]int, 0, max(0, (maxPort-minPort+1)/2))
 	for b := minPort; b+1 <= maxPort; b += 2 {
-		p.ring = append(p.ring, b)
+		p.free = append(p.free, b)
 	}
-	p.nfree = len(p.ring)
+	p.pairs = len(p.free)
 	return p
 }
 
-// get takes the oldest free pair and returns its even base port.
+// get takes a free pair chosen at random and returns its even base port.
 func (p *portPool) get() (int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.expireLocked()
-	if p.nfree == 0 {
+	n := len(p.free)
+	if n == 0 {
 		return 0, false
 	}
-	b := p.ring[p.head]
-	p.head = (p.head + 1) % len(p.ring)
-	p.nfree--
+	i := rand.IntN(n)
+	b := p.free[i]
+	p.free[i] = p.free[n-1]
+	p.free = p.free[:n-1]
 	p.inUse++
 	return b, true
 }
@@ -85,7 +92,7 @@ func (p *portPool) release(base int) {
 	p.quar = append(p.quar, quarEntry{base: base, until: p.now().Add(p.quarantine)})
 }
 
-// unget returns a pair obtained from get straight to the free ring (it was
+// unget returns a pair obtained from get straight to the free pairs (it was
 // never used, so no quarantine).
 func (p *portPool) unget(base int) {
 	p.mu.Lock()
@@ -94,12 +101,13 @@ func (p *portPool) unget(base int) {
 	p.pushFreeLocked(base)
 }
 
+// pushFreeLocked adds base to the free pairs; the slice has capacity for
+// every pair, so this never allocates.
 func (p *portPool) pushFreeLocked(base int) {
-	p.ring[(p.head+p.nfree)%len(p.ring)] = base
-	p.nfree++
+	p.free = append(p.free, base)
 }
 
-// expireLocked moves pairs whose quarantine ended back to the free ring.
+// expireLocked moves pairs whose quarantine ended back to the free pairs.
 func (p *portPool) expireLocked() {
 	if p.qhead == len(p.quar) {
 		return
@@ -121,8 +129,8 @@ func (p *portPool) counts() (inUse, free, quarantined int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.expireLocked()
-	return p.inUse, p.nfree, len(p.quar) - p.qhead
+	return p.inUse, len(p.free), len(p.quar) - p.qhead
 }
 
 // total returns the number of pairs managed by the pool.
-func (p *portPool) total() int { return len(p.ring) }
+func (p *portPool) total() int { return p.pairs }

@@ -38,13 +38,35 @@ func TestPortPoolPairsAndExhaustion(t *testing.T) {
 	}
 }
 
-func TestPortPoolFIFO(t *testing.T) {
-	p := newPortPool(2000, 2007, 0, time.Now)
-	a, _ := p.get()
-	p.release(a)
-	b, _ := p.get()
-	if b == a {
-		t.Fatal("released pair reused before the other free pairs")
+// TestPortPoolRandomOrder: pairs are not handed out in order, so the
+// ports of the next call cannot be guessed from those of the last one.
+func TestPortPoolRandomOrder(t *testing.T) {
+	draw := func() []int {
+		p := newPortPool(40000, 41999, 0, time.Now) // 1000 pairs
+		var got []int
+		for range 20 {
+			b, ok := p.get()
+			if !ok || b%2 != 0 || b < 40000 || b > 41998 {
+				t.Fatalf("get = %d %v", b, ok)
+			}
+			got = append(got, b)
+		}
+		return got
+	}
+	first, second := draw(), draw()
+	ascending := 0
+	for i := 1; i < len(first); i++ {
+		if first[i] == first[i-1]+2 {
+			ascending++
+		}
+	}
+	// In order, all 19 steps would be +2; at random each is with
+	// probability 1/1000.
+	if ascending > 3 {
+		t.Fatalf("pairs handed out in order: %v", first)
+	}
+	if fmt.Sprint(first) == fmt.Sprint(second) {
+		t.Fatalf("two pools handed out the same sequence %v: not random", first)
 	}
 }
 
@@ -58,19 +80,34 @@ func TestOpenPairSkipsPortInUse(t *testing.T) {
 		}
 		defer c.Close()
 	}
-	base, rtp, rtcp, err := e.openPair(true)
-	if err != nil {
-		t.Fatal(err)
+	// Pairs come at random: open all three usable pairs (no quarantine in
+	// testEngine, so an unusable pair returns at once and must still not
+	// be handed out twice by one openPair).
+	got := map[int]bool{}
+	for range 3 {
+		base, rtp, rtcp, err := e.openPair(true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rtp.Close()
+		defer rtcp.Close()
+		if base == 42600 || base == 42602 || got[base] {
+			t.Fatalf("base %d: 42600 and 42602 are unusable, got %v before", base, got)
+		}
+		got[base] = true
 	}
-	defer rtp.Close()
-	defer rtcp.Close()
-	if base != 42604 {
-		t.Fatalf("base %d, want 42604 (42600 and 42602 are unusable)", base)
+	if e.PortsInUse() != 6 {
+		t.Fatalf("in use %d, want 6", e.PortsInUse())
 	}
-	if e.PortsInUse() != 2 {
-		t.Fatalf("in use %d, want 2", e.PortsInUse())
+	if _, _, _, err := e.openPair(true); !errorsIs(err, ErrPortsExhausted) {
+		t.Fatalf("fourth pair: err = %v, want ErrPortsExhausted", err)
 	}
-	e.pool.release(base)
+	if e.PortsInUse() != 6 || e.PortsFree() != 4 {
+		t.Fatalf("after a failed openPair: in use %d free %d, want 6 and 4 (the unusable pairs)", e.PortsInUse(), e.PortsFree())
+	}
+	for b := range got {
+		e.pool.release(b)
+	}
 }
 
 func TestConfigDefaults(t *testing.T) {

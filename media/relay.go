@@ -99,6 +99,12 @@ type sock struct {
 	conn  *net.UDPConn
 	port  int
 	stats sockStats
+	// local and learn are the private state of the socket's reader (its
+	// counters before publication, its endpoint learning), owned by that
+	// goroutine alone. They live here rather than on the reader's stack,
+	// which then stays within its first 2 KB.
+	local localStats
+	learn learner
 }
 
 // leg is the part of a stream facing one side.
@@ -106,7 +112,8 @@ type sock struct {
 // The endpoint pointers are written by the session's signalling (SDP) and,
 // for latching, by the reader goroutine of this leg's socket; they are read
 // by the reader of the other leg's socket, which sends to them. Endpoints
-// are immutable, so a Load gives a consistent address.
+// are immutable, so a Load gives a consistent address. A reader latches with
+// CompareAndSwap, so it never overwrites an address the signalling just set.
 type leg struct {
 	base int   // even port of the pair reserved in the pool
 	rtp  *sock // set before the stream is shared, then immutable
@@ -151,6 +158,7 @@ type stream struct {
 	answered atomic.Bool // both sides signalled: the timer may run
 	closing  atomic.Bool
 	wg       sync.WaitGroup // reader goroutines
+	sigGen   atomic.Uint64  // SDPs of either side (setRemote): each makes the readers learn anew
 }
 
 // openStream allocates relay sockets on both legs and starts their
@@ -265,6 +273,7 @@ func (st *stream) startReaders(rtcp bool) {
 			st.log.Error().Err(err).Msg("media: relay socket unusable")
 			continue
 		}
+		in.learn = newLearner(&st.eng.cfg, st.isRTP, rtcp)
 		st.wg.Add(1)
 		go st.readLoop(Side(side), rtcp, in, bio)
 	}
@@ -286,9 +295,14 @@ func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
 	if rtcp {
 		own, dstp, sig = &me.remRTCP, &peer.remRTCP, &me.sigRTCP
 	}
-	strict := st.eng.cfg.StrictSource
+	cfg := &st.eng.cfg
+	strict := cfg.StrictSource || cfg.Learning == LearningStrict
+	// Sources are learned (learner) unless strict, off, or proven by SRTP
+	// authentication: a terminate leg latches every authentic packet.
+	learn := !strict && cfg.Learning == LearningHeuristic && !(term && modeIn == SRTPTerminate)
+	lr := &in.learn // set up by startReaders
 	epoch := st.eng.epoch
-	var ls localStats
+	ls := &in.local
 	for {
 		n, err := bio.recv()
 		if err != nil {
@@ -303,6 +317,9 @@ func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
 		var clocks *clockTable
 		if st.isRTP && !rtcp {
 			clocks = st.clocks.Load()
+		}
+		if learn {
+			lr.sync(st.sigGen.Load(), sig.Load(), nowUs)
 		}
 		cur := own.Load()
 		var dec, enc *cryptoCtx
@@ -319,17 +336,29 @@ func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
 				continue
 			}
 			src := bio.src(i)
+			p := bio.buf(i)
+			isRTCP := rtcp || (st.isRTP && isMuxedRTCP(p))
 			latch := false
-			if strict {
+			switch {
+			case strict:
 				if want == nil || want.ap != src {
 					ls.stranger++
 					continue
 				}
-			} else {
+			case learn:
+				switch lr.admit(src, cur, p, isRTCP, nowUs) {
+				case verdictLatch:
+					latch = true
+				case verdictStranger:
+					ls.stranger++
+					continue
+				case verdictUnproven:
+					ls.rebindPending++
+					continue
+				}
+			default:
 				latch = cur == nil || cur.ap != src
 			}
-			p := bio.buf(i)
-			isRTCP := rtcp || (st.isRTP && isMuxedRTCP(p))
 			n := len(p)
 			if term {
 				var why dropReason
@@ -339,9 +368,13 @@ func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
 				}
 			}
 			if latch {
-				// Symmetric latching: answer where the side sends from.
-				cur = newEndpoint(src, st.v6)
-				own.Store(cur)
+				// Symmetric latching: answer where the side sends from,
+				// unless the signalling set a new address meanwhile.
+				if ep := newEndpoint(src, st.v6); own.CompareAndSwap(cur, ep) {
+					cur = ep
+				} else {
+					cur = own.Load()
+				}
 			}
 			ls.account(p[:n], isRTCP, clocks, nowUs) // the header is left in clear
 			if dst == nil {
@@ -383,7 +416,9 @@ func (ls *localStats) account(p []byte, rtcp bool, clocks *clockTable, nowUs uin
 // setRemote records the address:port signalled in side's SDP. The relay
 // destination is reset to it only if it changed, so a destination latched
 // behind a NAT survives re-INVITEs that repeat the same SDP address.
-// rtcpAP is the RTCP address (a=rtcp, or RTP port+1).
+// rtcpAP is the RTCP address (a=rtcp, or RTP port+1). Either way the
+// readers of both sides learn their sources anew (see learner): an answer
+// opens a learning window on the offerer's side too, when its media starts.
 func (st *stream) setRemote(side Side, rtpAP, rtcpAP netip.AddrPort) {
 	l := &st.legs[side]
 	set := func(sig, rem *atomic.Pointer[endpoint], ap netip.AddrPort) {
@@ -396,6 +431,7 @@ func (st *stream) setRemote(side Side, rtpAP, rtcpAP netip.AddrPort) {
 	}
 	set(&l.sigRTP, &l.remRTP, rtpAP)
 	set(&l.sigRTCP, &l.remRTCP, rtcpAP)
+	st.sigGen.Add(1) // after the endpoints: a reader seeing it sees them
 }
 
 // activity returns a counter that grows with every packet accepted on the

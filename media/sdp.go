@@ -109,6 +109,27 @@ func carriesRTP(md *sdp.MediaDescription) bool {
 	return false
 }
 
+// carriesUDP reports whether md is carried over UDP, the only transport
+// the relay has. Any proto starting with TCP (TCP/BFCP, TCP/TLS/BFCP,
+// TCP/RTP/AVP, ...) is not: such m-lines are rejected (port 0) rather than
+// given a UDP relay port their endpoints would never use.
+func carriesUDP(md *sdp.MediaDescription) bool {
+	p := md.MediaName.Protos
+	return len(p) == 0 || !strings.EqualFold(p[0], "TCP")
+}
+
+// rejectTCP sets the port of every m-line not carried over UDP to 0, so an
+// offer treats it as rejected: no port is allocated, the offer forwarded
+// carries port 0 (RFC 3264 section 6: the answer must then carry port 0
+// too) and an answer accepting it anyway is sent on with port 0.
+func rejectTCP(sd *sdp.SessionDescription) {
+	for _, md := range sd.MediaDescriptions {
+		if !carriesUDP(md) {
+			md.MediaName.Port = sdp.RangedPort{Value: 0}
+		}
+	}
+}
+
 // isPlainRTP reports whether md is an active audio or video stream over
 // RTP/AVP or RTP/AVPF without a=crypto, i.e. unencrypted media.
 func isPlainRTP(md *sdp.MediaDescription) bool {

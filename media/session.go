@@ -171,6 +171,7 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	rejectTCP(sd)
 	if err := s.check(sd); err != nil {
 		return nil, err
 	}
@@ -686,14 +687,18 @@ func (s *Session) Close() []StreamStats {
 }
 
 // deadMedia reports, once, that no packet arrived on any answered,
-// non-held stream for timeout. Streams on hold pause the timer. Called
-// only by the engine's watchdog goroutine.
+// non-held RTP stream for timeout. Only RTP streams are expected to carry
+// packets all the time: a non-RTP stream (BFCP, other application data,
+// idle for most of a call and without a direction attribute) neither keeps
+// the call alive nor counts as dead. When no RTP stream is answered and
+// active (every one on hold, for instance), the timer pauses. Called only
+// by the engine's watchdog goroutine.
 func (s *Session) deadMedia(now time.Time, timeout time.Duration) bool {
 	var act uint64
 	live := false
 	s.mu.Lock()
 	for _, st := range s.streams {
-		if st == nil || !st.answered.Load() || st.held.Load() {
+		if st == nil || !st.isRTP || !st.answered.Load() || st.held.Load() {
 			continue
 		}
 		live = true

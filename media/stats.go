@@ -16,8 +16,9 @@ const (
 
 // Drops counts packets that were received but not forwarded, by reason.
 type Drops struct {
-	// Stranger: source is not the SDP-signalled address:port while
-	// Config.StrictSource is set.
+	// Stranger: source is not the one accepted: not the SDP-signalled
+	// address:port in strict mode, not the learned source (and no NAT
+	// rebind candidate) with endpoint learning.
 	Stranger uint64
 	// NoDestination: the other side's address is not known yet (no SDP
 	// from it and no packet latched).
@@ -36,11 +37,17 @@ type Drops struct {
 	// NoKey (SRTP termination): the key of the sending or receiving leg is
 	// not negotiated yet (offer/answer in progress).
 	NoKey uint64
+	// RebindPending (endpoint learning): from a new source carrying the
+	// stream's SSRC, i.e. maybe the learned source after a NAT rebind, but
+	// not proven yet (the learned source is not silent long enough, or too
+	// few packets with continuous sequence numbers came).
+	RebindPending uint64
 }
 
 // Total returns the sum of all drop reasons.
 func (d Drops) Total() uint64 {
-	return d.Stranger + d.NoDestination + d.Oversize + d.SendError + d.Auth + d.Replay + d.NoKey
+	return d.Stranger + d.NoDestination + d.Oversize + d.SendError + d.Auth + d.Replay + d.NoKey +
+		d.RebindPending
 }
 
 // DirectionStats describes the packets received from one side of a stream
@@ -130,6 +137,7 @@ type sockStats struct {
 	auth        atomic.Uint64
 	replay      atomic.Uint64
 	noKey       atomic.Uint64
+	rebind      atomic.Uint64
 }
 
 // addTo adds the published counters into d. Jitter is taken as the
@@ -155,6 +163,7 @@ func (s *sockStats) addTo(d *DirectionStats) {
 	d.Drops.Auth += s.auth.Load()
 	d.Drops.Replay += s.replay.Load()
 	d.Drops.NoKey += s.noKey.Load()
+	d.Drops.RebindPending += s.rebind.Load()
 }
 
 // activity returns a counter that grows whenever a packet is accepted;
@@ -171,6 +180,7 @@ type localStats struct {
 	stranger, noDest       uint64
 	oversize, sendErr      uint64
 	auth, replay, noKey    uint64
+	rebindPending          uint64
 	maxJitterUs            uint64
 	seq                    seqTracker
 }
@@ -197,6 +207,7 @@ func (l *localStats) publish(s *sockStats) {
 	s.auth.Store(l.auth)
 	s.replay.Store(l.replay)
 	s.noKey.Store(l.noKey)
+	s.rebind.Store(l.rebindPending)
 }
 
 // RFC 3550 A.1 constants.

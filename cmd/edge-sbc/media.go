@@ -22,6 +22,11 @@ func newMediaAnchor(ctx context.Context, cfg *config.Config, m *sip.Metrics, log
 	if err != nil {
 		return nil, nil, fmt.Errorf("media.bind: %w", err)
 	}
+	learning, err := media.ParseLearningMode(cfg.Media.Learning)
+	if err != nil {
+		return nil, nil, fmt.Errorf("media.learning: %w", err)
+	}
+	mlog := log.With().Str("part", "media").Logger()
 	eng, err := media.NewEngine(media.Config{
 		PortMin:      lo,
 		PortMax:      hi,
@@ -31,9 +36,18 @@ func newMediaAnchor(ctx context.Context, cfg *config.Config, m *sip.Metrics, log
 		DSCPOther:    cfg.Media.DSCP.Video,
 		Timeout:      cfg.Media.Timeout,
 		StrictSource: cfg.Media.StrictSource,
-	}, log.With().Str("part", "media").Logger())
+		Learning:     learning,
+	}, mlog)
 	if err != nil {
 		return nil, nil, fmt.Errorf("media: %w", err)
+	}
+	// Not fatal: keepalived may add the address to this node later; until
+	// then calls get 503.
+	if err := media.CheckBindAddress(bind); err != nil {
+		mlog.Warn().Err(err).Str("media.bind", cfg.Media.Bind).Msg("media: relay ports cannot be allocated until the bind address is on this host")
+	}
+	if learning == media.LearningOff && !cfg.Media.StrictSource {
+		mlog.Warn().Msg("media.learning: off lets anyone who guesses a relay port take over a stream")
 	}
 	if err := eng.Start(ctx); err != nil {
 		return nil, nil, fmt.Errorf("media: %w", err)

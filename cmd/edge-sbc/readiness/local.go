@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/edge-sbc/edge-sbc/config"
+	"github.com/edge-sbc/edge-sbc/media"
 )
 
 var (
@@ -34,6 +35,11 @@ var (
 		requirement: "DSCP can be set on media sockets (audio EF 46, video AF41 34)",
 		level:       LevelShould,
 	}
+	checkLearning = check{
+		id:          "local.media_learning",
+		requirement: "the relay takes media only from the parties of a call (media.learning heuristic or strict), so a stranger cannot take a stream over",
+		level:       LevelShould,
+	}
 )
 
 // checkLocal checks what this host must allow: binding every listener
@@ -47,6 +53,7 @@ func checkLocal(ctx context.Context, e *env) []Result {
 	}
 	out = append(out, checkMediaRange(e))
 	out = append(out, checkDSCPMarking(e.cfg))
+	out = append(out, checkMediaLearning(e.cfg))
 	return out
 }
 
@@ -131,6 +138,9 @@ func checkMediaRange(e *env) Result {
 	bind, err := netip.ParseAddr(e.cfg.Media.Bind)
 	if err != nil {
 		return c.miss("media.bind %q: %v", e.cfg.Media.Bind, err)
+	}
+	if err := media.CheckBindAddress(bind); errors.Is(err, media.ErrAddressNotLocal) {
+		return c.miss("media.bind %s is not an address of this host (a keepalived address on the other node?): calls get 503 until it is", bind)
 	}
 	var ok, bad []string
 	inUse := false
@@ -241,4 +251,20 @@ func readDSCP(conn *net.UDPConn, bind netip.Addr) (int, error) {
 	}
 	tc, err := ipv6.NewConn(conn).TrafficClass()
 	return tc >> 2, err
+}
+
+// checkMediaLearning warns when media.learning is off: the relay then
+// follows any new source at once.
+func checkMediaLearning(cfg *config.Config) Result {
+	c := checkLearning
+	mode, err := media.ParseLearningMode(cfg.Media.Learning)
+	switch {
+	case err != nil:
+		return c.miss("media.learning: %v", err)
+	case cfg.Media.StrictSource || mode == media.LearningStrict:
+		return c.ok("strict: media only from the address:port signalled in SDP")
+	case mode == media.LearningOff:
+		return c.miss("media.learning: off lets anyone who guesses a relay port take over a stream")
+	}
+	return c.ok("heuristic: sources learned after each SDP, then locked; NAT rebinds need the stream's SSRC")
 }
