@@ -14,6 +14,11 @@ import (
 // Config is the whole edge-sbc configuration. Load fills defaults with
 // applyDefaults and then checks it with Validate; a Config that Load returned
 // is ready to use.
+//
+// A default is applied only when the key is absent (or null) in the file:
+// an explicit 0 is kept. Each numeric field says what 0 means; where it
+// means nothing, validation refuses it and names the key. Which settings a
+// reload (SIGHUP) applies and which need a restart: see StartOnlyChanges.
 type Config struct {
 	Node     Node     `yaml:"node"`
 	TLS      TLS      `yaml:"tls"`
@@ -33,19 +38,20 @@ type Config struct {
 // Limits protect the SBC and the networks behind it.
 type Limits struct {
 	// MaxCalls is the most concurrent calls; more get 503. Default 0
-	// (bounded only by media ports).
+	// (bounded only by media ports); 0 = no limit.
 	MaxCalls int `yaml:"max_calls"`
 	// CPS is the most new calls per second (all trunks); more get 503.
-	// Default 0 (unlimited).
+	// Default 0 (unlimited); 0 = no limit.
 	CPS float64 `yaml:"cps"`
 	// MaxConnectionsPerIP caps concurrent TLS connections from one source
-	// address. Default 64.
+	// address. Default 64; an explicit 0 = no cap.
 	MaxConnectionsPerIP int `yaml:"max_connections_per_ip"`
 	// HandshakesPerIP caps new TLS handshakes per second from one source
-	// address (burst the same). Default 20.
+	// address (burst the same). Default 20; an explicit 0 = no cap.
 	HandshakesPerIP float64 `yaml:"handshakes_per_ip"`
 	// IdleTimeout closes a connection that carried nothing (not even a
-	// keepalive) for this long, unless a call uses it. Default 300s.
+	// keepalive) for this long, unless a call uses it. Default 300s; an
+	// explicit 0 = idle connections are never closed.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// WriteTimeout bounds every write on a SIP connection: a peer that does
 	// not read for this long is disconnected and its calls end. Default 5s.
@@ -91,7 +97,7 @@ type CDR struct {
 	// batches. Default: empty (CDRs only in the log).
 	File string `yaml:"file"`
 	// SyncInterval is the longest time a written record waits for fsync.
-	// Default 1s.
+	// Default 1s; 0 is refused.
 	SyncInterval time.Duration `yaml:"sync_interval"`
 }
 
@@ -122,7 +128,7 @@ type TLS struct {
 	// MinVersion is the lowest TLS version accepted: "1.2" or "1.3".
 	// Default "1.2".
 	MinVersion string `yaml:"min_version"`
-	// HandshakeTimeout bounds a TLS handshake. Default 10s.
+	// HandshakeTimeout bounds a TLS handshake. Default 10s; 0 is refused.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
 }
 
@@ -147,9 +153,12 @@ type Trunk struct {
 	// "sips:example.webex.com" or "sips:10.0.0.5:5061". Empty for a trunk
 	// that only calls in.
 	URI string `yaml:"uri"`
-	// Identity is the name (SAN DNS or CN) the peer's certificate must carry,
-	// both when it connects to us and when we connect to it. Default: the
-	// host of URI.
+	// Identity is the SIP identity the peer's certificate must carry, both
+	// when it connects to us and when we connect to it, checked by
+	// tlsconf.MatchIdentity: a DNS SAN equal to it or covering it with one
+	// leftmost wildcard label (*.example.com), a sip:/sips: URI SAN whose
+	// host is it, or the CN of a certificate without DNS/URI SANs;
+	// case-insensitive. Default: the host of URI.
 	Identity string `yaml:"identity"`
 	// AllowPlainRTP lets this trunk offer RTP/AVP without SRTP when media
 	// passes through. Default false.
@@ -197,32 +206,35 @@ type Route struct {
 type DNS struct {
 	// Servers is a list of ip:port. Default: the system's /etc/resolv.conf.
 	Servers []string `yaml:"servers"`
-	// Timeout per query. Default 2s.
+	// Timeout per query. Default 2s; 0 is refused.
 	Timeout time.Duration `yaml:"timeout"`
-	// Attempts over the server list. Default 2.
+	// Attempts over the server list. Default 2; 0 is refused.
 	Attempts int `yaml:"attempts"`
-	// MinTTL and MaxTTL clamp cached answers. Default 5s and 1h.
+	// MinTTL and MaxTTL clamp cached answers. Default 5s and 1h; 0 is
+	// refused.
 	MinTTL time.Duration `yaml:"min_ttl"`
 	MaxTTL time.Duration `yaml:"max_ttl"`
-	// NegativeTTL caches NXDOMAIN/NODATA. Default 30s.
+	// NegativeTTL caches NXDOMAIN/NODATA. Default 30s; 0 is refused.
 	NegativeTTL time.Duration `yaml:"negative_ttl"`
-	// DownTime is how long a target that failed is tried last. Default 30s.
+	// DownTime is how long a target that failed is tried last. Default 30s;
+	// 0 is refused.
 	DownTime time.Duration `yaml:"down_time"`
 }
 
 // SIP holds signalling timers and policy.
 type SIP struct {
 	// ProvisionalTimeout: a target that sends no response at all to an
-	// INVITE within this time is abandoned for the next one. Default 2s.
+	// INVITE within this time is abandoned for the next one. Default 2s;
+	// 0 is refused.
 	ProvisionalTimeout time.Duration `yaml:"provisional_timeout"`
 	// AnswerTimeout: a call not answered within this time ends with 408.
-	// Default 180s.
+	// Default 180s; 0 is refused.
 	AnswerTimeout time.Duration `yaml:"answer_timeout"`
 	// KeepaliveInterval sends a CRLF-CRLF ping on idle TLS connections
-	// (RFC 5626 §4.4.1). Zero disables. Default 30s.
+	// (RFC 5626 §4.4.1). Default 30s; an explicit 0 = no keepalive pings.
 	KeepaliveInterval time.Duration `yaml:"keepalive_interval"`
 	// SessionExpires is the RFC 4028 interval the SBC asks for when the
-	// caller did not. Default 1800s; minimum 90s.
+	// caller did not. Default 1800s; minimum 90s (0 is refused).
 	SessionExpires time.Duration `yaml:"session_expires"`
 	// HeaderAllowList names the headers copied from one leg to the other
 	// besides those the B2BUA builds itself. Default: P-Asserted-Identity,
@@ -231,7 +243,7 @@ type SIP struct {
 	// Subject, Organization, Priority, Alert-Info, Call-Info, Content-Disposition.
 	HeaderAllowList []string `yaml:"header_allow_list"`
 	// MaxMessageSize drops SIP messages larger than this many bytes.
-	// Default 65535.
+	// Default 65535; minimum 1024 (0 is refused).
 	MaxMessageSize int `yaml:"max_message_size"`
 	// BodyAllowList names the content types of multipart/mixed body parts
 	// that may cross besides SDP (which is always anchored), e.g.
@@ -248,7 +260,7 @@ type Media struct {
 	// sockets (IPv4 and IPv6 peers). Default "0.0.0.0".
 	Bind string `yaml:"bind"`
 	// Timeout ends a call when no media arrives for this long (not on hold).
-	// Default 60s.
+	// Default 60s; an explicit 0 = no dead-media timeout.
 	Timeout time.Duration `yaml:"timeout"`
 	// StrictSource accepts media only from the address signalled in SDP,
 	// like learning: strict. Default false (learning decides).
@@ -264,7 +276,8 @@ type Media struct {
 	DSCP DSCP `yaml:"dscp"`
 }
 
-// DSCP holds DiffServ code points.
+// DSCP holds DiffServ code points, 0-63; an explicit 0 = best effort
+// (CS0, the TOS byte left 0).
 type DSCP struct {
 	// Audio default 46 (EF).
 	Audio int `yaml:"audio"`
@@ -285,7 +298,10 @@ type Log struct {
 // Shutdown configures the graceful drain on SIGTERM.
 type Shutdown struct {
 	// DrainTimeout lets calls in progress run this long before they are
-	// ended with BYE. Default 30s.
+	// ended with BYE. Default 30s; an explicit 0 = end them at once. It
+	// must be below SystemdStopTimeout - StopMargin (80s): systemd kills
+	// the process TimeoutStopSec (90s) after SIGTERM. A second SIGTERM or
+	// SIGINT ends the drain at once.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
@@ -303,7 +319,10 @@ func Load(path string) (*Config, error) {
 	return c, nil
 }
 
-// Parse decodes YAML bytes strictly, fills defaults and validates.
+// Parse decodes YAML bytes strictly, fills defaults and validates. A
+// default is applied only to a key the document does not set (absent or
+// null): an explicit 0 is kept, and refused by Validate where 0 means
+// nothing.
 func Parse(b []byte) (*Config, error) {
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(b))
@@ -314,7 +333,11 @@ func Parse(b []byte) (*Config, error) {
 		}
 		return nil, fmt.Errorf("%w: %w", ErrSyntax, err)
 	}
-	c.applyDefaults()
+	set, err := setKeys(b)
+	if err != nil {
+		return nil, err
+	}
+	c.applyDefaults(set)
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -329,4 +352,15 @@ func (c *Config) Trunk(name string) *Trunk {
 		}
 	}
 	return nil
+}
+
+// TrunkIdentities returns each trunk's identity, index for index with
+// Trunks ("" for a trunk without one), for tlsconf.MatchTrunk: the trunk of
+// an inbound peer is c.Trunks[i] for the i it returns.
+func (c *Config) TrunkIdentities() []string {
+	ids := make([]string, len(c.Trunks))
+	for i := range c.Trunks {
+		ids[i] = c.Trunks[i].Identity
+	}
+	return ids
 }

@@ -37,6 +37,16 @@ const (
 	DefaultMaxConnectionsPerIP = 64
 	DefaultHandshakesPerIP     = 20
 	DefaultIdleTimeout         = 300 * time.Second
+
+	// SystemdStopTimeout is TimeoutStopSec of config/systemd/edge-sbc.service:
+	// systemd kills the process (SIGKILL) that long after SIGTERM. Keep the
+	// two equal (a test checks it).
+	SystemdStopTimeout = 90 * time.Second
+	// StopMargin is the time kept after the drain for ending the remaining
+	// calls with BYE (each answered or given up within 5s) and writing
+	// their CDRs: shutdown.drain_timeout must be below
+	// SystemdStopTimeout - StopMargin.
+	StopMargin = 10 * time.Second
 )
 
 // DefaultHeaderAllowList is carried across legs unless sip.header_allow_list
@@ -50,7 +60,34 @@ func DefaultHeaderAllowList() []string {
 	}
 }
 
-func (c *Config) applyDefaults() {
+// applyDefaults fills every setting that set does not contain with its
+// default. A key given explicitly keeps its value, 0 included: where 0 has a
+// meaning it is documented on the field (sip.keepalive_interval and
+// media.timeout 0 = off, media.dscp.* 0 = best effort, limits 0 = no cap,
+// shutdown.drain_timeout 0 = no drain), and where it has none Validate
+// refuses it naming the key. Strings keep the older rule: empty means
+// default.
+func (c *Config) applyDefaults(set keySet) {
+	dur := func(key string, p *time.Duration, d time.Duration) {
+		if !set[key] {
+			*p = d
+		}
+	}
+	num := func(key string, p *int, d int) {
+		if !set[key] {
+			*p = d
+		}
+	}
+	rate := func(key string, p *float64, d float64) {
+		if !set[key] {
+			*p = d
+		}
+	}
+	str := func(p *string, d string) {
+		if *p == "" {
+			*p = d
+		}
+	}
 	c.Node.FQDN = strings.ToLower(strings.TrimSuffix(c.Node.FQDN, "."))
 	if len(c.Node.Domains) == 0 && c.Node.FQDN != "" {
 		c.Node.Domains = []string{c.Node.FQDN}
@@ -58,100 +95,42 @@ func (c *Config) applyDefaults() {
 	for i, d := range c.Node.Domains {
 		c.Node.Domains[i] = strings.ToLower(strings.TrimSuffix(d, "."))
 	}
-	if c.TLS.MinVersion == "" {
-		c.TLS.MinVersion = DefaultMinVersion
-	}
-	if c.TLS.HandshakeTimeout == 0 {
-		c.TLS.HandshakeTimeout = DefaultHandshakeTimeout
-	}
+	str(&c.TLS.MinVersion, DefaultMinVersion)
+	dur("tls.handshake_timeout", &c.TLS.HandshakeTimeout, DefaultHandshakeTimeout)
 	for i := range c.Listen {
-		if c.Listen[i].ClientAuth == "" {
-			c.Listen[i].ClientAuth = DefaultClientAuth
-		}
+		str(&c.Listen[i].ClientAuth, DefaultClientAuth)
 	}
 	for i := range c.Trunks {
 		c.Trunks[i].Identity = strings.ToLower(c.Trunks[i].Identity)
-		if c.Trunks[i].SRTP == "" {
-			c.Trunks[i].SRTP = DefaultSRTP
-		}
+		str(&c.Trunks[i].SRTP, DefaultSRTP)
 	}
-	if c.DNS.Timeout == 0 {
-		c.DNS.Timeout = DefaultDNSTimeout
-	}
-	if c.DNS.Attempts == 0 {
-		c.DNS.Attempts = DefaultDNSAttempts
-	}
-	if c.DNS.MinTTL == 0 {
-		c.DNS.MinTTL = DefaultDNSMinTTL
-	}
-	if c.DNS.MaxTTL == 0 {
-		c.DNS.MaxTTL = DefaultDNSMaxTTL
-	}
-	if c.DNS.NegativeTTL == 0 {
-		c.DNS.NegativeTTL = DefaultDNSNegativeTTL
-	}
-	if c.DNS.DownTime == 0 {
-		c.DNS.DownTime = DefaultDNSDownTime
-	}
-	if c.SIP.ProvisionalTimeout == 0 {
-		c.SIP.ProvisionalTimeout = DefaultProvisionalTimeout
-	}
-	if c.SIP.AnswerTimeout == 0 {
-		c.SIP.AnswerTimeout = DefaultAnswerTimeout
-	}
-	if c.SIP.KeepaliveInterval == 0 {
-		c.SIP.KeepaliveInterval = DefaultKeepaliveInterval
-	}
-	if c.SIP.SessionExpires == 0 {
-		c.SIP.SessionExpires = DefaultSessionExpires
-	}
+	dur("dns.timeout", &c.DNS.Timeout, DefaultDNSTimeout)
+	num("dns.attempts", &c.DNS.Attempts, DefaultDNSAttempts)
+	dur("dns.min_ttl", &c.DNS.MinTTL, DefaultDNSMinTTL)
+	dur("dns.max_ttl", &c.DNS.MaxTTL, DefaultDNSMaxTTL)
+	dur("dns.negative_ttl", &c.DNS.NegativeTTL, DefaultDNSNegativeTTL)
+	dur("dns.down_time", &c.DNS.DownTime, DefaultDNSDownTime)
+	dur("sip.provisional_timeout", &c.SIP.ProvisionalTimeout, DefaultProvisionalTimeout)
+	dur("sip.answer_timeout", &c.SIP.AnswerTimeout, DefaultAnswerTimeout)
+	dur("sip.keepalive_interval", &c.SIP.KeepaliveInterval, DefaultKeepaliveInterval)
+	dur("sip.session_expires", &c.SIP.SessionExpires, DefaultSessionExpires)
 	if c.SIP.HeaderAllowList == nil {
 		c.SIP.HeaderAllowList = DefaultHeaderAllowList()
 	}
-	if c.SIP.MaxMessageSize == 0 {
-		c.SIP.MaxMessageSize = DefaultMaxMessageSize
-	}
-	if c.Media.PortRange == "" {
-		c.Media.PortRange = DefaultPortRange
-	}
-	if c.Media.Bind == "" {
-		c.Media.Bind = DefaultMediaBind
-	}
-	if c.Media.Timeout == 0 {
-		c.Media.Timeout = DefaultMediaTimeout
-	}
-	if c.Media.Learning == "" {
-		c.Media.Learning = DefaultMediaLearning
-	}
-	if c.Media.DSCP.Audio == 0 {
-		c.Media.DSCP.Audio = DefaultDSCPAudio
-	}
-	if c.Media.DSCP.Video == 0 {
-		c.Media.DSCP.Video = DefaultDSCPVideo
-	}
-	if c.Media.DSCP.Signalling == 0 {
-		c.Media.DSCP.Signalling = DefaultDSCPSignalling
-	}
-	if c.Log.Level == "" {
-		c.Log.Level = DefaultLogLevel
-	}
-	if c.Log.Format == "" {
-		c.Log.Format = DefaultLogFormat
-	}
-	if c.Limits.MaxConnectionsPerIP == 0 {
-		c.Limits.MaxConnectionsPerIP = DefaultMaxConnectionsPerIP
-	}
-	if c.Limits.HandshakesPerIP == 0 {
-		c.Limits.HandshakesPerIP = DefaultHandshakesPerIP
-	}
-	if c.Limits.IdleTimeout == 0 {
-		c.Limits.IdleTimeout = DefaultIdleTimeout
-	}
-	if c.CDR.SyncInterval == 0 {
-		c.CDR.SyncInterval = DefaultCDRSyncInterval
-	}
-	if c.Shutdown.DrainTimeout == 0 {
-		c.Shutdown.DrainTimeout = DefaultDrainTimeout
-	}
-	c.applyPolicyDefaults()
+	num("sip.max_message_size", &c.SIP.MaxMessageSize, DefaultMaxMessageSize)
+	str(&c.Media.PortRange, DefaultPortRange)
+	str(&c.Media.Bind, DefaultMediaBind)
+	dur("media.timeout", &c.Media.Timeout, DefaultMediaTimeout)
+	str(&c.Media.Learning, DefaultMediaLearning)
+	num("media.dscp.audio", &c.Media.DSCP.Audio, DefaultDSCPAudio)
+	num("media.dscp.video", &c.Media.DSCP.Video, DefaultDSCPVideo)
+	num("media.dscp.signalling", &c.Media.DSCP.Signalling, DefaultDSCPSignalling)
+	str(&c.Log.Level, DefaultLogLevel)
+	str(&c.Log.Format, DefaultLogFormat)
+	num("limits.max_connections_per_ip", &c.Limits.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
+	rate("limits.handshakes_per_ip", &c.Limits.HandshakesPerIP, DefaultHandshakesPerIP)
+	dur("limits.idle_timeout", &c.Limits.IdleTimeout, DefaultIdleTimeout)
+	dur("cdr.sync_interval", &c.CDR.SyncInterval, DefaultCDRSyncInterval)
+	dur("shutdown.drain_timeout", &c.Shutdown.DrainTimeout, DefaultDrainTimeout)
+	c.applyPolicyDefaults(set)
 }

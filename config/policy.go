@@ -20,27 +20,29 @@ const (
 	DefaultRedirect                = "follow"
 )
 
-func (c *Config) applyPolicyDefaults() {
+// applyPolicyDefaults fills the keys above that are absent; an explicit 0
+// keeps its documented meaning (no timeout, no cap).
+func (c *Config) applyPolicyDefaults(set keySet) {
 	l := &c.Limits
-	if l.WriteTimeout == 0 {
+	if !set["limits.write_timeout"] {
 		l.WriteTimeout = DefaultWriteTimeout
 	}
-	if l.MaxConnections == 0 {
+	if !set["limits.max_connections"] {
 		l.MaxConnections = DefaultMaxConnections
 	}
-	if l.HandshakesPerSecond == 0 {
+	if !set["limits.handshakes_per_second"] {
 		l.HandshakesPerSecond = DefaultHandshakesPerSecond
 	}
-	if l.MaxPendingPerConnection == 0 {
+	if !set["limits.max_pending_per_connection"] {
 		l.MaxPendingPerConnection = DefaultMaxPendingPerConnection
 	}
-	if l.UnauthenticatedMaxCalls == 0 {
+	if !set["limits.unauthenticated_max_calls"] {
 		l.UnauthenticatedMaxCalls = DefaultUnauthenticatedMaxCalls
 	}
-	if l.UnauthenticatedCPS == 0 {
+	if !set["limits.unauthenticated_cps"] {
 		l.UnauthenticatedCPS = DefaultUnauthenticatedCPS
 	}
-	if l.MaxMediaStreams == 0 {
+	if !set["limits.max_media_streams"] {
 		l.MaxMediaStreams = DefaultMaxMediaStreams
 	}
 	for i := range c.Trunks {
@@ -66,7 +68,7 @@ func (c *Config) validatePolicy() error {
 	case l.UnauthenticatedCPS < 0:
 		return bad("limits.unauthenticated_cps", "must be positive")
 	case l.MaxMediaStreams < 0 || l.MaxMediaStreams > 16:
-		return bad("limits.max_media_streams", "%d: must be between 1 and 16", l.MaxMediaStreams)
+		return bad("limits.max_media_streams", "%d: must be between 0 (the media layer's cap of 16) and 16", l.MaxMediaStreams)
 	}
 	for i, s := range l.TrustedSources {
 		if _, err := ParsePrefix(s); err != nil {

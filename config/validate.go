@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 )
@@ -48,6 +49,26 @@ func bad(key, format string, args ...any) error {
 	return &KeyError{Key: key, Reason: fmt.Sprintf(format, args...)}
 }
 
+// positive refuses a negative duration, and 0 for a setting where 0 has no
+// meaning (an explicit 0 is not turned into the default; see applyDefaults).
+func positive(key string, d, def time.Duration) error {
+	if d < 0 {
+		return bad(key, "%s: must be positive", d)
+	}
+	if d == 0 {
+		return bad(key, "0 is not allowed: it would not mean off; omit the key for the default %s", def)
+	}
+	return nil
+}
+
+// notNegative refuses a negative duration; 0 is meaningful for key.
+func notNegative(key string, d time.Duration, zero string) error {
+	if d < 0 {
+		return bad(key, "%s: must be positive, or 0 for %s", d, zero)
+	}
+	return nil
+}
+
 func (c *Config) validateNode() error {
 	if c.Node.FQDN == "" {
 		return bad("node.fqdn", "required: the host name peers reach this SBC by (it must be in our certificate)")
@@ -87,10 +108,7 @@ func (c *Config) validateTLS() error {
 	default:
 		return bad("tls.min_version", "%q: must be \"1.2\" or \"1.3\" (older TLS is refused)", c.TLS.MinVersion)
 	}
-	if c.TLS.HandshakeTimeout < 0 {
-		return bad("tls.handshake_timeout", "must be positive")
-	}
-	return nil
+	return positive("tls.handshake_timeout", c.TLS.HandshakeTimeout, DefaultHandshakeTimeout)
 }
 
 func (c *Config) validateListen() error {
@@ -246,8 +264,24 @@ func (c *Config) validateDNS() error {
 			return bad(fmt.Sprintf("dns.servers[%d]", i), "%q is not ip:port", s)
 		}
 	}
-	if c.DNS.Timeout < 0 || c.DNS.Attempts < 0 || c.DNS.MinTTL < 0 || c.DNS.MaxTTL < 0 || c.DNS.NegativeTTL < 0 || c.DNS.DownTime < 0 {
-		return bad("dns", "durations and attempts must be positive")
+	// The resolver gives none of these a meaning for 0 (it would quietly
+	// use its own default), so an explicit 0 is refused.
+	for _, d := range []struct {
+		key      string
+		v, deflt time.Duration
+	}{
+		{"dns.timeout", c.DNS.Timeout, DefaultDNSTimeout},
+		{"dns.min_ttl", c.DNS.MinTTL, DefaultDNSMinTTL},
+		{"dns.max_ttl", c.DNS.MaxTTL, DefaultDNSMaxTTL},
+		{"dns.negative_ttl", c.DNS.NegativeTTL, DefaultDNSNegativeTTL},
+		{"dns.down_time", c.DNS.DownTime, DefaultDNSDownTime},
+	} {
+		if err := positive(d.key, d.v, d.deflt); err != nil {
+			return err
+		}
+	}
+	if c.DNS.Attempts <= 0 {
+		return bad("dns.attempts", "%d: must be at least 1; omit the key for the default %d", c.DNS.Attempts, DefaultDNSAttempts)
 	}
 	if c.DNS.MinTTL > c.DNS.MaxTTL {
 		return bad("dns.min_ttl", "is above dns.max_ttl")
@@ -256,14 +290,14 @@ func (c *Config) validateDNS() error {
 }
 
 func (c *Config) validateSIP() error {
-	if c.SIP.ProvisionalTimeout < 0 {
-		return bad("sip.provisional_timeout", "must be positive")
+	if err := positive("sip.provisional_timeout", c.SIP.ProvisionalTimeout, DefaultProvisionalTimeout); err != nil {
+		return err
 	}
-	if c.SIP.AnswerTimeout < 0 {
-		return bad("sip.answer_timeout", "must be positive")
+	if err := positive("sip.answer_timeout", c.SIP.AnswerTimeout, DefaultAnswerTimeout); err != nil {
+		return err
 	}
-	if c.SIP.KeepaliveInterval < 0 {
-		return bad("sip.keepalive_interval", "must be positive (or omitted)")
+	if err := notNegative("sip.keepalive_interval", c.SIP.KeepaliveInterval, "no keepalive"); err != nil {
+		return err
 	}
 	if c.SIP.SessionExpires < MinSessionExpires {
 		return bad("sip.session_expires", "%s is below the RFC 4028 minimum of 90s", c.SIP.SessionExpires)
@@ -290,8 +324,8 @@ func (c *Config) validateMedia() error {
 			}
 		}
 	}
-	if c.Media.Timeout < 0 {
-		return bad("media.timeout", "must be positive")
+	if err := notNegative("media.timeout", c.Media.Timeout, "no dead-media timeout"); err != nil {
+		return err
 	}
 	switch c.Media.Learning {
 	case "heuristic", "strict":
@@ -344,24 +378,48 @@ func (c *Config) validateLog() error {
 	default:
 		return bad("log.format", "%q: must be json or console", c.Log.Format)
 	}
-	if c.Shutdown.DrainTimeout < 0 {
-		return bad("shutdown.drain_timeout", "must be positive")
+	if err := c.validateShutdown(); err != nil {
+		return err
 	}
 	if c.Metrics.Listen != "" {
 		if _, err := netip.ParseAddrPort(c.Metrics.Listen); err != nil {
 			return bad("metrics.listen", "%q is not ip:port", c.Metrics.Listen)
 		}
 	}
-	if c.Limits.MaxCalls < 0 || c.Limits.CPS < 0 || c.Limits.MaxConnectionsPerIP < 0 || c.Limits.HandshakesPerIP < 0 || c.Limits.IdleTimeout < 0 {
-		return bad("limits", "values must be positive")
+	for _, l := range []struct {
+		key string
+		v   float64
+	}{
+		{"limits.max_calls", float64(c.Limits.MaxCalls)},
+		{"limits.cps", c.Limits.CPS},
+		{"limits.max_connections_per_ip", float64(c.Limits.MaxConnectionsPerIP)},
+		{"limits.handshakes_per_ip", c.Limits.HandshakesPerIP},
+	} {
+		if l.v < 0 {
+			return bad(l.key, "%v: must be positive, or 0 for no limit", l.v)
+		}
+	}
+	if err := notNegative("limits.idle_timeout", c.Limits.IdleTimeout, "never closing idle connections"); err != nil {
+		return err
 	}
 	for i, t := range c.Trunks {
 		if t.MaxCalls < 0 || t.CPS < 0 {
 			return bad(fmt.Sprintf("trunks[%d]", i), "max_calls and cps must be positive")
 		}
 	}
-	if c.CDR.SyncInterval < 0 {
-		return bad("cdr.sync_interval", "must be positive")
+	return positive("cdr.sync_interval", c.CDR.SyncInterval, DefaultCDRSyncInterval)
+}
+
+// validateShutdown keeps the drain inside the systemd unit's stop timeout:
+// systemd SIGKILLs the process TimeoutStopSec after SIGTERM, and the BYEs
+// and final CDRs written after the drain need StopMargin.
+func (c *Config) validateShutdown() error {
+	d := c.Shutdown.DrainTimeout
+	if err := notNegative("shutdown.drain_timeout", d, "ending calls with BYE at once"); err != nil {
+		return err
+	}
+	if limit := SystemdStopTimeout - StopMargin; d >= limit {
+		return bad("shutdown.drain_timeout", "%s: must be below %s: systemd kills edge-sbc %s after SIGTERM (TimeoutStopSec in config/systemd/edge-sbc.service) and ending the remaining calls with BYE and writing their CDRs needs %s", d, limit, SystemdStopTimeout, StopMargin)
 	}
 	return nil
 }

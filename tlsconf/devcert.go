@@ -12,6 +12,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -46,6 +47,13 @@ type LeafOptions struct {
 	Names []string
 	// IPs are additional IP SANs.
 	IPs []netip.Addr
+	// URIs are URI SANs, e.g. "sips:example.com" (an RFC 5922 SIP domain
+	// identity). Each must parse as a URL.
+	URIs []string
+	// CommonName overrides the subject CN (default: the first name). With
+	// no Names, IPs or URIs it makes a certificate without any SAN, whose
+	// identity is its CN only.
+	CommonName string
 	// NotBefore/NotAfter default to now-1h and NotBefore+825 days.
 	NotBefore, NotAfter time.Time
 	// ServerAuth/ClientAuth select the extended key usages. If both are
@@ -104,15 +112,20 @@ func WriteDevPKI(dir string, names []string, ips []netip.Addr) (DevFiles, error)
 // expired, not yet valid or wrongly-used certificates. An existing
 // <FileBase>.pem/.key pair is replaced atomically (file by file).
 func IssueDevLeaf(dir string, opt LeafOptions) (LeafFiles, error) {
-	if len(opt.Names) == 0 && len(opt.IPs) == 0 {
-		return LeafFiles{}, fmt.Errorf("tlsconf: dev leaf: no names or IPs: %w", ErrDevPKI)
+	if len(opt.Names) == 0 && len(opt.IPs) == 0 && len(opt.URIs) == 0 && strings.TrimSpace(opt.CommonName) == "" {
+		return LeafFiles{}, fmt.Errorf("tlsconf: dev leaf: no names, IPs, URIs or common name: %w", ErrDevPKI)
 	}
 	base := opt.FileBase
 	if base == "" {
-		if len(opt.Names) > 0 {
+		switch {
+		case len(opt.Names) > 0:
 			base = safeBase(opt.Names[0])
-		} else {
+		case len(opt.IPs) > 0:
 			base = safeBase(opt.IPs[0].String())
+		case opt.CommonName != "":
+			base = safeBase(opt.CommonName)
+		default:
+			base = safeBase(opt.URIs[0])
 		}
 	}
 	if base == "." || base == ".." || strings.ContainsAny(base, `/\`) || base == strings.TrimSuffix(DevCAFile, ".pem") {
@@ -164,7 +177,17 @@ func IssueDevLeaf(dir string, opt LeafOptions) (LeafFiles, error) {
 			addIP(ip)
 		}
 	}
-	if len(opt.Names) > 0 {
+	for _, s := range opt.URIs {
+		u, err := url.Parse(strings.TrimSpace(s))
+		if err != nil {
+			return LeafFiles{}, fmt.Errorf("tlsconf: dev leaf: URI SAN %q: %w: %w", s, err, ErrDevPKI)
+		}
+		tmpl.URIs = append(tmpl.URIs, u)
+	}
+	switch {
+	case strings.TrimSpace(opt.CommonName) != "":
+		tmpl.Subject = pkix.Name{CommonName: strings.TrimSpace(opt.CommonName)}
+	case len(opt.Names) > 0:
 		tmpl.Subject = pkix.Name{CommonName: strings.TrimSpace(opt.Names[0])}
 	}
 	if opt.ServerAuth {

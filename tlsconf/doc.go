@@ -13,8 +13,13 @@
 //     layer performs the TCP accept/dial itself and hands the configs to
 //     tls.Server / tls.Client. Both builders read the Store at handshake
 //     time, so a reload applies to the next handshake without rebuilding.
-//   - Peer identity helpers ([Identities], [MatchIdentity]) and error
-//     classification ([Classify], [VerifyError]) for log lines and metrics.
+//   - Peer identity: [MatchIdentity] is the one check of a certificate
+//     against a SIP identity (DNS SANs with a single leftmost wildcard
+//     label, sip:/sips: URI SANs, the CN of a certificate without SANs),
+//     used by [NewClientConfig] outbound and by [MatchTrunk] to map an
+//     inbound peer to its trunk; [Identities] lists the names for logs.
+//     Error classification ([Classify], [VerifyError]) serves log lines
+//     and metrics.
 //
 // The TLS floor is defined once, in [MinVersionDefault]: TLS 1.2 minimum,
 // TLS 1.3 preferred (it is negotiated whenever both sides support it), and

@@ -9,7 +9,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -129,13 +128,15 @@ func cmdDevcert(args []string, stdout io.Writer) error {
 }
 
 func cmdRun(args []string, stderr io.Writer) error {
+	// First, before anything can take time: from here on SIGHUP, SIGTERM
+	// and SIGINT are queued, not fatal.
+	sigs, stopSignals := subscribeSignals()
+	defer stopSignals()
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	path := fs.String("config", "", "configuration file (default: the embedded loopback configuration)")
 	stateDir := fs.String("state-dir", "", "where the embedded default keeps its certificates (default $STATE_DIRECTORY, $XDG_STATE_HOME/edge-sbc or ~/.local/state/edge-sbc)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	ctx, stop := signalContext(context.Background())
-	defer stop()
-	return serve(ctx, *path, *stateDir, stderr)
+	return serve(sigs, *path, *stateDir, stderr)
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -121,8 +122,10 @@ func notify(log zerolog.Logger, state string) {
 	}
 }
 
-// serve runs the SBC until ctx ends, then drains and shuts down.
-func serve(ctx context.Context, path, stateDir string, stderr io.Writer) error {
+// serve runs the SBC until a SIGTERM or SIGINT arrives on sigs, then
+// drains and shuts down; a SIGHUP reloads. Signals that arrive while it
+// starts wait in sigs and are handled once it has started.
+func serve(sigs <-chan os.Signal, path, stateDir string, stderr io.Writer) error {
 	var (
 		cfg *config.Config
 		pki string
@@ -189,6 +192,12 @@ func serve(ctx context.Context, path, stateDir string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The watchdog asks the listeners whether the SIP layer still accepts.
+	watched := make([]*watchedListener, len(lns))
+	for i, ln := range lns {
+		watched[i] = watchListener(ln)
+		lns[i] = watched[i]
+	}
 	// The B2BUA lives until Close, past the signal that starts the drain.
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
@@ -234,40 +243,49 @@ func serve(ctx context.Context, path, stateDir string, stderr io.Writer) error {
 	log.Info().Str("version", version).Str("fqdn", cfg.Node.FQDN).Msg("edge-sbc ready")
 	notify(log, daemon.SdNotifyReady)
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	var wdog <-chan time.Time
+	// systemd is pinged every WatchdogSec/2, and only while the SIP
+	// listeners are served and the SIP and media layers are alive.
+	var (
+		wdog  <-chan time.Time
+		every = time.Second
+	)
 	if iv, err := daemon.SdWatchdogEnabled(false); err == nil && iv > 0 {
-		t := time.NewTicker(iv / 2)
+		every = iv / 2
+		t := time.NewTicker(every)
 		defer t.Stop()
 		wdog = t.C
 	}
-loop:
-	for {
+	wd := newWatchdog(log, liveness(
+		probe{"sip listeners", listenersAlive(watched, every)},
+		probe{"sip", aliveOf(b2b)},
+		probe{"media relay", aliveOf(eng)},
+	))
+	doReload := func() {
+		notify(log, daemon.SdNotifyReloading)
+		reload(path, store, b2b, log)
+		notify(log, daemon.SdNotifyReady)
+	}
+
+	stop := handleStartupSignals(sigs, doReload, log)
+	for stop == nil {
 		select {
-		case <-hup:
-			notify(log, daemon.SdNotifyReloading)
-			reload(path, store, b2b, log)
-			notify(log, daemon.SdNotifyReady)
+		case s := <-sigs:
+			if isStop(s) {
+				stop = s
+			} else {
+				doReload()
+			}
 		case <-wdog:
-			notify(log, daemon.SdNotifyWatchdog)
-		case <-ctx.Done():
-			break loop
+			wd.ping()
 		}
 	}
 
 	notify(log, daemon.SdNotifyStopping)
 	drain := b2b.Conf().Shutdown.DrainTimeout
-	log.Info().Int("calls", b2b.ActiveCalls()).Dur("drain_timeout", drain).Msg("shutting down: new calls get 503, calls in progress may finish")
+	log.Info().Str("signal", stop.String()).Int("calls", b2b.ActiveCalls()).Dur("drain_timeout", drain).
+		Msg("shutting down: new calls get 503, calls in progress may finish (a second SIGTERM or SIGINT ends them now)")
 	b2b.Drain()
-	deadline := time.Now().Add(drain)
-	for b2b.ActiveCalls() > 0 && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if n := b2b.ActiveCalls(); n > 0 {
-		log.Info().Int("calls", n).Msg("drain timeout: ending the remaining calls with BYE")
-	}
+	drainCalls(b2b, drain, sigs, wdog, wd.ping, log)
 	_ = b2b.Close()
 	if httpSrv != nil {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -278,39 +296,72 @@ loop:
 	return nil
 }
 
-// reload re-reads the configuration file and the certificates. A config
-// that fails validation is refused and the running one kept.
-func reload(path string, store *tlsconf.Store, b2b *sip.B2BUA, log zerolog.Logger) {
+// handleStartupSignals handles the signals queued while the SBC started:
+// any number of SIGHUPs make one reload (the file may have changed since
+// it was read), and a SIGTERM or SIGINT is returned, to stop now.
+func handleStartupSignals(sigs <-chan os.Signal, doReload func(), log zerolog.Logger) os.Signal {
+	hups := 0
+	for {
+		select {
+		case s := <-sigs:
+			if isStop(s) {
+				log.Info().Str("signal", s.String()).Msg("stop signal received during start-up")
+				return s
+			}
+			hups++
+		default:
+			if hups > 0 {
+				log.Info().Int("signals", hups).Msg("SIGHUP received during start-up: reloading now")
+				doReload()
+			}
+			return nil
+		}
+	}
+}
+
+// reloadTarget is what a reload applies a configuration to (*sip.B2BUA).
+type reloadTarget interface {
+	Conf() *config.Config
+	Reload(*config.Config) error
+}
+
+// reload re-reads the configuration file and the certificates, and reports
+// whether it applied them. A file that fails validation, or that changes a
+// setting the running process cannot apply (config.StartOnlyChanges), is
+// refused whole: the running configuration is kept and each start-only key
+// is named.
+func reload(path string, store *tlsconf.Store, b2b reloadTarget, log zerolog.Logger) bool {
 	if path == "" {
 		if err := store.Reload(); err != nil {
 			log.Error().Err(err).Msg("reload refused: certificates kept")
-			return
+			return false
 		}
 		log.Info().Msg("reload: certificates re-read")
-		return
+		return true
 	}
 	cfg, err := config.Load(path)
 	if err != nil {
 		log.Error().Err(err).Msg("reload refused: the running configuration is kept")
-		return
+		return false
 	}
-	old := b2b.Conf()
-	if cfg.TLS.Cert != old.TLS.Cert || cfg.TLS.Key != old.TLS.Key || cfg.TLS.CA != old.TLS.CA {
-		log.Error().Msg("reload refused: tls file paths changed (replace the files in place, or restart)")
-		return
+	if keys := config.StartOnlyChanges(b2b.Conf(), cfg); len(keys) > 0 {
+		log.Error().Strs("keys", keys).
+			Msgf("reload refused: start-only keys changed: %s; restart needed (the running configuration is kept)", strings.Join(keys, ", "))
+		return false
 	}
 	if err := store.Reload(); err != nil {
 		log.Error().Err(err).Msg("reload refused: certificates kept, configuration kept")
-		return
+		return false
 	}
 	if err := b2b.Reload(cfg); err != nil {
 		log.Error().Err(err).Msg("reload refused: the running configuration is kept")
-		return
+		return false
 	}
 	setLogLevel(cfg)
 	logCertificate(log, store)
 	log.Info().Int("trunks", len(cfg.Trunks)).Int("routes", len(cfg.Routes)).Str("log_level", cfg.Log.Level).
 		Msg("reload: configuration and certificates applied")
+	return true
 }
 
 func logCertificate(log zerolog.Logger, store *tlsconf.Store) {

@@ -48,6 +48,12 @@
 //     middle and last even port of media.port_range bind on media.bind.
 //   - local.dscp (should): the audio and video DSCP values can be set on a
 //     UDP socket and read back.
+//   - local.stop_timeout (should): shutdown.drain_timeout plus
+//     config.StopMargin (10s, for the BYEs and final CDRs) stays below
+//     TimeoutStopSec of the installed edge-sbc.service as systemctl shows
+//     it (drop-ins included): otherwise systemd SIGKILLs edge-sbc before
+//     the calls are ended. Without systemd or the unit, the shipped unit's
+//     value (which validation enforces) is reported.
 //
 // Each trunk with a uri, trunks concurrently, each step bounded by
 // Options.Timeout:

@@ -24,6 +24,9 @@ type Options struct {
 	// ResolvConf is the file read for DNS servers when the configuration
 	// lists none. Default "/etc/resolv.conf".
 	ResolvConf string
+	// StopTimeout reads the installed unit's TimeoutStopSec. Default
+	// SystemdStopTimeout (systemctl show).
+	StopTimeout StopTimeoutFunc
 }
 
 func (o Options) withDefaults() Options {
@@ -35,6 +38,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ResolvConf == "" {
 		o.ResolvConf = defaultResolvConf
+	}
+	if o.StopTimeout == nil {
+		o.StopTimeout = SystemdStopTimeout
 	}
 	return o
 }
@@ -73,6 +79,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) []Result {
 	out = append(out, checkTLSFloor(cfg))
 
 	out = append(out, checkLocal(ctx, e)...)
+	out = append(out, checkStop(ctx, e))
 	out = append(out, checkTrunks(ctx, e)...)
 	return out
 }
