@@ -19,17 +19,20 @@ type Config struct {
 	// An address the host does not have fails allocations with
 	// ErrAddressNotLocal (see CheckBindAddress).
 	BindAddr netip.Addr
-	// DSCPAudio is the DSCP of audio streams. Default 46 (EF).
+	// DSCPAudio is the DSCP of audio streams. Default 46 (EF); a negative
+	// value sends best effort (0).
 	DSCPAudio int
-	// DSCPVideo is the DSCP of main video streams. Default 34 (AF41).
+	// DSCPVideo is the DSCP of main video streams. Default 34 (AF41); a
+	// negative value sends best effort.
 	DSCPVideo int
 	// DSCPOther is the DSCP of content video (a=content:slides) and
-	// application streams such as BFCP. Default 34 (AF41).
+	// application streams such as BFCP. Default 34 (AF41); a negative
+	// value sends best effort.
 	DSCPOther int
 	// Timeout is the dead-media timeout: when no packet was received from
 	// either side on any answered, non-held RTP stream for this long, the
 	// session's OnTimeout is called once (non-RTP streams such as BFCP do
-	// not count). Default 60s.
+	// not count). Default 60s; a negative value disables the timeout.
 	Timeout time.Duration
 	// Quarantine is how long released ports stay out of the pool before
 	// they can be allocated again (late packets of the old call must not
@@ -88,6 +91,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
 	}
+	if c.Timeout < 0 {
+		c.Timeout = 0 // no dead-media timeout
+	}
+	c.DSCPAudio, c.DSCPVideo, c.DSCPOther = max(c.DSCPAudio, 0), max(c.DSCPVideo, 0), max(c.DSCPOther, 0)
 	if c.Quarantine == 0 {
 		c.Quarantine = DefaultQuarantine
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,8 @@ type Engine struct {
 	started  bool
 	closed   bool
 
+	lastTick atomic.Int64 // UnixNano of the watchdog's last scan (Alive)
+
 	stop     chan struct{} // closed by Close to stop the watchdog
 	stopOnce sync.Once
 	wg       sync.WaitGroup // the watchdog goroutine
@@ -41,7 +44,7 @@ func NewEngine(cfg Config, log zerolog.Logger) (*Engine, error) {
 		return nil, err
 	}
 	tick := time.Second
-	if q := c.Timeout / 4; q < tick {
+	if q := c.Timeout / 4; q > 0 && q < tick {
 		tick = max(q, 10*time.Millisecond)
 	}
 	return &Engine{
@@ -75,6 +78,29 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.started = true
 	e.wg.Add(1)
 	go e.watchdog(ctx)
+	return nil
+}
+
+// Alive reports whether the engine works: started, not closed, and its
+// watchdog scanned within the last three ticks (the systemd watchdog is
+// pinged only while it does).
+func (e *Engine) Alive() error {
+	e.mu.Lock()
+	started, closed := e.started, e.closed
+	e.mu.Unlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case !started:
+		return fmt.Errorf("media: engine not started")
+	}
+	last := e.lastTick.Load()
+	if last == 0 {
+		last = e.epoch.UnixNano()
+	}
+	if age := time.Since(time.Unix(0, last)); age > 3*e.tick+time.Second {
+		return fmt.Errorf("media: watchdog stalled for %s", age.Round(time.Millisecond))
+	}
 	return nil
 }
 
@@ -266,6 +292,10 @@ func (e *Engine) watchdog(ctx context.Context) {
 		case <-e.stop:
 			return
 		case now := <-t.C:
+			e.lastTick.Store(now.UnixNano())
+			if e.cfg.Timeout <= 0 {
+				continue // no dead-media timeout: the watchdog only proves it runs
+			}
 			e.mu.Lock()
 			for s := range e.sessions {
 				list = append(list, s)

@@ -70,7 +70,12 @@ func TestTCPMediaLinesRejected(t *testing.T) {
 	if p := mediaPort(t, toB, 4); p != 0 {
 		t.Fatalf("re-offer to B, m-line 4 (now TCP): port %d, want 0", p)
 	}
+	// The stream is released when the answer commits (until then the
+	// agreed state is kept for a rollback).
+	if _, err := s.Answer(SideB, reoffer); err != nil {
+		t.Fatal(err)
+	}
 	if got := e.PortsInUse(); got != 4 {
-		t.Fatalf("ports in use after the re-offer %d, want 4 (audio only)", got)
+		t.Fatalf("ports in use after the re-offer was answered %d, want 4 (audio only)", got)
 	}
 }

@@ -40,12 +40,23 @@ type SessionParams struct {
 	OnTimeout func()
 }
 
-// MediaSession rewrites the offers and answers of one call.
+// MediaSession rewrites the offers and answers of one call (RFC 3264). It
+// keeps the agreed state apart from the one being negotiated: an offer is
+// staged until an answer commits it, and Reject returns to the last
+// agreed state. The call's owner is its only user.
 type MediaSession interface {
-	// Offer rewrites an SDP offer that arrived on side from, for the other side.
+	// Offer stages an SDP offer that arrived on side from and returns it
+	// rewritten for the other side.
 	Offer(from Side, sdp []byte) ([]byte, error)
-	// Answer rewrites an SDP answer that arrived on side from.
+	// ProvisionalAnswer applies an answer carried by an unreliable 18x
+	// (early media) from side from; the offer stays pending, so another
+	// provisional answer or the final one may follow.
+	ProvisionalAnswer(from Side, sdp []byte) ([]byte, error)
+	// Answer commits the answer that arrived on side from.
 	Answer(from Side, sdp []byte) ([]byte, error)
+	// Reject drops the offer pending from side from and returns to the
+	// last agreed state (no-op when none is pending).
+	Reject(from Side)
 	// Close releases the ports and returns a summary for the CDR.
 	Close() map[string]any
 }
@@ -57,6 +68,8 @@ func (passthrough) NewSession(SessionParams) (MediaSession, error) { return pass
 
 type passSession struct{}
 
-func (passSession) Offer(_ Side, sdp []byte) ([]byte, error)  { return sdp, nil }
-func (passSession) Answer(_ Side, sdp []byte) ([]byte, error) { return sdp, nil }
-func (passSession) Close() map[string]any                     { return nil }
+func (passSession) Offer(_ Side, sdp []byte) ([]byte, error)             { return sdp, nil }
+func (passSession) ProvisionalAnswer(_ Side, sdp []byte) ([]byte, error) { return sdp, nil }
+func (passSession) Answer(_ Side, sdp []byte) ([]byte, error)            { return sdp, nil }
+func (passSession) Reject(Side)                                          {}
+func (passSession) Close() map[string]any                                { return nil }

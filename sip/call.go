@@ -3,290 +3,546 @@ package sip
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/rs/zerolog"
+
+	"github.com/edge-sbc/edge-sbc/dnsresolve"
 )
 
+// This file is the owner of a call: its state, the one function that
+// changes it, the event loop that serialises everything that happens to
+// the call, and the one release that runs when it ends. See doc.go for the
+// state diagram and why one event loop per call.
+
+// callState is where a call is in its life.
+type callState uint8
+
+const (
+	stInit        callState = iota // INVITE admitted; leg B not sent yet (resolving, dialing)
+	stCalling                      // INVITE sent to a target, no response yet
+	stProceeding                   // a target answered 100 Trying
+	stEarly                        // early dialog(s): 18x with a To tag relayed to the caller
+	stConnecting                   // 2xx sent to the caller, its ACK awaited
+	stConfirmed                    // the caller's ACK arrived: the call is up
+	stTerminating                  // ending; waiting for what must still be sent (a CANCEL owed once a target rings, a BYE owed once the caller ACKs)
+	stTerminated                   // released: nothing of the call is left
+)
+
+func (s callState) String() string {
+	return [...]string{"init", "calling", "proceeding", "early", "connecting", "confirmed", "terminating", "terminated"}[s]
+}
+
+// transitions lists the allowed state changes (setState refuses others).
+var transitions = [...][]callState{
+	stInit:        {stCalling, stTerminating, stTerminated},
+	stCalling:     {stCalling, stProceeding, stEarly, stConnecting, stTerminating, stTerminated},
+	stProceeding:  {stCalling, stProceeding, stEarly, stConnecting, stTerminating, stTerminated},
+	stEarly:       {stCalling, stEarly, stConnecting, stTerminating, stTerminated},
+	stConnecting:  {stConfirmed, stTerminating, stTerminated},
+	stConfirmed:   {stTerminating, stTerminated},
+	stTerminating: {stTerminated},
+	stTerminated:  {},
+}
+
+// setState is the one place a call's state changes.
+func (c *call) setState(next callState) {
+	if c.state == next {
+		return
+	}
+	ok := false
+	for _, s := range transitions[c.state] {
+		if s == next {
+			ok = true
+			break
+		}
+	}
+	if !ok {
+		c.log.Error().Stringer("from", c.state).Stringer("to", next).Msg("illegal call state change refused")
+		return
+	}
+	c.log.Debug().Stringer("from", c.state).Stringer("to", next).Msg("call state")
+	c.state = next
+}
+
+func (c *call) inSetup() bool { return c.state <= stEarly }
+
+// evKind names what happened to a call.
+type evKind uint8
+
+const (
+	evStart        evKind = iota // begin placing leg B
+	evResolved                   // the destination's targets (or an error)
+	evDialed                     // a connection to a target (or an error)
+	evRequest                    // a request inside one of the call's dialogs
+	evAck                        // an ACK for a 2xx the SBC sent
+	evCancel                     // the caller's CANCEL
+	evResponse                   // a response on one of the call's client transactions
+	evTxTimeout                  // a client transaction got no final response (Timer B/F)
+	evTxError                    // a client transaction's connection ended
+	evStray2xx                   // a 2xx to leg B's INVITE after its transaction ended (fork, retransmission)
+	evTimer                      // one of the call's timers fired
+	evMediaTimeout               // no media (media.timeout)
+	evConnLost                   // a connection the call uses ended
+	evHangup                     // the SBC ends the call (drain, shutdown)
+)
+
+func (k evKind) String() string {
+	return [...]string{"start", "resolved", "dialed", "request", "ack", "cancel", "response", "tx_timeout",
+		"tx_error", "stray_2xx", "timer", "media_timeout", "conn_lost", "hangup"}[k]
+}
+
+// event is one thing that happened to a call.
+type event struct {
+	kind    evKind
+	conn    *conn
+	req     *sip.Request
+	stx     *serverTx
+	res     *sip.Response
+	ctx     *clientTx
+	side    Side   // evRequest, evAck: the leg the request came on
+	tagA    string // evRequest from A: the To tag (which early dialog)
+	timer   *callTimer
+	targets []dnsresolve.Target
+	att     *attempt
+	err     error
+	reason  string
+}
+
+func (e event) name() string {
+	switch {
+	case e.req != nil:
+		return fmt.Sprintf("%s %s %s", e.kind, e.side, e.req.Method)
+	case e.res != nil:
+		m := ""
+		if cs := e.res.CSeq(); cs != nil {
+			m = string(cs.MethodName)
+		}
+		return fmt.Sprintf("%s %d %s", e.kind, e.res.StatusCode, m)
+	case e.timer != nil:
+		return fmt.Sprintf("%s %s", e.kind, e.timer.kind)
+	}
+	return e.kind.String()
+}
+
+// maxQueue bounds a call's queue of events read from the network: a reader
+// posting beyond it waits (TCP backpressure on that connection).
+const maxQueue = 64
+
 // call pairs the two dialogs of one bridged call.
+//
+// Lock rules: qmu guards the event queue only. Every other field is owned
+// by the event loop (drain): it is read and written only while an event is
+// handled, never from another goroutine, so it needs no lock. Fields set
+// before the first event is posted (b, id, log, snap, plan, start, ctx,
+// cancel, a and bl's identifiers) are immutable afterwards. The loop may
+// take, in this order and never two at once, the B2BUA's mu (dialogs,
+// calls), the transaction layer's mu, a connection's mu, the planner's mu;
+// it does network I/O (writes, bounded by limits.write_timeout) with none
+// of them held.
 type call struct {
-	b   *B2BUA
-	id  string // correlation id in every log line of the call
-	log zerolog.Logger
+	b      *B2BUA
+	id     string // correlation id in every log line of the call
+	log    zerolog.Logger
+	snap   *policySnapshot
+	plan   *callPlan
+	start  time.Time
+	ctx    context.Context // helper goroutines (DNS, dial) of the call
+	cancel context.CancelFunc
 
-	a, bl *leg // a: caller side (we are UAS); bl: callee side (we are UAC)
+	qmu     sync.Mutex // guards queue, running
+	queue   []event
+	running bool
+	room    *sync.Cond // signalled when the queue shrinks below maxQueue
 
-	media MediaSession
+	// Owned by the event loop.
+	state       callState
+	a, bl       *leg // a: caller side (we are UAS); bl: callee side (we are UAC)
+	inv         *serverTx
+	media       MediaSession
+	offerB      []byte // the body of the INVITE sent to B
+	offerBType  string
+	targets     []dnsresolve.Target
+	nextTarget  int
+	attempts    []*attempt
+	active      *attempt
+	forks       []*fork
+	winner      *fork
+	redirects   int
+	ruriUser    string // the Request-URI user sent to B
+	causes      []string
+	timers      map[*callTimer]struct{}
+	stxs        map[*serverTx]struct{}
+	ctxs        map[*clientTx]struct{}
+	conns       map[*conn]struct{}
+	dialogKeys  []string
+	tAnswer     *callTimer
+	byeAfterAck bool // B hung up before the caller's ACK: BYE the caller once it arrives
+	cancelled   bool // the caller cancelled
+	session     sessionTimer
 
-	mu         sync.Mutex // guards the fields below
-	answered   bool
-	ended      bool
-	start      time.Time
-	answerAt   time.Time
-	endAt      time.Time
-	finalCode  int
-	hangupBy   string
-	endReason  string
-	cancelB    func() // cancels the outgoing INVITE before answer
-	pendingAck *pendingAck
-	sessionTmr *time.Timer
-	sessionInt time.Duration
-	ownTimerB  bool // the SBC asked leg B for a session timer itself
-	done       chan struct{}
+	// For the CDR.
+	answerAt  time.Time
+	endAt     time.Time
+	finalCode int
+	hangupBy  string
+	endReason string
+	ended     bool
 }
 
-// pendingAck is an ACK owed to leg B once leg A's ACK brings the SDP answer
-// (late offer) or once it arrives at all.
-type pendingAck struct {
-	to   *leg   // the leg whose 2xx is being acknowledged
-	cseq uint32 // CSeq of that INVITE
+// post queues an event for the call's owner and starts the loop when it is
+// idle. Events from the network wait while the queue is full.
+func (c *call) post(ev event) {
+	c.qmu.Lock()
+	if ev.conn != nil && (ev.kind == evRequest || ev.kind == evAck || ev.kind == evResponse || ev.kind == evCancel) {
+		for len(c.queue) >= maxQueue && c.running {
+			c.room.Wait()
+		}
+	}
+	c.queue = append(c.queue, ev)
+	if c.running {
+		c.qmu.Unlock()
+		return
+	}
+	c.running = true
+	c.qmu.Unlock()
+	if !c.b.spawn(c.drain) {
+		c.qmu.Lock()
+		c.running = false
+		c.queue = nil
+		c.qmu.Unlock()
+	}
 }
 
-// leg is one dialog of a call as the SBC sees it (RFC 3261 §12).
-type leg struct {
-	side   Side
-	trunk  string
-	callID string
-
-	mu           sync.Mutex // guards the dialog state below
-	localTag     string
-	remoteTag    string
-	localURI     sip.Uri
-	localName    string
-	remoteURI    sip.Uri
-	remoteName   string
-	remoteTarget sip.Uri
-	routeSet     []sip.Uri
-	localCSeq    uint32
-	inviteCSeq   uint32 // CSeq of the INVITE that set the dialog up on this leg
-	conn         string // remote ip:port of the TLS connection the leg uses
-	sni          string // leg B: host name dialed
-	identity     string // leg B: certificate name required
+// drain is the call's event loop: it handles queued events one at a time,
+// in order, and exits when the queue is empty (an idle call holds no
+// goroutine).
+func (c *call) drain() {
+	for {
+		c.qmu.Lock()
+		if len(c.queue) == 0 {
+			c.running = false
+			c.queue = nil
+			c.qmu.Unlock()
+			return
+		}
+		ev := c.queue[0]
+		c.queue[0] = event{}
+		c.queue = c.queue[1:]
+		if len(c.queue) < maxQueue {
+			c.room.Broadcast()
+		}
+		c.qmu.Unlock()
+		c.handle(ev)
+	}
 }
 
-// request builds an in-dialog request on leg l (RFC 3261 §12.2.1.1).
-func (c *call) request(l *leg, method sip.RequestMethod) *sip.Request {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if method != sip.ACK && method != sip.CANCEL {
-		l.localCSeq++
+// handle is where every event of the call is handled.
+func (c *call) handle(ev event) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error().Interface("panic", r).Str("event", ev.name()).Msg("call handler panic recovered: ending call")
+			if c.state != stTerminated {
+				c.terminate("sbc", "internal error", 500)
+			}
+		}
+	}()
+	if h := c.b.hooks; h != nil && h.Event != nil {
+		h.Event(c.id, ev.name())
 	}
-	target := l.remoteTarget
-	req := sip.NewRequest(method, sip.Uri{Scheme: target.Scheme, User: target.User, Host: target.Host, Port: target.Port, UriParams: target.UriParams})
-	req.AppendHeader(c.b.via())
-	mf := sip.MaxForwardsHeader(70)
-	req.AppendHeader(&mf)
-	for _, r := range l.routeSet {
-		req.AppendHeader(&sip.RouteHeader{Address: r})
+	if c.state == stTerminated {
+		c.afterEnd(ev)
+		return
 	}
-	fp := sip.NewParams()
-	fp.Add("tag", l.localTag)
-	req.AppendHeader(&sip.FromHeader{DisplayName: l.localName, Address: l.localURI, Params: fp})
-	tp := sip.NewParams()
-	if l.remoteTag != "" {
-		tp.Add("tag", l.remoteTag)
+	switch ev.kind {
+	case evStart:
+		c.originate()
+	case evResolved:
+		c.onResolved(ev)
+	case evDialed:
+		c.onDialed(ev)
+	case evRequest:
+		c.onRequest(ev)
+	case evAck:
+		c.onAck(ev)
+	case evCancel:
+		c.onCancel()
+	case evResponse:
+		c.onResponse(ev)
+	case evTxTimeout, evTxError:
+		c.onTxFailed(ev)
+	case evStray2xx:
+		c.onStray2xx(ev)
+	case evTimer:
+		if _, live := c.timers[ev.timer]; live {
+			delete(c.timers, ev.timer)
+			c.onTimer(ev.timer)
+		}
+	case evMediaTimeout:
+		c.log.Warn().Msg("no media: ending call")
+		c.terminate("sbc", "media timeout", 0)
+	case evConnLost:
+		c.onConnLost(ev.conn)
+	case evHangup:
+		c.terminate("sbc", ev.reason, 503)
 	}
-	req.AppendHeader(&sip.ToHeader{DisplayName: l.remoteName, Address: l.remoteURI, Params: tp})
-	cid := sip.CallIDHeader(l.callID)
-	req.AppendHeader(&cid)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: l.localCSeq, MethodName: method})
-	if method == sip.INVITE || method == sip.UPDATE {
-		req.AppendHeader(c.b.contact())
-	}
-	req.SetBody(nil) // Content-Length: 0 until a body is set (RFC 3261 §18.3)
-	req.SetTransport("TLS")
-	req.SetDestination(l.conn)
-	return req
 }
 
-// ensureConn makes sure leg l has a live connection, redialing a callee
-// target when its connection went away. A caller's connection cannot be
-// reopened: callers are often behind NAT (RFC 5923-style reuse only).
-func (c *call) ensureConn(ctx context.Context, l *leg) error {
-	l.mu.Lock()
-	conn, sni, id := l.conn, l.sni, l.identity
-	l.mu.Unlock()
-	if c.b.tp.alive(conn) {
-		return nil
+// afterEnd answers what still arrives for a released call.
+func (c *call) afterEnd(ev event) {
+	switch ev.kind {
+	case evRequest:
+		if ev.stx != nil {
+			c.b.reject(ev.stx, refuseNoDialog, "", "")
+		}
+	case evResponse, evStray2xx:
+		if ev.res != nil && ev.res.IsSuccess() && isInviteResponse(ev.res) && ev.conn != nil {
+			c.b.ackAndBye(ev.conn, ev.res)
+		}
 	}
-	if l.side == SideA {
-		return ErrUnreachable
-	}
-	return c.b.tp.dial(ctx, conn, sni, id)
 }
 
-// send runs a non-INVITE or INVITE client transaction on leg l and returns
-// the final response.
-func (c *call) send(ctx context.Context, l *leg, req *sip.Request) (*sip.Response, error) {
-	if err := c.ensureConn(ctx, l); err != nil {
-		return nil, err
+// timerKind names a call timer.
+type timerKind uint8
+
+const (
+	tAnswer        timerKind = iota // sip.answer_timeout
+	tProvisional                    // a target's sip.provisional_timeout (data: *attempt)
+	tRetransmit2xx                  // resend a 2xx until its ACK (data: *leg)
+	tAckWait                        // no ACK for a 2xx within 64*T1 (data: *leg)
+	tPrackWait                      // no PRACK for a reliable 18x (data: *fork)
+	tSessionExpiry                  // RFC 4028: no refresh in time
+	tRefresh                        // RFC 4028: the SBC refreshes leg B
+)
+
+func (k timerKind) String() string {
+	return [...]string{"answer", "provisional", "retransmit_2xx", "ack_wait", "prack_wait", "session_expiry", "refresh"}[k]
+}
+
+// callTimer is a timer of the call: when it fires, an event is posted; a
+// stopped timer's event is ignored.
+type callTimer struct {
+	kind timerKind
+	data any
+	t    *time.Timer
+}
+
+// after starts a call timer.
+func (c *call) after(d time.Duration, kind timerKind, data any) *callTimer {
+	ct := &callTimer{kind: kind, data: data}
+	c.timers[ct] = struct{}{}
+	ct.t = time.AfterFunc(d, func() { c.post(event{kind: evTimer, timer: ct}) })
+	return ct
+}
+
+// stop stops a call timer (nil is fine).
+func (c *call) stop(ct *callTimer) {
+	if ct == nil {
+		return
 	}
-	tx, err := c.b.cli.TransactionRequest(ctx, req, prebuilt)
+	ct.t.Stop()
+	delete(c.timers, ct)
+}
+
+func (c *call) onTimer(ct *callTimer) {
+	switch ct.kind {
+	case tAnswer:
+		c.log.Info().Dur("answer_timeout", c.snap.cfg.SIP.AnswerTimeout).Msg("no answer: ending call")
+		c.failSetup(refuseNoAnswer, "no answer")
+	case tProvisional:
+		c.provisionalTimeout(ct.data.(*attempt))
+	case tRetransmit2xx:
+		c.retransmit2xx(ct.data.(*leg))
+	case tAckWait:
+		c.ackTimeout(ct.data.(*leg))
+	case tPrackWait:
+		f := ct.data.(*fork)
+		c.log.Info().Msg("no PRACK for a reliable provisional response")
+		f.relA, f.prackTimer = nil, nil
+		c.nextReliable(f)
+	case tSessionExpiry:
+		c.log.Info().Dur("session_expires", c.session.interval).Msg("session timer expired")
+		c.terminate("sbc", "session timer expired", 0)
+	case tRefresh:
+		c.refresh()
+	}
+}
+
+// track notes that the call uses a connection (its loss ends the call).
+func (c *call) track(cn *conn) {
+	if cn == nil {
+		return
+	}
+	if _, ok := c.conns[cn]; ok {
+		return
+	}
+	c.conns[cn] = struct{}{}
+	cn.attach(c)
+	if cn.closed() {
+		// It ended before we attached: the B2BUA's report is gone.
+		c.post(event{kind: evConnLost, conn: cn})
+	}
+}
+
+// sendReq sends a request as a client transaction of the call.
+func (c *call) sendReq(cn *conn, req *sip.Request, ref any) (*clientTx, error) {
+	if cn == nil {
+		return nil, fmt.Errorf("%w: no connection", ErrConnClosed)
+	}
+	tx, err := c.b.send(cn, req, c, ref)
 	if err != nil {
 		return nil, err
 	}
-	defer tx.Terminate()
-	for {
-		select {
-		case res := <-tx.Responses():
-			if res.IsProvisional() {
-				continue
-			}
-			return res, nil
-		case <-tx.Done():
-			if err := tx.Err(); err != nil {
-				return nil, err
-			}
-			return nil, ErrNoAnswer
-		case <-ctx.Done():
-			return nil, ctx.Err()
+	c.ctxs[tx] = struct{}{}
+	c.track(cn)
+	return tx, nil
+}
+
+// respond answers one of the call's server transactions.
+func (c *call) respond(tx *serverTx, res *sip.Response) {
+	c.b.respond(tx, res)
+	if res.StatusCode >= 200 {
+		delete(c.stxs, tx)
+	}
+}
+
+// terminate ends the call from any state: it records the end once (who,
+// why, the code for the CDR), answers or cancels what is in progress,
+// sends BYE where a dialog is up, and releases the call as soon as nothing
+// is owed (maybeRelease).
+func (c *call) terminate(by, reason string, code int) {
+	if !c.ended {
+		c.ended = true
+		c.endAt = time.Now()
+		c.hangupBy, c.endReason = by, reason
+		if c.finalCode == 0 && code != 0 {
+			c.finalCode = code
 		}
 	}
-}
-
-// prebuilt tells sipgo that the request is complete: the B2BUA builds every
-// header itself.
-func prebuilt(*sipgo.Client, *sip.Request) error { return nil }
-
-// other returns the leg opposite l.
-func (c *call) other(l *leg) *leg {
-	if l == c.a {
-		return c.bl
-	}
-	return c.a
-}
-
-// hangup ends an established or early call from the SBC's side: BYE on
-// both legs (or CANCEL toward B before answer).
-func (c *call) hangup(reason, by string) {
-	c.mu.Lock()
-	if c.ended {
-		c.mu.Unlock()
-		return
-	}
-	answered := c.answered
-	cancelB := c.cancelB
-	c.mu.Unlock()
-	if !answered {
-		c.setEnd(by, reason, 0)
-		if cancelB != nil {
-			cancelB()
-		}
-		return
-	}
-	c.finish(by, reason, c.a, c.bl)
-}
-
-// finish marks the call ended, sends BYE to the given legs and logs the CDR.
-func (c *call) finish(by, reason string, bye ...*leg) {
-	if !c.setEnd(by, reason, 0) {
-		return
-	}
-	c.byeAndRelease(bye...)
-}
-
-// byeAndRelease sends BYE to the given legs of an ended call, waits for
-// their answers (bounded) and releases the call.
-func (c *call) byeAndRelease(bye ...*leg) {
-	var wg sync.WaitGroup
-	for _, l := range bye {
-		if l == nil {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx, cancel := context.WithTimeout(c.b.ctxOrBackground(), 5*time.Second)
-			defer cancel()
-			req := c.request(l, sip.BYE)
-			if res, err := c.send(ctx, l, req); err != nil {
-				c.log.Debug().Err(err).Str("leg", l.side.String()).Msg("BYE not answered")
-			} else {
-				c.log.Debug().Int("code", res.StatusCode).Str("leg", l.side.String()).Msg("BYE answered")
+	switch {
+	case c.inSetup():
+		if c.inv != nil && !c.inv.isFinal() {
+			r := refusal{code: 503, warning: "call ended", retryAfter: 5}
+			switch {
+			case code == 487:
+				r = refusal{code: 487}
+			case code >= 400:
+				r.code = code
 			}
-		}()
+			c.respond(c.inv, c.b.refusalResponse(c.inv.req, r, c.a.localTag, c.id))
+			if c.finalCode == 0 {
+				c.finalCode = r.code
+			}
+		}
+		c.cancelAll()
+	case c.state == stConnecting:
+		c.flushOwedAck(c.bl)
+		if by != "b" {
+			c.bye(c.bl)
+		}
+		switch {
+		case by == "a":
+			c.stopAwaitAck(c.a) // the caller's BYE came before its ACK
+		case c.a.awaitAck != nil:
+			// RFC 3261 §15: no BYE on the caller's leg before its ACK.
+			c.byeAfterAck = true
+		default:
+			c.bye(c.a)
+		}
+	case c.state == stConfirmed:
+		c.flushOwedAck(c.a)
+		c.flushOwedAck(c.bl)
+		if by != "a" {
+			c.bye(c.a)
+		}
+		if by != "b" {
+			c.bye(c.bl)
+		}
 	}
-	wg.Wait()
+	if c.state != stTerminating {
+		c.setState(stTerminating)
+	}
+	c.maybeRelease()
+}
+
+// maybeRelease releases the call when nothing is owed any more.
+func (c *call) maybeRelease() {
+	if c.state != stTerminating {
+		return
+	}
+	for _, at := range c.attempts {
+		if at.tx != nil && !at.done && !at.ringing {
+			return // a CANCEL is owed once it rings (bounded by Timer B)
+		}
+	}
+	if c.byeAfterAck {
+		return // bounded by the ACK wait
+	}
 	c.release()
 }
 
-// setEnd records the end of the call once; it returns false if the call had
-// already ended.
-func (c *call) setEnd(by, reason string, code int) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ended {
-		return false
-	}
-	c.ended = true
-	c.endAt = time.Now()
-	c.hangupBy = by
-	c.endReason = reason
-	if code != 0 && c.finalCode == 0 {
-		c.finalCode = code
-	}
-	if c.sessionTmr != nil {
-		c.sessionTmr.Stop()
-	}
-	return true
-}
-
-// release removes the call's dialogs, frees media and writes the CDR. It is
-// called once, after the call ended.
+// release frees everything the call holds. It runs exactly once.
 func (c *call) release() {
-	b := c.b
-	b.mu.Lock()
-	delete(b.dialogs, dialogKey(c.a.callID, c.a.localTag))
-	delete(b.dialogs, dialogKey(c.bl.callID, c.bl.localTag))
-	_, present := b.calls[c]
-	if present {
-		delete(b.calls, c)
-		for _, tr := range []string{c.a.trunk, c.bl.trunk} {
-			if b.trunkCalls[tr]--; b.trunkCalls[tr] <= 0 {
-				delete(b.trunkCalls, tr)
-			}
-			if c.a.trunk == c.bl.trunk {
-				break
-			}
-		}
-	}
-	b.mu.Unlock()
-	if !present {
+	if c.state == stTerminated {
 		return
 	}
+	c.setState(stTerminated)
+	c.cancel()
+	for ct := range c.timers {
+		ct.t.Stop()
+	}
+	clear(c.timers)
+	for tx := range c.stxs {
+		if !tx.isFinal() {
+			r := refuseNoDialog
+			if tx.req.IsInvite() {
+				r = refusal{code: 487}
+			}
+			c.b.reject(tx, r, "", c.id)
+		}
+		if !tx.req.IsInvite() {
+			c.b.txl.dropServer(tx)
+		}
+	}
+	clear(c.stxs)
+	for tx := range c.ctxs {
+		c.b.txl.dropClient(tx)
+	}
+	clear(c.ctxs)
+	for cn := range c.conns {
+		cn.detach(c)
+	}
+	clear(c.conns)
+	c.b.forget(c)
 	var mstats map[string]any
 	if c.media != nil {
 		mstats = c.media.Close()
 	}
-	c.mu.Lock()
-	oc := outcome(c.answered, c.finalCode, c.endReason)
-	c.mu.Unlock()
-	b.metrics.CallsTotal.WithLabelValues(c.a.trunk, c.bl.trunk, oc).Inc()
+	c.b.planner.release(c.plan)
+	if !c.ended {
+		c.endAt = time.Now()
+	}
+	c.b.metrics.CallsTotal.WithLabelValues(c.plan.from.name, c.plan.to.name, outcome(!c.answerAt.IsZero(), c.finalCode, c.endReason)).Inc()
 	c.cdr(mstats)
-	close(c.done)
+	// Drop references the GC should not have to chase through timers that
+	// may still be queued.
+	c.attempts, c.forks, c.winner, c.active, c.inv = nil, nil, nil, nil, nil
 }
 
 // cdr writes the call-end line (the call detail record) and hands the
 // record to the CDR sink.
 func (c *call) cdr(mstats map[string]any) {
-	c.mu.Lock()
 	r := CDR{
-		Call: c.id, CallIDA: c.a.callID, TrunkA: c.a.trunk, Start: c.start, End: c.endAt,
-		FinalCode: c.finalCode, HangupBy: c.hangupBy, Reason: c.endReason, Media: mstats,
-	}
-	if c.bl != nil {
-		r.CallIDB, r.TrunkB = c.bl.callID, c.bl.trunk
+		Call: c.id, CallIDA: c.a.callID, TrunkA: c.plan.from.name, CallIDB: c.bl.callID, TrunkB: c.plan.to.name,
+		Start: c.start, End: c.endAt, FinalCode: c.finalCode, HangupBy: c.hangupBy, Reason: c.endReason, Media: mstats,
 	}
 	if !c.answerAt.IsZero() {
 		at := c.answerAt
 		r.Answer = &at
 		r.DurationSec = c.endAt.Sub(c.answerAt).Seconds()
 	}
-	c.mu.Unlock()
 	ev := c.log.Info().Str("event", "call_end").
 		Str("call_id_a", r.CallIDA).Str("trunk_a", r.TrunkA).Str("call_id_b", r.CallIDB).Str("trunk_b", r.TrunkB).
 		Time("start", r.Start).Time("end", r.End).Float64("duration_s", r.DurationSec).
@@ -303,74 +559,36 @@ func (c *call) cdr(mstats map[string]any) {
 	}
 }
 
-// startRefresher refreshes leg B with UPDATE every half interval when the
-// SBC itself is B's session-timer refresher (RFC 4028 §10). A refresh that
-// fails ends the call.
-func (c *call) startRefresher(res *sip.Response) {
-	h := res.GetHeader("Session-Expires")
-	if h == nil {
-		return // leg B runs no timer
+// onConnLost ends the call when a connection it depends on ended.
+func (c *call) onConnLost(cn *conn) {
+	delete(c.conns, cn)
+	switch {
+	case cn == c.a.conn:
+		c.log.Info().Str("remote", cn.remote).Msg("caller's TLS connection lost: ending call")
+		c.a.conn = nil
+		c.terminate("a", "connection lost", 487)
+	case cn == c.bl.conn && c.winner != nil:
+		c.log.Info().Str("remote", cn.remote).Msg("callee's TLS connection lost: ending call")
+		c.bl.conn = nil
+		c.terminate("b", "connection lost", 0)
 	}
-	d := parseSessionExpires(h.Value())
-	if d <= 0 || !strings.Contains(strings.ToLower(h.Value()), "refresher=uac") {
-		return // B refreshes (its refreshes are relayed)
-	}
-	c.b.goOwned(func() {
-		t := time.NewTicker(d / 2)
-		defer t.Stop()
-		for {
-			select {
-			case <-c.done:
-				return
-			case <-c.b.ctxOrBackground().Done():
-				return
-			case <-t.C:
-			}
-			req := c.request(c.bl, sip.UPDATE)
-			req.AppendHeader(sip.NewHeader("Session-Expires", fmt.Sprintf("%d;refresher=uac", int(d/time.Second))))
-			req.AppendHeader(sip.NewHeader("Supported", "timer"))
-			ctx, cancel := context.WithTimeout(c.b.ctxOrBackground(), inDialogTimeout)
-			res, err := c.send(ctx, c.bl, req)
-			cancel()
-			if err != nil || !res.IsSuccess() {
-				why := "session refresh failed"
-				if res != nil {
-					why = fmt.Sprintf("session refresh answered %d", res.StatusCode)
-				}
-				c.log.Info().Err(err).Msg(why)
-				c.finish("sbc", why, c.a, c.bl)
-				return
-			}
-			c.log.Debug().Dur("interval", d).Msg("session refreshed on leg b")
-		}
-	})
+	// A target's connection lost during setup: its INVITE transaction
+	// reports it (evTxError) and failover decides.
 }
 
-// refreshSession (re)arms the RFC 4028 session timer: when neither leg
-// refreshes the session in time, both legs are ended.
-func (c *call) refreshSession(res *sip.Response) {
-	h := res.GetHeader("Session-Expires")
-	if h == nil {
+// bye sends BYE on leg l (fire and forget: the dialog ends either way).
+func (c *call) bye(l *leg) {
+	if l.conn == nil || l.conn.closed() || l.remoteTag == "" && l.side == SideB {
 		return
 	}
-	d := parseSessionExpires(h.Value())
-	if d <= 0 {
-		return
+	req := c.request(l, sip.BYE, 0, 70)
+	if _, err := c.b.send(l.conn, req, nil, nil); err != nil {
+		c.log.Debug().Err(err).Str("leg", l.side.String()).Msg("BYE not sent")
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ended {
-		return
-	}
-	c.sessionInt = d
-	if c.sessionTmr != nil {
-		c.sessionTmr.Stop()
-	}
-	// RFC 4028 §10: the session ends when no refresh arrives before
-	// expiry; allow a third of the interval (at most 32 s) for the refresh.
-	grace := min(d/3, 32*time.Second)
-	c.sessionTmr = time.AfterFunc(d+grace, func() {
-		c.log.Info().Dur("session_expires", d).Msg("session timer expired")
-		c.b.goOwned(func() { c.finish("sbc", "session timer expired", c.a, c.bl) })
-	})
+}
+
+// isInviteResponse reports whether res answers an INVITE.
+func isInviteResponse(res *sip.Response) bool {
+	cs := res.CSeq()
+	return cs != nil && cs.MethodName == sip.INVITE
 }

@@ -73,20 +73,35 @@ func FuzzRequestPolicy(f *testing.F) {
 }
 
 func exerciseRequest(req *sip.Request, allow map[string]bool) {
-	r := checkInvite(req)
+	r := checkRequest(req)
+	if r == nil {
+		r = checkInvite(req)
+	}
 	_ = isSDP(req)
 	_ = isMultipart(req)
-	_ = callID(req)
+	_ = callIDOf(req)
+	_ = branchOf(req)
+	_ = toTag(req)
+	_ = fromTag(req)
+	_ = routeSetOf(req, true)
+	_, _ = maxForwardsOf(req)
+	_ = unsupportedTags(req)
+	body, _ := splitBody(req, allowSet([]string{"application/pidf+xml", "text/plain"}))
+	_ = countMLines(body.sdp)
 	out := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sips", User: "u", Host: "sbc.test"})
-	copyAllowed(req, out, allow)
-	setBody(out, req.Body(), contentType(req))
+	copyAllowed(req, out, allow, true)
+	copyAllowed(req, out, allow, false)
+	ct, data := joinBody(body.sdp, body.parts)
+	setBody(out, ct, data)
 	_ = out.String()
 	for _, h := range req.Headers() {
 		switch strings.ToLower(h.Name()) {
 		case "session-expires":
-			_ = parseSessionExpires(h.Value())
+			_, _ = parseSessionExpires(h.Value())
 		case "rack":
-			_, _, _ = parseRAck(h.Value())
+			_, _, _, _ = parseRAck(h.Value())
+		case "reason":
+			_ = sanitizeReason(h.Value())
 		}
 	}
 	_ = hideHost(req.Recipient, "sbc.test")
@@ -102,11 +117,11 @@ func exerciseRequest(req *sip.Request, allow map[string]bool) {
 		_ = ct.Address.String()
 	}
 	// What respondRefusal sends back, and the 200 of an OPTIONS.
-	code, reason := 400, "Bad Request"
+	code := 400
 	if r != nil {
-		code, reason = r.code, r.reason
+		code = r.code
 	}
-	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	res := sip.NewResponseFromRequest(req, code, reasonPhrase(code), nil)
 	res.AppendHeader(sip.NewHeader("Allow", methodsAllowed))
 	_ = res.String()
 	if r == nil && req.CSeq() != nil && req.From() != nil && req.To() != nil {
@@ -127,10 +142,14 @@ func exerciseResponse(res *sip.Response, allow map[string]bool) {
 	_ = retryAfter(res)
 	_ = isSDP(res)
 	out := sip.NewResponse(200, "OK")
-	copyAllowed(res, out, allow)
+	copyAllowed(res, out, allow, false)
 	_ = out.String()
+	_ = sipsContacts(res)
+	_ = reliable(res)
+	_ = rseqOf(res)
+	_ = routeSetOf(res, true)
 	if h := res.GetHeader("Session-Expires"); h != nil {
-		_ = parseSessionExpires(h.Value())
+		_, _ = parseSessionExpires(h.Value())
 	}
 	if cseq := res.CSeq(); cseq != nil {
 		_ = cseq.MethodName

@@ -13,14 +13,35 @@ import (
 // Topology hiding lives here: every request and response the SBC sends is
 // built from scratch, and only headers on the allow-list are copied from the
 // other leg. Via, Record-Route, Route, Contact, Call-ID and tags of one leg
-// never reach the other.
+// never reach the other; Allow, Supported, Require and Accept state what
+// the SBC itself does; identity headers cross only from trusted trunks
+// (RFC 3325); Warning never crosses.
 
 // builtHeaders are always built by the B2BUA, never copied across legs.
 var builtHeaders = map[string]bool{
 	"via": true, "from": true, "to": true, "call-id": true, "cseq": true,
 	"contact": true, "route": true, "record-route": true, "max-forwards": true,
-	"content-length": true, "content-type": true, "rack": true,
+	"content-length": true, "content-type": true, "rack": true, "rseq": true,
+	"allow": true, "supported": true, "require": true, "accept": true,
+	"unsupported": true, "warning": true, "proxy-require": true,
+	"www-authenticate": true, "proxy-authenticate": true, "authorization": true,
+	"proxy-authorization": true, "retry-after": true,
 }
+
+// identityHeaders carry asserted or claimed identities: they cross only
+// from a trusted trunk (RFC 3325 §5).
+var identityHeaders = map[string]bool{
+	"p-asserted-identity": true, "p-preferred-identity": true,
+	"remote-party-id": true, "diversion": true, "history-info": true,
+}
+
+// methodsAllowed is the Allow header the SBC sends: the methods it handles.
+const methodsAllowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, NOTIFY"
+
+// optionTags is the Supported header the SBC sends.
+const optionTags = "timer, 100rel"
+
+func supportedTag(t string) bool { return t == "timer" || t == "100rel" }
 
 func newToken(n int) string {
 	b := make([]byte, n)
@@ -32,7 +53,8 @@ func newTag() string    { return newToken(8) }
 func newCallID() string { return newToken(16) }
 func newBranch() string { return branchPrefix + newToken(10) }
 
-// branchPrefix marks the branches of this SBC (loop detection).
+// branchPrefix marks the branches of this SBC (loop detection, stray
+// responses).
 const branchPrefix = sip.RFC3261BranchMagicCookie + "-esbc-"
 
 // allowSet lower-cases a header allow-list.
@@ -49,15 +71,49 @@ type headerSource interface {
 	Headers() []sip.Header
 }
 
-// copyAllowed copies the allow-listed headers of src into dst.
-func copyAllowed(src headerSource, dst sip.Message, allow map[string]bool) {
+// copyAllowed copies the allow-listed headers of src into dst. Identity
+// headers are copied only when trusted.
+func copyAllowed(src headerSource, dst sip.Message, allow map[string]bool, trusted bool) {
 	for _, h := range src.Headers() {
 		name := strings.ToLower(h.Name())
 		if builtHeaders[name] || !allow[name] || hasCTL(h.Value()) {
 			continue
 		}
-		dst.AppendHeader(sip.NewHeader(h.Name(), h.Value()))
+		if identityHeaders[name] && !trusted {
+			continue
+		}
+		v := h.Value()
+		if name == "reason" {
+			if v = sanitizeReason(v); v == "" {
+				continue
+			}
+		}
+		dst.AppendHeader(sip.NewHeader(h.Name(), v))
 	}
+}
+
+// sanitizeReason keeps the protocol and cause of an RFC 3326 Reason header
+// and drops its free text (the other side's words never cross).
+func sanitizeReason(v string) string {
+	var out []string
+	for _, r := range strings.Split(v, ",") {
+		parts := strings.Split(r, ";")
+		proto := strings.TrimSpace(parts[0])
+		if proto == "" || strings.ContainsAny(proto, " \"") {
+			continue
+		}
+		keep := proto
+		for _, p := range parts[1:] {
+			k, val, _ := strings.Cut(strings.TrimSpace(p), "=")
+			if strings.EqualFold(k, "cause") {
+				if _, err := strconv.Atoi(val); err == nil {
+					keep += ";cause=" + val
+				}
+			}
+		}
+		out = append(out, keep)
+	}
+	return strings.Join(out, ", ")
 }
 
 // hasCTL reports control characters (other than HTAB) in a header value: a
@@ -66,55 +122,10 @@ func hasCTL(s string) bool {
 	return strings.ContainsFunc(s, func(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f })
 }
 
-// cleanReason removes control characters from a reason phrase.
-func cleanReason(s string) string {
-	return strings.Map(func(r rune) rune {
-		if (r < 0x20 && r != '\t') || r == 0x7f {
-			return -1
-		}
-		return r
-	}, s)
-}
-
-// setBody sets the body with its Content-Type taken from src (or SDP).
-func setBody(dst sip.Message, body []byte, ctype string) {
-	if len(body) == 0 {
-		dst.SetBody(nil)
-		return
-	}
-	if ctype == "" {
-		ctype = "application/sdp"
-	}
-	ct := sip.ContentTypeHeader(ctype)
-	dst.AppendHeader(&ct)
-	dst.SetBody(body)
-}
-
-func contentType(m interface{ ContentType() *sip.ContentTypeHeader }) string {
-	if ct := m.ContentType(); ct != nil {
-		return ct.Value()
-	}
-	return ""
-}
-
-type bodyMessage interface {
-	Body() []byte
-	ContentType() *sip.ContentTypeHeader
-}
-
-// isSDP reports whether the message body is SDP.
-func isSDP(m bodyMessage) bool {
-	if len(m.Body()) == 0 {
-		return false
-	}
-	ct := strings.ToLower(contentType(m))
-	return ct == "" || strings.HasPrefix(ct, "application/sdp")
-}
-
 // hideHost replaces an IP-literal host (a private address, say) with ours.
 func hideHost(u sip.Uri, fqdn string) sip.Uri {
-	out := sip.Uri{Scheme: u.Scheme, User: u.User, Password: "", Host: u.Host}
-	if out.Scheme == "" {
+	out := sip.Uri{Scheme: u.Scheme, User: u.User, Host: u.Host}
+	if out.Scheme == "" || !strings.EqualFold(out.Scheme, "sips") {
 		out.Scheme = "sips"
 	}
 	if _, err := netip.ParseAddr(strings.Trim(u.Host, "[]")); err == nil {
@@ -123,7 +134,7 @@ func hideHost(u sip.Uri, fqdn string) sip.Uri {
 	return out
 }
 
-// contact is the SBC's own Contact: sips:<fqdn>:<port>;transport=tls.
+// contact is the SBC's own Contact: sips:sbc@<fqdn>:<port>;transport=tls.
 func (b *B2BUA) contact() *sip.ContactHeader {
 	u := sip.Uri{Scheme: "sips", User: "sbc", Host: b.conf().Node.FQDN, Port: b.sipPort}
 	u.UriParams = sip.NewParams()
@@ -132,54 +143,32 @@ func (b *B2BUA) contact() *sip.ContactHeader {
 }
 
 // via is a new Via for a request the SBC originates.
-func (b *B2BUA) via() *sip.ViaHeader {
+func (b *B2BUA) via(branch string) *sip.ViaHeader {
 	p := sip.NewParams()
-	p.Add("branch", newBranch())
+	p.Add("branch", branch)
 	return &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "TLS",
 		Host: b.conf().Node.FQDN, Port: b.sipPort, Params: p}
 }
 
-// response builds a response to req as the UAS of leg l: the To tag is
-// ours on that leg and the Contact is ours for dialog-creating responses.
-func (b *B2BUA) response(req *sip.Request, l *leg, code int, reason string) *sip.Response {
-	res := sip.NewResponseFromRequest(req, code, reason, nil)
-	if to := res.To(); to != nil && l != nil && code > 100 {
-		// sipgo invents a To tag; the leg's own tag is the one that counts.
-		to.Params.Add("tag", l.localTag)
-	}
-	if code > 100 && code < 300 && (req.IsInvite() || req.Method == sip.UPDATE || req.Method == sip.SUBSCRIBE) {
-		res.AppendHeader(b.contact())
-	}
-	return res
-}
-
-// relayResponse builds the response to req on leg from out of the response
-// res of the other leg: code, reason, allow-listed headers and a body.
-func (b *B2BUA) relayResponse(req *sip.Request, from *leg, res *sip.Response, body []byte) *sip.Response {
-	out := b.response(req, from, res.StatusCode, cleanReason(res.Reason))
-	copyAllowed(res, out, b.snap().allow)
-	setBody(out, body, contentType(res))
-	return out
-}
-
-// parseRSeqRAck splits an RAck value "rseq cseq method".
-func parseRAck(v string) (rseq uint32, method string, ok bool) {
+// parseRAck splits an RAck value "rseq cseq method".
+func parseRAck(v string) (rseq, cseq uint32, method string, ok bool) {
 	f := strings.Fields(v)
 	if len(f) != 3 {
-		return 0, "", false
+		return 0, 0, "", false
 	}
 	n, err := strconv.ParseUint(f[0], 10, 32)
 	if err != nil {
-		return 0, "", false
+		return 0, 0, "", false
 	}
-	return uint32(n), f[2], true
+	m, err := strconv.ParseUint(f[1], 10, 32)
+	if err != nil {
+		return 0, 0, "", false
+	}
+	return uint32(n), uint32(m), f[2], true
 }
 
-// methodsAllowed is the Allow header the SBC answers with.
-const methodsAllowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK"
-
 // headerHasToken reports whether a comma-separated header (Supported,
-// Require) of m lists token.
+// Require, Allow) of m lists token.
 func headerHasToken(m interface{ GetHeaders(string) []sip.Header }, name, token string) bool {
 	for _, h := range m.GetHeaders(name) {
 		for _, v := range strings.Split(h.Value(), ",") {
@@ -191,24 +180,63 @@ func headerHasToken(m interface{ GetHeaders(string) []sip.Header }, name, token 
 	return false
 }
 
-// stripToken removes token from the comma-separated header name of m,
-// dropping the header when nothing is left.
-func stripToken(m *sip.Response, name, token string) {
-	hs := m.GetHeaders(name)
-	if len(hs) == 0 {
-		return
+// tagOf returns the tag parameter of a From or To header.
+func tagOf(h interface{ Value() string }, params sip.HeaderParams) string {
+	t, _ := params.Get("tag")
+	return t
+}
+
+func toTag(m sip.Message) string {
+	if to := m.To(); to != nil {
+		return tagOf(to, to.Params)
 	}
-	var keep []string
+	return ""
+}
+
+func fromTag(m sip.Message) string {
+	if f := m.From(); f != nil {
+		return tagOf(f, f.Params)
+	}
+	return ""
+}
+
+func callIDOf(m sip.Message) string {
+	if h := m.CallID(); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+func branchOf(m sip.Message) string {
+	if v := m.Via(); v != nil {
+		b, _ := v.Params.Get("branch")
+		return b
+	}
+	return ""
+}
+
+// routeSetOf is the route set of a dialog learnt from Record-Route: in
+// order for the UAS (request), reversed for the UAC (response), RFC 3261
+// §12.1.1/§12.1.2.
+func routeSetOf(m interface{ GetHeaders(string) []sip.Header }, reverse bool) []sip.Uri {
+	hs := m.GetHeaders("Record-Route")
+	var rs []sip.Uri
 	for _, h := range hs {
-		for _, v := range strings.Split(h.Value(), ",") {
-			if v = strings.TrimSpace(v); v != "" && !strings.EqualFold(v, token) {
-				keep = append(keep, v)
+		rr, ok := h.(*sip.RecordRouteHeader)
+		if !ok {
+			var u sip.Uri
+			if err := sip.ParseUri(strings.Trim(h.Value(), "<>"), &u); err != nil {
+				continue
 			}
+			rs = append(rs, u)
+			continue
+		}
+		rs = append(rs, rr.Address)
+	}
+	if reverse {
+		for i, j := 0, len(rs)-1; i < j; i, j = i+1, j-1 {
+			rs[i], rs[j] = rs[j], rs[i]
 		}
 	}
-	for m.RemoveHeader(name) {
-	}
-	if len(keep) > 0 {
-		m.AppendHeader(sip.NewHeader(name, strings.Join(keep, ", ")))
-	}
+	return rs
 }

@@ -1,180 +1,158 @@
 package sip
 
 import (
-	"strings"
+	"context"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
 // This file is where a new call enters: an out-of-dialog INVITE from a
-// trunk. The caller's leg (A) is set up here; outbound.go sets up leg B.
+// trunk. It runs on the connection's reader, so everything the caller
+// sends next (a CANCEL, say) finds the call already in place: the SIPS
+// policy, the caller's trunk, the plan (route and admission), then the
+// call and its first event. Nothing here waits on the network.
 
-func (b *B2BUA) onInvite(req *sip.Request, tx sip.ServerTransaction) {
-	if to := req.To(); to != nil {
-		if _, ok := to.Params.Get("tag"); ok {
-			b.onInDialog(req, tx)
-			return
-		}
-	}
-	log := b.log.With().Str("call_id_a", callID(req)).Str("remote", req.Source()).Logger()
+func (b *B2BUA) onInvite(cn *conn, req *sip.Request) {
+	cid := callIDOf(req)
 	if r := checkInvite(req); r != nil {
-		log.Info().Int("code", r.code).Str("ruri", req.Recipient.String()).Str("why", r.warning).Msg("INVITE refused")
-		b.respondRefusal(req, tx, r)
+		b.log.Info().Str("call_id_a", cid).Str("remote", cn.remote).Int("code", r.code).
+			Str("ruri", req.Recipient.String()).Str("why", r.warning).Msg("INVITE refused")
+		b.rejectInline(cn, req, *r)
 		return
 	}
-	if isLoop(req, b.conf().Node.FQDN) {
-		log.Warn().Msg("INVITE came back to this SBC: loop")
-		b.metrics.Admission.WithLabelValues(admitLoop.String()).Inc()
-		b.respondRefusal(req, tx, admitLoop.refusal())
+	snap := b.snap()
+	if isLoop(req, snap.cfg.Node.FQDN) {
+		b.log.Warn().Str("call_id_a", cid).Str("remote", cn.remote).Msg("INVITE came back to this SBC: loop")
+		b.metrics.Admission.WithLabelValues("loop").Inc()
+		b.rejectInline(cn, req, refuseLoop)
 		return
 	}
-	info, ok := b.tp.lookup(req.Source())
-	trunk := ""
-	if ok {
-		// Mapped now, with the current configuration (it may have been
-		// reloaded since the connection was made).
-		trunk = b.identify(info.identities, info.unauth, info.verified)
-	}
+	trunk, unauth := b.identify(snap, cn)
 	if trunk == "" {
-		var ids []string
-		if ok {
-			ids = info.identities
-		}
-		log.Warn().Strs("identities", ids).Msg("INVITE from a peer that is no trunk: 403")
-		b.respondRefusal(req, tx, &refusal{403, "Forbidden", "peer is not a configured trunk"})
+		b.log.Warn().Str("call_id_a", cid).Str("remote", cn.remote).Strs("identities", cn.identities).
+			Msg("INVITE from a peer that is no trunk: 403")
+		b.rejectInline(cn, req, refuseNotTrunk)
 		return
 	}
-	dest, err := b.snap().router.Route(trunk, req.Recipient.User, req.Recipient.Host)
+	body, err := splitBody(req, snap.bodyAllow)
 	if err != nil {
-		code, reason := statusFor(err)
-		log.Info().Err(err).Int("code", code).Str("trunk", trunk).Msg("INVITE not routed")
-		b.respondRefusal(req, tx, &refusal{code, reason, "no route"})
+		b.log.Info().Err(err).Str("call_id_a", cid).Msg("INVITE body refused")
+		b.rejectInline(cn, req, refusal{code: 400, warning: "malformed body"})
 		return
 	}
-
-	if a := b.admit(req, trunk, dest.Name); a != admitOK {
-		log.Warn().Str("trunk", trunk).Str("to", dest.Name).Str("admission", a.String()).Msg("INVITE not admitted")
-		b.metrics.Admission.WithLabelValues(a.String()).Inc()
-		b.respondRefusal(req, tx, a.refusal())
+	if !cn.beginRequest(false) {
+		b.metrics.Admission.WithLabelValues("pending_per_connection").Inc()
+		b.rejectInline(cn, req, refuseBusyConnection)
 		return
 	}
-	c := b.newCall(req, trunk, dest.Name)
-	c.log.Info().Str("event", "call_start").Str("trunk_a", trunk).Str("trunk_b", dest.Name).
-		Str("call_id_b", c.bl.callID).Str("ruri_user", req.Recipient.User).Str("ruri_host", req.Recipient.Host).
-		Msg("call started")
+	plan, r, why := b.planner.plan(snap, inbound{
+		trunk: trunk, unauth: unauth, user: req.Recipient.User, host: req.Recipient.Host,
+		streams: countMLines(body.sdp),
+	})
+	if plan == nil {
+		cn.endRequest()
+		if why != "" {
+			b.metrics.Admission.WithLabelValues(why).Inc()
+		}
+		b.log.Info().Str("call_id_a", cid).Str("trunk", trunk).Int("code", r.code).Str("admission", why).
+			Str("ruri_user", req.Recipient.User).Str("ruri_host", req.Recipient.Host).Msg("INVITE not admitted")
+		b.rejectInline(cn, req, r)
+		return
+	}
+	c := b.newCall(cn, req, snap, plan)
+	tx := &serverTx{key: serverKey(req), req: req, conn: cn, call: c}
+	b.txl.addServer(tx)
+	c.inv = tx
+	c.stxs[tx] = struct{}{}
+	c.track(cn)
+	b.respond(tx, newResponse(req, sip.StatusTrying, ""))
 	ms, err := b.media.NewSession(SessionParams{
-		CallID: c.id, TrunkA: trunk, TrunkB: dest.Name,
-		AllowPlainRTP: b.allowPlain(trunk) && dest.AllowPlainRTP,
-		AdvertiseA:    advertise(b.conf(), trunk),
-		SRTPA:         b.trunkSRTP(trunk),
-		SRTPB:         dest.SRTP,
-		AdvertiseB:    advertise(b.conf(), dest.Name),
-		OnTimeout: func() {
-			c.log.Warn().Msg("no media: ending call")
-			b.goOwned(func() { c.finish("sbc", "media timeout", c.a, c.bl) })
-		},
+		CallID: c.id, TrunkA: plan.media.TrunkA, TrunkB: plan.media.TrunkB,
+		AllowPlainRTP: plan.media.AllowPlainRTP,
+		AdvertiseA:    plan.media.AdvertiseA, AdvertiseB: plan.media.AdvertiseB,
+		SRTPA: plan.media.SRTPA, SRTPB: plan.media.SRTPB,
+		OnTimeout: func() { c.post(event{kind: evMediaTimeout}) },
 	})
 	if err != nil {
-		c.failSetup(req, tx, err)
+		ms = passSession{}
+		c.media = ms
+		c.post(event{kind: evHangup, reason: err.Error()})
 		return
 	}
 	c.media = ms
-	c.originate(req, tx, dest)
+	c.log.Info().Str("event", "call_start").Str("trunk_a", plan.from.name).Str("trunk_b", plan.to.name).
+		Str("call_id_a", c.a.callID).Str("call_id_b", c.bl.callID).Bool("unauthenticated", unauth).
+		Str("ruri_user", req.Recipient.User).Str("ruri_host", req.Recipient.Host).Msg("call started")
+	c.post(event{kind: evStart})
 }
 
-func (b *B2BUA) trunkSRTP(trunk string) string {
-	if t := b.conf().Trunk(trunk); t != nil {
-		return t.SRTP
+// identify maps a connection to a trunk, with the current configuration
+// (it may have been reloaded since the connection was made): the first
+// trunk whose identity the verified certificate carries (exact or
+// wildcard, an exact name preferred); else, on a listener with an unauthenticated trunk, that trunk
+// (our own domains only); else none (403).
+func (b *B2BUA) identify(s *policySnapshot, cn *conn) (trunk string, unauth bool) {
+	if cn.verified && cn.leaf != nil {
+		if i, ok := tlsconf.MatchTrunk(cn.leaf, s.cfg.TrunkIdentities()); ok {
+			return s.cfg.Trunks[i].Name, false
+		}
 	}
-	return ""
-}
-
-func (b *B2BUA) allowPlain(trunk string) bool {
-	if t := b.conf().Trunk(trunk); t != nil {
-		return t.AllowPlainRTP
+	if cn.unauth != "" {
+		return cn.unauth, true
 	}
-	return false
+	return "", false
 }
 
 // newCall builds the call and its two legs and registers both dialogs.
-func (b *B2BUA) newCall(req *sip.Request, trunk, toTrunk string) *call {
+func (b *B2BUA) newCall(cn *conn, req *sip.Request, s *policySnapshot, plan *callPlan) *call {
 	id := newToken(6)
-	c := &call{b: b, id: id, start: time.Now(), done: make(chan struct{})}
+	c := &call{b: b, id: id, snap: s, plan: plan, start: time.Now(),
+		timers: map[*callTimer]struct{}{}, stxs: map[*serverTx]struct{}{},
+		ctxs: map[*clientTx]struct{}{}, conns: map[*conn]struct{}{}}
+	c.room = sync.NewCond(&c.qmu)
+	c.ctx, c.cancel = context.WithCancel(b.lifetime())
 	c.log = b.log.With().Str("call", id).Logger()
-
 	from, to := req.From(), req.To()
-	fromTag, _ := from.Params.Get("tag")
 	a := &leg{
 		side:       SideA,
-		trunk:      trunk,
-		callID:     callID(req),
+		trunk:      plan.from,
+		callID:     callIDOf(req),
 		localTag:   newTag(),
-		remoteTag:  fromTag,
+		remoteTag:  fromTag(req),
 		localURI:   to.Address,
 		localName:  to.DisplayName,
 		remoteURI:  from.Address,
 		remoteName: from.DisplayName,
-		localCSeq:  1,
+		remoteCSeq: req.CSeq().SeqNo,
 		inviteCSeq: req.CSeq().SeqNo,
-		conn:       req.Source(),
+		conn:       cn,
+		routeSet:   routeSetOf(req, false),
 	}
 	if ct := req.Contact(); ct != nil {
 		a.remoteTarget = ct.Address
 	} else {
 		a.remoteTarget = from.Address
 	}
-	for _, h := range req.GetHeaders("Record-Route") {
-		if rr, ok := h.(*sip.RecordRouteHeader); ok {
-			a.routeSet = append(a.routeSet, rr.Address)
-		}
-	}
+	a.learnPeer(req)
 	bl := &leg{
 		side:       SideB,
-		trunk:      toTrunk,
+		trunk:      plan.to,
 		callID:     newCallID(),
 		localTag:   newTag(),
-		localURI:   hideHost(from.Address, b.conf().Node.FQDN),
+		localURI:   hideHost(from.Address, s.cfg.Node.FQDN),
 		localName:  from.DisplayName,
-		localCSeq:  0,
 		inviteCSeq: 1,
 	}
 	c.a, c.bl = a, bl
+	c.ruriUser = req.Recipient.User
 	b.mu.Lock()
 	b.calls[c] = struct{}{}
-	b.trunkCalls[trunk]++
-	if toTrunk != trunk {
-		b.trunkCalls[toTrunk]++
-	}
-	b.dialogs[dialogKey(a.callID, a.localTag)] = &legRef{c: c, l: a}
-	b.dialogs[dialogKey(bl.callID, bl.localTag)] = &legRef{c: c, l: bl}
 	b.mu.Unlock()
+	b.register(c, a.callID, a.localTag, SideA)
+	b.register(c, bl.callID, bl.localTag, SideB)
 	return c
-}
-
-// failSetup answers the caller with the status err maps to and ends the
-// call before it was answered.
-func (c *call) failSetup(req *sip.Request, tx sip.ServerTransaction, err error) {
-	code, reason := statusFor(err)
-	c.log.Info().Err(err).Int("code", code).Msg("call setup failed")
-	c.b.respondRefusal(req, tx, &refusal{code, reason, warningText(err)})
-	c.setEnd("sbc", err.Error(), code)
-	c.release()
-}
-
-// warningText is a short, safe explanation for a Warning header.
-func warningText(err error) string {
-	s := err.Error()
-	s = strings.ReplaceAll(s, "\"", "'")
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return s
-}
-
-func callID(req *sip.Request) string {
-	if h := req.CallID(); h != nil {
-		return h.Value()
-	}
-	return ""
 }

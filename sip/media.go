@@ -3,9 +3,7 @@ package sip
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 
-	"github.com/edge-sbc/edge-sbc/config"
 	"github.com/edge-sbc/edge-sbc/media"
 )
 
@@ -23,22 +21,6 @@ func NewMediaAnchor(eng *media.Engine, m *Metrics) MediaAnchor {
 		m = NewMetrics(nil)
 	}
 	return &relayAnchor{eng: eng, metrics: m}
-}
-
-// advertise is the address put in SDP toward trunk.
-func advertise(cfg *config.Config, trunk string) netip.Addr {
-	if t := cfg.Trunk(trunk); t != nil && t.MediaAddress != "" {
-		if a, err := netip.ParseAddr(t.MediaAddress); err == nil {
-			return a
-		}
-	}
-	if cfg.Node.PublicIPv4 != "" {
-		if a, err := netip.ParseAddr(cfg.Node.PublicIPv4); err == nil {
-			return a
-		}
-	}
-	a, _ := netip.ParseAddr(cfg.Media.Bind)
-	return a
 }
 
 func (r *relayAnchor) NewSession(p SessionParams) (MediaSession, error) {
@@ -90,10 +72,17 @@ func (r *relaySession) Offer(from Side, sdp []byte) ([]byte, error) {
 	return out, mediaError(err)
 }
 
+func (r *relaySession) ProvisionalAnswer(from Side, sdp []byte) ([]byte, error) {
+	out, err := r.s.ProvisionalAnswer(mediaSide(from), sdp)
+	return out, mediaError(err)
+}
+
 func (r *relaySession) Answer(from Side, sdp []byte) ([]byte, error) {
 	out, err := r.s.Answer(mediaSide(from), sdp)
 	return out, mediaError(err)
 }
+
+func (r *relaySession) Reject(from Side) { r.s.Reject(mediaSide(from)) }
 
 func (r *relaySession) Close() map[string]any {
 	st := r.s.Close()
@@ -115,6 +104,8 @@ func mediaError(err error) error {
 		return nil
 	case errors.Is(err, media.ErrPortsExhausted):
 		return fmt.Errorf("%w: %w", ErrMediaCapacity, err)
+	case errors.Is(err, media.ErrOfferPending):
+		return fmt.Errorf("%w: %w", ErrGlare, err)
 	default:
 		return fmt.Errorf("%w: %w", ErrMedia, err)
 	}

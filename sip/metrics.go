@@ -16,6 +16,7 @@ type Metrics struct {
 	SetupSeconds  prometheus.Histogram
 	Requests      *prometheus.CounterVec
 	Responses     *prometheus.CounterVec
+	RequestsSent  *prometheus.CounterVec
 	TLSHandshakes *prometheus.CounterVec
 	DNSLookups    *prometheus.CounterVec
 	Failovers     *prometheus.CounterVec
@@ -49,6 +50,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Responses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edge_sbc_sip_responses_total", Help: "Final and provisional SIP responses sent, by method and code.",
 		}, []string{"method", "code"}),
+		RequestsSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_sbc_sip_requests_sent_total", Help: "SIP requests the SBC sent, by method.",
+		}, []string{"method"}),
 		TLSHandshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edge_sbc_tls_handshakes_total", Help: "TLS handshakes by direction, result and refusal reason.",
 		}, []string{"direction", "result", "reason"}),
@@ -79,7 +83,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{0.1, 0.5, 1, 2, 5, 10, 50},
 		}, []string{"media"}),
 	}
-	reg.MustRegister(m.CallsTotal, m.SetupSeconds, m.Requests, m.Responses, m.TLSHandshakes,
+	reg.MustRegister(m.CallsTotal, m.SetupSeconds, m.Requests, m.Responses, m.RequestsSent, m.TLSHandshakes,
 		m.DNSLookups, m.Failovers, m.Admission, m.RelayPackets, m.RelayBytes, m.RelayDrops, m.JitterMs, m.LossPercent)
 	return m
 }

@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -9,91 +8,79 @@ import (
 	"github.com/emiago/sipgo/sip"
 )
 
-// The SIPS-only policy: what a request must be before the SBC acts on it.
+// The SIPS-only policy and the RFC 3261 checks: what a request must be
+// before the SBC acts on it.
 
-// refusal is a SIP status with a reason phrase and an optional Warning.
-type refusal struct {
-	code    int
-	reason  string
-	warning string
-}
-
-// checkInvite applies RFC 3261 checks and the SIPS-only policy to an
-// out-of-dialog INVITE. It returns nil when the request may proceed.
-func checkInvite(req *sip.Request) *refusal {
+// checkRequest applies the checks every request gets (RFC 3261 §8.2):
+// mandatory headers present once, CSeq method matching, no control
+// characters, SIP/2.0, Max-Forwards not exhausted.
+func checkRequest(req *sip.Request) *refusal {
 	if req.SipVersion != "SIP/2.0" {
-		return &refusal{505, "Version Not Supported", ""}
+		return &refusal{code: 505}
 	}
 	if req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil || req.Via() == nil {
-		return &refusal{400, "Bad Request", "missing mandatory header"}
+		return &refusal{code: 400, warning: "missing mandatory header"}
 	}
 	for _, name := range []string{"From", "To", "Call-ID", "CSeq"} {
 		if len(req.GetHeaders(name)) != 1 {
-			return &refusal{400, "Bad Request", "repeated " + name + " header"}
-		}
-	}
-	if ct := req.Contact(); ct != nil && ct.Address.Wildcard {
-		return &refusal{400, "Bad Request", "Contact: * is only allowed in REGISTER"}
-	}
-	if hasCTL(req.Recipient.String()) {
-		return &refusal{400, "Bad Request", "control character in the Request-URI"}
-	}
-	for _, h := range req.Headers() {
-		if hasCTL(h.Value()) {
-			return &refusal{400, "Bad Request", "control character in " + h.Name()}
+			return &refusal{code: 400, warning: "repeated " + name + " header"}
 		}
 	}
 	if req.CSeq().MethodName != req.Method {
-		return &refusal{400, "Bad Request", "CSeq method does not match"}
+		return &refusal{code: 400, warning: "CSeq method does not match"}
 	}
-	if !strings.EqualFold(req.Recipient.Scheme, "sips") {
-		// RFC 3261 §8.2.2.1: 416 for a scheme the UAS does not serve.
-		return &refusal{416, "Unsupported URI Scheme", "only sips: URIs are accepted"}
+	if hasCTL(req.Recipient.String()) {
+		return &refusal{code: 400, warning: "control character in the Request-URI"}
 	}
-	if req.Recipient.User == "" || req.Recipient.Host == "" {
-		return &refusal{400, "Bad Request", "a sips: URI with a user and a host is required"}
+	for _, h := range req.Headers() {
+		if hasCTL(h.Value()) {
+			return &refusal{code: 400, warning: "control character in " + h.Name()}
+		}
 	}
-	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
-		return &refusal{483, "Too Many Hops", ""}
-	}
-	if len(req.Body()) > 0 && !isSDP(req) && !isMultipart(req) {
-		return &refusal{415, "Unsupported Media Type", "only application/sdp bodies"}
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 && !req.IsAck() && req.Method != sip.CANCEL {
+		return &refuseTooManyHops
 	}
 	return nil
 }
 
-func isMultipart(m bodyMessage) bool {
-	return strings.HasPrefix(strings.ToLower(contentType(m)), "multipart/")
+// checkInvite applies the SIPS-only policy to an out-of-dialog INVITE that
+// passed checkRequest. It returns nil when the request may proceed.
+func checkInvite(req *sip.Request) *refusal {
+	if ct := req.Contact(); ct != nil && ct.Address.Wildcard {
+		return &refusal{code: 400, warning: "Contact: * is only allowed in REGISTER"}
+	}
+	if !strings.EqualFold(req.Recipient.Scheme, "sips") {
+		// RFC 3261 §8.2.2.1: 416 for a scheme the UAS does not serve.
+		return &refusal{code: 416, warning: "only sips: URIs are accepted"}
+	}
+	if req.Recipient.User == "" || req.Recipient.Host == "" {
+		return &refusal{code: 400, warning: "a sips: URI with a user and a host is required"}
+	}
+	if len(req.Body()) > 0 && !isSDP(req) && !isMultipart(req) {
+		return &refusal{code: 415, warning: "only application/sdp and multipart/mixed bodies"}
+	}
+	if unsupportedTags(req) != "" {
+		return &refusal{code: 420}
+	}
+	return nil
 }
 
-// respondRefusal sends a refusal as the final response of tx.
-func (b *B2BUA) respondRefusal(req *sip.Request, tx sip.ServerTransaction, r *refusal) {
-	res := sip.NewResponseFromRequest(req, r.code, r.reason, nil)
-	if r.warning != "" {
-		res.AppendHeader(sip.NewHeader("Warning", fmt.Sprintf("399 %s %q", b.conf().Node.FQDN, r.warning)))
-	}
-	if r.code == 405 {
-		res.AppendHeader(sip.NewHeader("Allow", methodsAllowed))
-	}
-	if r.code == 503 {
-		res.AppendHeader(sip.NewHeader("Retry-After", "30"))
-	}
-	if r.code == 416 || r.code == 420 {
-		res.AppendHeader(sip.NewHeader("Supported", "timer, 100rel"))
-	}
-	if err := b.respond(tx, res); err != nil {
-		b.log.Debug().Err(err).Msg("respond failed")
-	}
-}
-
-// parseSessionExpires reads "1800;refresher=uac".
-func parseSessionExpires(v string) time.Duration {
-	v, _, _ = strings.Cut(v, ";")
-	n, err := strconv.Atoi(strings.TrimSpace(v))
+// parseSessionExpires reads "1800;refresher=uac": the interval and the
+// refresher ("uac", "uas" or "").
+func parseSessionExpires(v string) (time.Duration, string) {
+	val, params, _ := strings.Cut(v, ";")
+	n, err := strconv.Atoi(strings.TrimSpace(val))
 	if err != nil || n <= 0 {
-		return 0
+		return 0, ""
 	}
-	return time.Duration(n) * time.Second
+	refresher := ""
+	for _, p := range strings.Split(params, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+		if strings.EqualFold(k, "refresher") {
+			refresher = strings.ToLower(strings.TrimSpace(v))
+		}
+	}
+	return time.Duration(n) * time.Second, refresher
 }
 
 // retryAfter reads a Retry-After header in seconds (0 when absent).

@@ -73,10 +73,17 @@ func TestCheckInvite(t *testing.T) {
 		{"no Via", invite("Via:", ""), 400},
 		{"text body", invite("Content-Type:", "Content-Type: text/plain"), 415},
 		{"multipart body", invite("Content-Type:", "Content-Type: multipart/mixed;boundary=x"), 0},
+		{"Require precondition", invite("Content-Type:", "Require: precondition\r\nContent-Type: application/sdp"), 420},
+		{"Require 100rel", invite("Content-Type:", "Require: 100rel, timer\r\nContent-Type: application/sdp"), 0},
+		{"RFC 2543 Via without branch", invite("Via:", "Via: SIP/2.0/TLS 127.0.0.1:40404"), 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := checkInvite(parseRequest(t, tc.text))
+			req := parseRequest(t, tc.text)
+			r := checkRequest(req)
+			if r == nil {
+				r = checkInvite(req)
+			}
 			got := 0
 			if r != nil {
 				got = r.code
@@ -107,7 +114,11 @@ func TestCheckInviteRefusesSmuggling(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := checkInvite(parseRequest(t, tc.text))
+			req := parseRequest(t, tc.text)
+			r := checkRequest(req)
+			if r == nil {
+				r = checkInvite(req)
+			}
 			if r == nil || r.code != 400 {
 				t.Fatalf("checkInvite = %+v, want 400", r)
 			}
@@ -126,7 +137,7 @@ func TestCopyAllowedDropsControlBytes(t *testing.T) {
 	src.AppendHeader(sip.NewHeader("Reason", "Q.850;cause=16\r\nX-Injected: evil"))
 	src.AppendHeader(sip.NewHeader("User-Agent", "a\x00b"))
 	dst := sip.NewRequest(sip.INFO, sip.Uri{Scheme: "sips", User: "b", Host: "far.test"})
-	copyAllowed(src, dst, allowSet(config.DefaultHeaderAllowList()))
+	copyAllowed(src, dst, allowSet(config.DefaultHeaderAllowList()), true)
 	if n := len(dst.GetHeaders("Subject")); n != 1 {
 		t.Errorf("%d Subject headers copied, want only the clean one", n)
 	}
@@ -147,7 +158,7 @@ func TestParseSessionExpires(t *testing.T) {
 		"1800": 1800, "1800;refresher=uac": 1800, " 90 ; refresher=uas": 90,
 		"": 0, "-5": 0, "0": 0, "abc": 0, "99999999999999999999": 0,
 	} {
-		if got := parseSessionExpires(in); int(got.Seconds()) != want {
+		if got, _ := parseSessionExpires(in); int(got.Seconds()) != want {
 			t.Errorf("parseSessionExpires(%q) = %s, want %ds", in, got, want)
 		}
 	}
@@ -167,7 +178,7 @@ func TestParseRAck(t *testing.T) {
 		{"", 0, "", false},
 	}
 	for _, tc := range cases {
-		rseq, method, ok := parseRAck(tc.in)
+		rseq, _, method, ok := parseRAck(tc.in)
 		if rseq != tc.rseq || method != tc.method || ok != tc.ok {
 			t.Errorf("parseRAck(%q) = %d %q %v", tc.in, rseq, method, ok)
 		}
@@ -184,6 +195,35 @@ func TestHideHost(t *testing.T) {
 		u := hideHost(sip.Uri{Scheme: "sips", User: "u", Password: "secret", Host: in}, "sbc.test")
 		if u.Host != want || u.Password != "" {
 			t.Errorf("hideHost(%q) = %+v, want host %q and no password", in, u, want)
+		}
+	}
+}
+
+// TestIdentityHeadersCrossOnlyFromTrusted: P-Asserted-Identity and the other
+// identity headers (RFC 3325) are copied from a trusted trunk and dropped
+// from anyone else; the Reason header keeps protocol and cause, never the
+// other side's text.
+func TestIdentityHeadersCrossOnlyFromTrusted(t *testing.T) {
+	src := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sips", User: "a", Host: "sbc.test"})
+	for _, h := range []string{"P-Asserted-Identity", "P-Preferred-Identity", "Remote-Party-ID", "Diversion", "History-Info"} {
+		src.AppendHeader(sip.NewHeader(h, "<sips:+15550100@evil.test>"))
+	}
+	src.AppendHeader(sip.NewHeader("Subject", "hello"))
+	src.AppendHeader(sip.NewHeader("Reason", `Q.850;cause=16;text="gw 10.1.2.3 said bye"`))
+	allow := allowSet(append(config.DefaultHeaderAllowList(), "Remote-Party-ID"))
+	for _, trusted := range []bool{false, true} {
+		dst := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sips", User: "b", Host: "far.test"})
+		copyAllowed(src, dst, allow, trusted)
+		for _, h := range []string{"P-Asserted-Identity", "P-Preferred-Identity", "Remote-Party-ID", "Diversion", "History-Info"} {
+			if got := len(dst.GetHeaders(h)); (got == 1) != trusted {
+				t.Errorf("trusted=%v: %d %s copied", trusted, got, h)
+			}
+		}
+		if dst.GetHeader("Subject") == nil {
+			t.Errorf("trusted=%v: Subject not copied", trusted)
+		}
+		if r := dst.GetHeader("Reason"); r == nil || r.Value() != "Q.850;cause=16" {
+			t.Errorf("trusted=%v: Reason = %v, want Q.850;cause=16", trusted, r)
 		}
 	}
 }

@@ -62,7 +62,7 @@ func TestRouter(t *testing.T) {
 				if !errors.Is(err, tc.wantErr) {
 					t.Fatalf("Route = %v, %v; want error %v", got, err, tc.wantErr)
 				}
-				if code, _ := statusFor(err); code != map[error]int{ErrNotOwnDomain: 403, ErrNoRoute: 404}[tc.wantErr] {
+				if code := statusFor(err).code; code != map[error]int{ErrNotOwnDomain: 403, ErrNoRoute: 404}[tc.wantErr] {
 					t.Fatalf("statusFor(%v) = %d", err, code)
 				}
 				return

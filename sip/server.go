@@ -4,14 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/rs/zerolog"
 
@@ -34,10 +34,38 @@ type Options struct {
 	Metrics *Metrics
 	// CDRs receives a record per ended call besides the log line; nil: log only.
 	CDRs CDRSink
+	// Hooks are for tests (widening race windows); nil in production.
+	Hooks *Hooks
+}
+
+// Hooks let tests make races deterministic.
+type Hooks struct {
+	// Event is called by a call's owner before it handles each event, with
+	// the call's correlation id and the event's name (for example
+	// "response 200 INVITE", "cancel", "request a BYE"). It may block: the
+	// call's later events wait behind it.
+	Event func(call, event string)
+	// TxTimeout replaces 64*T1 (32 s) as the client transactions' Timer
+	// B/F, so that a test can see a transaction time out.
+	TxTimeout time.Duration
+}
+
+// txTimeout is Timer B/F of the SBC's client transactions.
+func (b *B2BUA) txTimeout() time.Duration {
+	if b.hooks != nil && b.hooks.TxTimeout > 0 {
+		return b.hooks.TxTimeout
+	}
+	return timerTx
 }
 
 // B2BUA is the SIP back-to-back user agent. New does no I/O; Start serves
 // the listeners handed in; Close ends everything and waits.
+//
+// Lock rules (no lock is held across network I/O; never two at once
+// except as listed): mu guards calls, dialogs and closed; the transaction
+// layer, each connection, each call's queue and the planner have their own
+// mutex, taken alone. A call's state has no lock: its event loop owns it
+// (call.go).
 type B2BUA struct {
 	policy   atomic.Pointer[policySnapshot] // replaced whole by Reload
 	log      zerolog.Logger
@@ -46,35 +74,31 @@ type B2BUA struct {
 	media    MediaAnchor
 	metrics  *Metrics
 	cdrs     CDRSink
-	minTLS   uint16
+	hooks    *Hooks
 	sipPort  int
+	planner  *planner
+	txl      *txLayer
+	tp       *transport
 
-	ua  *sipgo.UserAgent
-	srv *sipgo.Server
-	cli *sipgo.Client
-	tp  *transport
-
-	mu      sync.Mutex // guards dialogs, calls, draining
-	dialogs map[string]*legRef
+	mu      sync.Mutex // guards calls, dialogs, closed, trusted
 	calls   map[*call]struct{}
-	// trunkCalls counts calls in progress per trunk, either leg (a call
-	// between two legs of one trunk counts once).
-	trunkCalls map[string]int
-	draining   bool
-
-	adm admitter
+	dialogs map[string]dialogRef
+	closed  bool
+	trusted map[netip.Addr]time.Time // resolved trunk targets: exempt from per-address caps
 
 	ctx       context.Context
 	cancel    context.CancelFunc
+	serving   atomic.Int32 // accept loops running
 	wg        sync.WaitGroup
 	lns       []*listener
 	closeOnce sync.Once
+	idle      chan struct{} // signalled when the last call ends (Drain)
 }
 
-// legRef finds the leg of a call a request belongs to.
-type legRef struct {
-	c *call
-	l *leg
+// dialogRef finds the call and leg a dialog belongs to.
+type dialogRef struct {
+	c    *call
+	side Side
 }
 
 // New builds the B2BUA; it opens nothing.
@@ -86,24 +110,27 @@ func New(o Options) (*B2BUA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sip: %w", err)
 	}
+	snap, err := newSnapshot(o.Config, o.Router)
+	if err != nil {
+		return nil, err
+	}
 	b := &B2BUA{
-		log:        o.Log,
-		resolver:   o.Resolver,
-		health:     dnsresolve.NewHealth(o.Config.DNS.DownTime, time.Now),
-		media:      o.Media,
-		metrics:    o.Metrics,
-		cdrs:       o.CDRs,
-		minTLS:     minTLS,
-		sipPort:    5061,
-		dialogs:    map[string]*legRef{},
-		calls:      map[*call]struct{}{},
-		trunkCalls: map[string]int{},
+		log:      o.Log,
+		resolver: o.Resolver,
+		health:   dnsresolve.NewHealth(o.Config.DNS.DownTime, time.Now),
+		media:    o.Media,
+		metrics:  o.Metrics,
+		cdrs:     o.CDRs,
+		hooks:    o.Hooks,
+		sipPort:  5061,
+		planner:  newPlanner(),
+		txl:      newTxLayer(),
+		calls:    map[*call]struct{}{},
+		dialogs:  map[string]dialogRef{},
+		trusted:  map[netip.Addr]time.Time{},
+		idle:     make(chan struct{}, 1),
 	}
-	router := o.Router
-	if router == nil {
-		router = NewRouter(o.Config)
-	}
-	b.policy.Store(&policySnapshot{cfg: o.Config, router: router, allow: allowSet(o.Config.SIP.HeaderAllowList)})
+	b.policy.Store(snap)
 	if b.media == nil {
 		b.media = passthrough{}
 	}
@@ -125,51 +152,15 @@ func New(o Options) (*B2BUA, error) {
 		hsTimeout: o.Config.TLS.HandshakeTimeout,
 		dscp:      o.Config.Media.DSCP.Signalling,
 		keepalive: o.Config.SIP.KeepaliveInterval,
-		identify:  b.identify,
-		onEnd:     b.connectionEnded,
+		maxMsg:    o.Config.SIP.MaxMessageSize,
 		metrics:   b.metrics,
 		limits:    func() config.Limits { return b.conf().Limits },
-		busy:      b.connectionBusy,
+		trusted:   b.isTrustedSource,
+		handler:   b.onMessage,
+		onEnd:     b.connectionEnded,
 	}
 	b.tp.init()
-
-	slogger := slog.New(newSlogBridge(o.Log.With().Str("part", "sipgo").Logger()))
-	sip.SetDefaultLogger(slogger)
-	parser := sip.NewParser()
-	parser.MaxMessageLength = o.Config.SIP.MaxMessageSize
-	ua, err := sipgo.NewUA(
-		sipgo.WithUserAgent("edge-sbc"),
-		sipgo.WithUserAgentParser(parser),
-		sipgo.WithUserAgentHostname(o.Config.Node.FQDN),
-		sipgo.WithUserAgenTLSConfig(tlsconf.NewClientConfig(o.Store, "", "", minTLS)),
-		sipgo.WithUserAgentTransactionLayerOptions(
-			sip.WithTransactionLayerLogger(slogger),
-			sip.WithTransactionLayerTerminateOnConnClose(),
-			sip.WithTransactionLayerUnhandledResponseHandler(b.strayResponse),
-		),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(slogger)),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("sip: user agent: %w", err)
-	}
-	b.ua = ua
-	if b.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(slogger)); err != nil {
-		return nil, fmt.Errorf("sip: server: %w", err)
-	}
-	if b.cli, err = sipgo.NewClient(ua, sipgo.WithClientLogger(slogger), sipgo.WithClientHostname(o.Config.Node.FQDN)); err != nil {
-		return nil, fmt.Errorf("sip: client: %w", err)
-	}
-	b.registerHandlers()
 	return b, nil
-}
-
-// policySnapshot is the reloadable part of the configuration. Calls take
-// the snapshot current when they need it; a reload never changes a
-// snapshot in place.
-type policySnapshot struct {
-	cfg    *config.Config
-	router Router
-	allow  map[string]bool
 }
 
 func (b *B2BUA) snap() *policySnapshot { return b.policy.Load() }
@@ -178,10 +169,10 @@ func (b *B2BUA) conf() *config.Config  { return b.policy.Load().cfg }
 // Conf returns the configuration in force (replaced whole by Reload).
 func (b *B2BUA) Conf() *config.Config { return b.conf() }
 
-// Reload replaces trunks, routes, header policy and timers with those of
-// cfg; calls in progress keep going. Listeners, node.fqdn and the media
-// range are fixed at start: a change there is reported as an error and
-// nothing is applied.
+// Reload replaces trunks, routes, header policy, limits and timers with
+// those of cfg; calls in progress keep the snapshot they started with.
+// Listeners and node.fqdn are fixed at start: a change there is reported
+// as an error and nothing is applied.
 func (b *B2BUA) Reload(cfg *config.Config) error {
 	old := b.conf()
 	if cfg.Node.FQDN != old.Node.FQDN {
@@ -195,61 +186,12 @@ func (b *B2BUA) Reload(cfg *config.Config) error {
 			return fmt.Errorf("sip: reload: listen[%d] changed: restart needed", i)
 		}
 	}
-	b.policy.Store(&policySnapshot{cfg: cfg, router: NewRouter(cfg), allow: allowSet(cfg.SIP.HeaderAllowList)})
+	snap, err := newSnapshot(cfg, nil)
+	if err != nil {
+		return err
+	}
+	b.policy.Store(snap)
 	return nil
-}
-
-// registerHandlers is the one place where SIP methods meet their handlers.
-func (b *B2BUA) registerHandlers() {
-	b.srv.OnInvite(b.counted(b.onInvite))
-	b.srv.OnAck(b.counted(b.onAck))
-	b.srv.OnBye(b.counted(b.onInDialog))
-	b.srv.OnCancel(b.counted(b.onCancel))
-	b.srv.OnOptions(b.counted(b.onOptions))
-	b.srv.OnUpdate(b.counted(b.onInDialog))
-	b.srv.OnInfo(b.counted(b.onInDialog))
-	b.srv.OnPrack(b.counted(b.onInDialog))
-	b.srv.OnNotify(b.counted(b.onInDialog))
-	b.srv.OnNoRoute(b.counted(b.onNotAllowed))
-}
-
-// counted wraps a handler so every request is counted by method and a
-// panic never takes the process down.
-func (b *B2BUA) counted(h func(*sip.Request, sip.ServerTransaction)) func(*sip.Request, sip.ServerTransaction) {
-	return func(req *sip.Request, tx sip.ServerTransaction) {
-		// sipgo runs handlers in bare goroutines: a panic here would end
-		// the process, so it is logged and answered 500 instead.
-		defer func() {
-			if r := recover(); r != nil {
-				b.log.Error().Interface("panic", r).Str("method", string(req.Method)).Str("remote", req.Source()).Msg("handler panic recovered")
-				if !req.IsAck() {
-					_ = b.respond(tx, sip.NewResponseFromRequest(req, sip.StatusInternalServerError, "Server Internal Error", nil))
-				}
-			}
-		}()
-		b.metrics.Requests.WithLabelValues(metricMethod(req.Method)).Inc()
-		h(req, tx)
-	}
-}
-
-// metricMethod keeps label values bounded: unknown methods are "other".
-func metricMethod(m sip.RequestMethod) string {
-	switch m {
-	case sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.OPTIONS, sip.UPDATE, sip.INFO, sip.PRACK,
-		sip.NOTIFY, sip.REGISTER, sip.MESSAGE, sip.SUBSCRIBE, sip.PUBLISH, sip.REFER:
-		return string(m)
-	}
-	return "other"
-}
-
-// respond sends a response on tx and counts it.
-func (b *B2BUA) respond(tx sip.ServerTransaction, res *sip.Response) error {
-	method := ""
-	if cs := res.CSeq(); cs != nil {
-		method = metricMethod(cs.MethodName)
-	}
-	b.metrics.Responses.WithLabelValues(method, codeLabel(res.StatusCode)).Inc()
-	return tx.Respond(res)
 }
 
 // Start serves the listeners handed in by the caller, one per entry of
@@ -259,35 +201,106 @@ func (b *B2BUA) Start(ctx context.Context, lns []net.Listener) error {
 		return fmt.Errorf("sip: %d listeners for %d configured", len(lns), len(b.conf().Listen))
 	}
 	b.ctx, b.cancel = context.WithCancel(ctx)
+	var ls []*listener
 	for i, ln := range lns {
 		mode, err := tlsconf.ParseClientAuth(b.conf().Listen[i].ClientAuth)
 		if err != nil {
+			b.cancel()
 			return fmt.Errorf("sip: listen[%d]: %w", i, err)
 		}
-		l := &listener{t: b.tp, ln: ln, mode: mode, unauthTrunk: b.conf().Listen[i].UnauthenticatedTrunk, hand: newHandoff(ln.Addr())}
-		b.lns = append(b.lns, l)
-		b.wg.Add(2)
-		go func() { defer b.wg.Done(); _ = b.srv.ServeTLS(l.hand) }()
-		go func() { defer b.wg.Done(); l.serve(b.ctx) }()
+		ls = append(ls, &listener{t: b.tp, ln: ln, mode: mode, unauthTrunk: b.conf().Listen[i].UnauthenticatedTrunk})
+	}
+	b.lns = ls
+	for _, l := range ls {
+		b.wg.Add(1)
+		b.serving.Add(1)
+		go func() {
+			defer b.wg.Done()
+			defer b.serving.Add(-1)
+			l.serve(b.ctx)
+		}()
 	}
 	b.wg.Add(2)
-	go func() { defer b.wg.Done(); _ = b.srv.ServeTLS(b.tp.out) }()
 	go func() { defer b.wg.Done(); b.tp.keepaliveLoop(b.ctx) }()
+	go func() { defer b.wg.Done(); b.housekeeping(b.ctx) }()
 	return nil
 }
 
-// Drain stops taking new calls: INVITEs get 503 with Retry-After.
-func (b *B2BUA) Drain() {
-	b.mu.Lock()
-	b.draining = true
-	b.mu.Unlock()
+// Alive reports whether the B2BUA works: started, not closed, and every
+// accept loop running (the systemd watchdog is pinged only while it is).
+func (b *B2BUA) Alive() error {
+	switch {
+	case b.ctx == nil:
+		return errors.New("sip: not started")
+	case b.ctx.Err() != nil:
+		return errors.New("sip: closed")
+	case int(b.serving.Load()) < len(b.lns):
+		return fmt.Errorf("sip: %d of %d listeners stopped accepting", len(b.lns)-int(b.serving.Load()), len(b.lns))
+	}
+	return nil
 }
 
-// Draining reports whether new calls are refused.
-func (b *B2BUA) Draining() bool {
+// housekeeping sweeps expired transaction tombstones and trusted targets.
+func (b *B2BUA) housekeeping(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			b.txl.sweep(now)
+			b.mu.Lock()
+			for a, exp := range b.trusted {
+				if now.After(exp) {
+					delete(b.trusted, a)
+				}
+			}
+			b.mu.Unlock()
+		}
+	}
+}
+
+// lifetime is the B2BUA's context (Background before Start).
+func (b *B2BUA) lifetime() context.Context {
+	if b.ctx != nil {
+		return b.ctx
+	}
+	return context.Background()
+}
+
+// spawn runs f as a goroutine owned by the B2BUA; it refuses (false) once
+// Close has finished waiting.
+func (b *B2BUA) spawn(f func()) bool {
 	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.draining
+	if b.closed {
+		b.mu.Unlock()
+		return false
+	}
+	b.wg.Add(1)
+	b.mu.Unlock()
+	go func() { defer b.wg.Done(); f() }()
+	return true
+}
+
+// Drain stops taking new calls: INVITEs get 503 with Retry-After.
+func (b *B2BUA) Drain() { b.planner.setDraining(true) }
+
+// Draining reports whether new calls are refused.
+func (b *B2BUA) Draining() bool { return b.planner.isDraining() }
+
+// WaitIdle returns when no call is left, or when ctx ends (its error).
+func (b *B2BUA) WaitIdle(ctx context.Context) error {
+	for {
+		if b.ActiveCalls() == 0 {
+			return nil
+		}
+		select {
+		case <-b.idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // ActiveCalls returns the number of calls in progress.
@@ -306,7 +319,11 @@ func (b *B2BUA) Counts() (calls, dialogs, conns int) {
 	return calls, dialogs, b.tp.count()
 }
 
-// HangupAll ends every call with BYE on both legs (end of a drain).
+// Transactions reports the open server and client transactions.
+func (b *B2BUA) Transactions() (server, client int) { return b.txl.counts() }
+
+// HangupAll ends every call (BYE on both legs, CANCEL before answer) and
+// waits up to 5 s for them to be released.
 func (b *B2BUA) HangupAll(reason string) {
 	b.mu.Lock()
 	cs := make([]*call, 0, len(b.calls))
@@ -314,104 +331,333 @@ func (b *B2BUA) HangupAll(reason string) {
 		cs = append(cs, c)
 	}
 	b.mu.Unlock()
-	var wg sync.WaitGroup
 	for _, c := range cs {
-		wg.Add(1)
-		go func() { defer wg.Done(); c.hangup(reason, "sbc") }()
+		c.post(event{kind: evHangup, reason: reason})
 	}
-	wg.Wait()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = b.WaitIdle(ctx)
 }
 
 // Close ends all calls, closes listeners and connections, and waits for the
 // B2BUA's goroutines. It is idempotent and safe after a failed Start.
 func (b *B2BUA) Close() error {
 	b.closeOnce.Do(func() {
+		b.Drain()
 		b.HangupAll("shutdown")
+		for _, l := range b.lns {
+			_ = l.ln.Close()
+		}
 		if b.cancel != nil {
 			b.cancel()
 		}
-		for _, l := range b.lns {
-			_ = l.ln.Close()
-			_ = l.hand.Close()
-		}
-		_ = b.tp.out.Close()
 		b.tp.closeAll()
-		_ = b.ua.Close()
-		b.wg.Wait()
 		b.tp.wg.Wait()
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		b.wg.Wait()
 	})
 	return nil
 }
 
-// identify maps a connection's verified certificate names to a trunk.
-func (b *B2BUA) identify(ids []string, unauthTrunk string, verified bool) string {
-	if verified {
-		for _, id := range ids {
-			for _, t := range b.conf().Trunks {
-				if t.Identity != "" && t.Identity == id {
-					return t.Name
-				}
-			}
+// register and unregister keep the dialog table: (Call-ID, our tag) to
+// the call and leg.
+func (b *B2BUA) register(c *call, callID, tag string, side Side) {
+	k := dialogKey(callID, tag)
+	b.mu.Lock()
+	b.dialogs[k] = dialogRef{c: c, side: side}
+	b.mu.Unlock()
+	c.dialogKeys = append(c.dialogKeys, k)
+}
+
+func (b *B2BUA) unregister(callID, tag string) {
+	b.mu.Lock()
+	delete(b.dialogs, dialogKey(callID, tag))
+	b.mu.Unlock()
+}
+
+// forget removes a released call and its dialogs.
+func (b *B2BUA) forget(c *call) {
+	b.mu.Lock()
+	for _, k := range c.dialogKeys {
+		if r, ok := b.dialogs[k]; ok && r.c == c {
+			delete(b.dialogs, k)
 		}
 	}
-	// No certificate, one we cannot verify, or a verified one that is no
-	// trunk: on a listener with an unauthenticated trunk the peer is that
-	// trunk (our own domains only); elsewhere it is nobody (403).
-	return unauthTrunk
-}
-
-// connectionBusy reports whether a call uses the connection to remote.
-func (b *B2BUA) connectionBusy(remote string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for c := range b.calls {
-		if c.uses(remote) {
-			return true
+	delete(b.calls, c)
+	empty := len(b.calls) == 0
+	b.mu.Unlock()
+	c.dialogKeys = nil
+	if empty {
+		select {
+		case b.idle <- struct{}{}:
+		default:
 		}
 	}
-	return false
-}
-
-// go runs f as a goroutine owned by the B2BUA.
-func (b *B2BUA) goOwned(f func()) {
-	b.wg.Add(1)
-	go func() { defer b.wg.Done(); f() }()
-}
-
-func (b *B2BUA) findDialog(req *sip.Request) (*legRef, bool) {
-	to := req.To()
-	cid := req.CallID()
-	if to == nil || cid == nil {
-		return nil, false
-	}
-	tag, _ := to.Params.Get("tag")
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	r, ok := b.dialogs[dialogKey(cid.Value(), tag)]
-	return r, ok
 }
 
 func dialogKey(callID, localTag string) string { return callID + "|" + localTag }
 
-// strayResponse handles responses no transaction matches: a retransmitted
-// 2xx to an INVITE is ACKed again (RFC 3261 §13.2.2.4); others are dropped.
-func (b *B2BUA) strayResponse(res *sip.Response) {
-	cseq := res.CSeq()
-	if cseq == nil || cseq.MethodName != sip.INVITE || !res.IsSuccess() {
-		b.log.Debug().Str("response", res.StartLine()).Msg("stray response dropped")
-		return
-	}
-	cid := res.CallID()
-	from := res.From()
-	if cid == nil || from == nil {
-		return
-	}
-	tag, _ := from.Params.Get("tag")
+func (b *B2BUA) findDialog(callID, localTag string) (dialogRef, bool) {
 	b.mu.Lock()
-	r, ok := b.dialogs[dialogKey(cid.Value(), tag)]
+	defer b.mu.Unlock()
+	r, ok := b.dialogs[dialogKey(callID, localTag)]
+	return r, ok
+}
+
+// trustTarget records a resolved trunk target: connections from it skip
+// the per-address caps for a while.
+func (b *B2BUA) trustTarget(a netip.Addr) {
+	b.mu.Lock()
+	if len(b.trusted) < 10000 {
+		b.trusted[a.Unmap()] = time.Now().Add(time.Hour)
+	}
 	b.mu.Unlock()
-	if !ok {
+}
+
+// isTrustedSource reports whether an address is exempt from the
+// per-address caps: limits.trusted_sources or a resolved trunk target
+// (including trunks whose URI is an IP literal).
+func (b *B2BUA) isTrustedSource(a netip.Addr) bool {
+	s := b.snap()
+	for _, p := range s.trustedIP {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	for _, t := range s.trunks {
+		if t.hasURI {
+			if ip, err := netip.ParseAddr(t.uri.Host); err == nil && ip.Unmap() == a {
+				return true
+			}
+		}
+	}
+	b.mu.Lock()
+	_, ok := b.trusted[a]
+	b.mu.Unlock()
+	return ok
+}
+
+// onMessage is where every SIP message enters, in the order its
+// connection delivered it (transport.go). It never panics on network
+// input.
+func (b *B2BUA) onMessage(cn *conn, m sip.Message) {
+	defer func() {
+		if r := recover(); r != nil {
+			b.log.Error().Interface("panic", r).Str("remote", cn.remote).Msg("message handler panic recovered")
+		}
+	}()
+	switch m := m.(type) {
+	case *sip.Response:
+		if b.clientResponse(cn, m) {
+			return
+		}
+		b.strayResponse(cn, m)
+	case *sip.Request:
+		b.metrics.Requests.WithLabelValues(metricMethod(m.Method)).Inc()
+		b.onRequest(cn, m)
+	}
+}
+
+// onRequest matches a request to its transaction, its dialog or a
+// handler for requests outside a dialog.
+func (b *B2BUA) onRequest(cn *conn, req *sip.Request) {
+	if r := checkRequest(req); r != nil {
+		b.rejectInline(cn, req, *r)
 		return
 	}
-	r.c.reAck(r.l, res)
+	if req.Method == sip.CANCEL {
+		b.onCancel(cn, req)
+		return
+	}
+	key := serverKey(req)
+	if tx, ok := b.txl.lookupServer(key); ok {
+		if req.IsAck() {
+			if tx.isFinal() {
+				b.ackedNonSuccess(tx)
+			}
+			return
+		}
+		b.retransmitted(tx, req, cn)
+		return
+	}
+	if req.IsInvite() && b.txl.tombstoned(key) {
+		return // a retransmitted INVITE already answered 2xx
+	}
+	if tag := toTag(req); tag != "" {
+		b.inDialog(cn, req, tag)
+		return
+	}
+	h, ok := b.handler(req.Method)
+	if !ok {
+		b.rejectInline(cn, req, refuseNotAllowed)
+		return
+	}
+	h(cn, req)
+}
+
+// handler is the one place where methods meet their handlers outside a
+// dialog; inside a dialog every method goes to its call (indialog.go).
+func (b *B2BUA) handler(m sip.RequestMethod) (func(*conn, *sip.Request), bool) {
+	switch m {
+	case sip.INVITE:
+		return b.onInvite, true
+	case sip.OPTIONS:
+		return b.onOptions, true
+	case sip.ACK:
+		return func(*conn, *sip.Request) {}, true // a stray ACK
+	case sip.BYE, sip.UPDATE, sip.INFO, sip.PRACK, sip.NOTIFY:
+		return func(cn *conn, req *sip.Request) { b.rejectInline(cn, req, refuseNoDialog) }, true
+	}
+	return nil, false
+}
+
+// inDialog hands a request with a To tag to its call.
+func (b *B2BUA) inDialog(cn *conn, req *sip.Request, tag string) {
+	ref, ok := b.findDialog(callIDOf(req), tag)
+	if !ok {
+		if !req.IsAck() {
+			b.rejectInline(cn, req, refuseNoDialog)
+		}
+		return
+	}
+	switch req.Method {
+	case sip.ACK:
+		ref.c.post(event{kind: evAck, req: req, conn: cn, side: ref.side})
+		return
+	case sip.BYE, sip.INVITE, sip.UPDATE, sip.INFO, sip.PRACK, sip.NOTIFY, sip.OPTIONS:
+	default:
+		b.rejectInline(cn, req, refuseNotAllowed)
+		return
+	}
+	tx := &serverTx{key: serverKey(req), req: req, conn: cn, call: ref.c}
+	if !b.txl.addServer(tx) {
+		return
+	}
+	cn.beginRequest(true)
+	ref.c.post(event{kind: evRequest, req: req, stx: tx, conn: cn, side: ref.side, tagA: tag})
+}
+
+// onCancel answers a CANCEL (RFC 3261 §9.2): 200 at once when it matches
+// an INVITE the SBC has not answered finally, and the call then ends the
+// INVITE with 487; 200 without effect when that INVITE was answered 2xx;
+// 481 otherwise.
+func (b *B2BUA) onCancel(cn *conn, req *sip.Request) {
+	key := serverKeyFor(req, sip.INVITE)
+	tx, ok := b.txl.lookupServer(key)
+	switch {
+	case ok && tx.call != nil && samePeer(tx.conn, cn):
+		b.count200(cn, req)
+		if !tx.isFinal() {
+			tx.call.post(event{kind: evCancel, conn: cn})
+		}
+	case b.txl.tombstoned(key):
+		b.count200(cn, req)
+	default:
+		b.rejectInline(cn, req, refuseNoDialog)
+	}
+}
+
+func (b *B2BUA) count200(cn *conn, req *sip.Request) {
+	res := newResponse(req, sip.StatusOK, "")
+	b.count(res)
+	_ = cn.send(res)
+}
+
+// samePeer reports whether two connections are the same peer (a CANCEL
+// must come from the one that sent the INVITE).
+func samePeer(a, b *conn) bool {
+	if a == b {
+		return true
+	}
+	return a.verified && b.verified && a.remoteIP == b.remoteIP && len(a.identities) > 0 &&
+		strings.Join(a.identities, ",") == strings.Join(b.identities, ",")
+}
+
+// onOptions answers an out-of-dialog OPTIONS locally: it is a keepalive
+// ping, never a call and never relayed.
+func (b *B2BUA) onOptions(cn *conn, req *sip.Request) {
+	res := newResponse(req, sip.StatusOK, newTag())
+	res.AppendHeader(sip.NewHeader("Allow", methodsAllowed))
+	res.AppendHeader(sip.NewHeader("Accept", "application/sdp, multipart/mixed"))
+	res.AppendHeader(sip.NewHeader("Supported", optionTags))
+	res.AppendHeader(b.contact())
+	b.count(res)
+	if err := cn.send(res); err != nil {
+		b.log.Debug().Err(err).Msg("OPTIONS response failed")
+	}
+}
+
+// strayResponse handles responses no transaction matches: a 2xx to an
+// INVITE goes to the dialog's call (a fork or a retransmission) or, with
+// the call gone, gets ACK and BYE; a non-2xx final to one of our INVITEs
+// gets its ACK; the rest is dropped.
+func (b *B2BUA) strayResponse(cn *conn, res *sip.Response) {
+	if !isInviteResponse(res) || res.StatusCode < 200 || !strings.HasPrefix(branchOf(res), branchPrefix) {
+		b.log.Debug().Str("response", res.StartLine()).Str("remote", cn.remote).Msg("stray response dropped")
+		return
+	}
+	if res.StatusCode >= 300 {
+		_ = b.sendAck(cn, ackFromResponse(res))
+		return
+	}
+	if ref, ok := b.findDialog(callIDOf(res), fromTag(res)); ok && ref.side == SideB {
+		ref.c.post(event{kind: evStray2xx, res: res, conn: cn})
+		return
+	}
+	b.ackAndBye(cn, res)
+}
+
+// ackFromResponse builds the ACK of a non-2xx final response whose
+// transaction is gone (the Request-URI of the INVITE is not known: the
+// To URI stands in; the callee matches the ACK by its branch).
+func ackFromResponse(res *sip.Response) *sip.Request {
+	ack := sip.NewRequest(sip.ACK, res.To().Address)
+	if v := res.Via(); v != nil {
+		ack.AppendHeader(v.Clone())
+	}
+	mf := sip.MaxForwardsHeader(70)
+	ack.AppendHeader(&mf)
+	ack.AppendHeader(sip.HeaderClone(res.From()))
+	ack.AppendHeader(sip.HeaderClone(res.To()))
+	ack.AppendHeader(sip.HeaderClone(res.CallID()))
+	ack.AppendHeader(&sip.CSeqHeader{SeqNo: res.CSeq().SeqNo, MethodName: sip.ACK})
+	ack.SetBody(nil)
+	return ack
+}
+
+// connectionEnded ends the calls that depended on a connection that died
+// and fails the transactions that ran over it.
+func (b *B2BUA) connectionEnded(cn *conn) {
+	for _, tx := range b.txl.onConn(cn) {
+		if _, ok := b.txl.takeClient(tx.key); ok {
+			tx.stopTimer()
+			if tx.owner != nil {
+				tx.owner.post(event{kind: evTxError, ctx: tx})
+			}
+		}
+	}
+	for _, c := range cn.takeCalls() {
+		c.post(event{kind: evConnLost, conn: cn})
+	}
+}
+
+// count counts a response the SBC sends.
+func (b *B2BUA) count(res *sip.Response) {
+	method := ""
+	if cs := res.CSeq(); cs != nil {
+		method = metricMethod(cs.MethodName)
+	}
+	b.metrics.Responses.WithLabelValues(method, codeLabel(res.StatusCode)).Inc()
+}
+
+// metricMethod keeps label values bounded: unknown methods are "other".
+func metricMethod(m sip.RequestMethod) string {
+	switch m {
+	case sip.INVITE, sip.ACK, sip.BYE, sip.CANCEL, sip.OPTIONS, sip.UPDATE, sip.INFO, sip.PRACK,
+		sip.NOTIFY, sip.REGISTER, sip.MESSAGE, sip.SUBSCRIBE, sip.PUBLISH, sip.REFER:
+		return string(m)
+	}
+	return "other"
 }

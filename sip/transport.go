@@ -1,146 +1,66 @@
 package sip
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/rs/zerolog"
-	"golang.org/x/net/ipv4"
 
 	"github.com/edge-sbc/edge-sbc/config"
+	"github.com/edge-sbc/edge-sbc/media"
 	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
-// This file is where every SIP-over-TLS connection starts. The SBC accepts
-// TCP and dials TCP itself, runs the TLS handshake itself (so it knows the
-// peer's verified identity and why a handshake failed), and only then hands
-// the established *tls.Conn to sipgo through a handoff listener. sipgo's own
-// dialing is never used for new targets: its TLS dial cannot carry a
-// per-target identity or SNI, nor report a refusal in time for failover.
+// This file is where every SIP-over-TLS connection starts and where every
+// SIP message enters. The SBC accepts and dials TCP itself, runs the TLS
+// handshake itself (so it knows the peer's verified identity and why a
+// handshake failed), applies the connection caps, and then reads each
+// connection in one goroutine: bytes are parsed with sipgo's stream parser
+// and every message is handed, in arrival order, to the B2BUA's dispatcher
+// (server.go). sipgo's own transport and transaction layers are not used:
+// they start a goroutine per message, which loses the order in which a
+// peer sent its messages (a 180 and a 200 back to back, a CANCEL and a
+// 200) and lets a peer that never reads pile up goroutines.
+//
+// Writes go out under a per-connection mutex with limits.write_timeout: a
+// peer that does not read is disconnected, and the calls that used the
+// connection end.
 
-// connInfo is what the SBC knows about one established TLS connection.
-type connInfo struct {
-	remote     string   // remote ip:port, the key sipgo's pool uses too
-	identities []string // verified certificate names of the peer, empty if none
-	verified   bool     // the peer's chain verified against our roots
-	unauth     string   // trunk for peers without a certificate on this listener
-	outbound   bool     // we dialed it
-	sni        string   // outbound: the host name we dialed
-	conn       *trackedConn
-}
+// conn is one established SIP-over-TLS connection.
+type conn struct {
+	t          *transport
+	nc         net.Conn // the *tls.Conn
+	remote     string   // remote ip:port
+	remoteIP   netip.Addr
+	leaf       *x509.Certificate // the peer's verified certificate, nil if none
+	identities []string          // verified certificate names of the peer, empty if none
+	verified   bool              // the peer's chain verified against our roots
+	unauth     string            // trunk for peers without a certificate on this listener
+	outbound   bool              // we dialed it
+	sni        string            // outbound: the host name we dialed
+	release    func()            // frees the per-address slot; nil for outbound
 
-// trackedConn reports its end once, whichever of Read or Close sees it
-// first, and closes a connection idle for longer than idle() unless busy()
-// says a call still uses it (no slowloris, no stale connections).
-type trackedConn struct {
-	net.Conn
-	once    sync.Once
-	onClose func()
-	idle    func() time.Duration
-	busy    func() bool
-}
+	wmu sync.Mutex // guards writes on nc (one message at a time); held only across the write
 
-func (c *trackedConn) Read(b []byte) (int, error) {
-	for {
-		var d time.Duration
-		if c.idle != nil {
-			d = c.idle()
-		}
-		if d > 0 {
-			_ = c.Conn.SetReadDeadline(time.Now().Add(d))
-		}
-		n, err := c.Conn.Read(b)
-		if err != nil {
-			var ne net.Error
-			if d > 0 && n == 0 && errors.As(err, &ne) && ne.Timeout() && c.busy != nil && c.busy() {
-				continue // idle, but a call depends on it: keep it
-			}
-			c.ended()
-		}
-		return n, err
-	}
-}
+	closeOnce sync.Once
+	done      chan struct{} // closed when the connection is closed
 
-func (c *trackedConn) Close() error {
-	err := c.Conn.Close()
-	c.ended()
-	return err
-}
-
-func (c *trackedConn) ended() { c.once.Do(c.onClose) }
-
-// handoff is a net.Listener that sipgo serves; its connections are pushed in
-// by the SBC after their TLS handshake. Push returns once sipgo has taken
-// the connection into its pool (sipgo adds a connection to its pool before
-// it calls Accept again).
-type handoff struct {
-	addr   net.Addr
-	ch     chan *handoffItem
-	closed chan struct{}
-	once   sync.Once
-
-	mu   sync.Mutex // guards last
-	last *handoffItem
-}
-
-type handoffItem struct {
-	conn  net.Conn
-	taken chan struct{}
-}
-
-func newHandoff(addr net.Addr) *handoff {
-	return &handoff{addr: addr, ch: make(chan *handoffItem), closed: make(chan struct{})}
-}
-
-func (h *handoff) Accept() (net.Conn, error) {
-	h.mu.Lock()
-	if h.last != nil {
-		close(h.last.taken)
-		h.last = nil
-	}
-	h.mu.Unlock()
-	select {
-	case it := <-h.ch:
-		h.mu.Lock()
-		h.last = it
-		h.mu.Unlock()
-		return it.conn, nil
-	case <-h.closed:
-		return nil, net.ErrClosed
-	}
-}
-
-func (h *handoff) Close() error {
-	h.once.Do(func() { close(h.closed) })
-	return nil
-}
-
-func (h *handoff) Addr() net.Addr { return h.addr }
-
-func (h *handoff) push(ctx context.Context, c net.Conn) error {
-	it := &handoffItem{conn: c, taken: make(chan struct{})}
-	select {
-	case h.ch <- it:
-	case <-h.closed:
-		return net.ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case <-it.taken:
-		return nil
-	case <-h.closed:
-		return net.ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	mu      sync.Mutex // guards calls, pending
+	calls   map[*call]struct{}
+	pending int        // requests read from this connection awaiting a final response
+	room    *sync.Cond // signalled when pending drops (uses mu)
 }
 
 // transport owns the SBC's TLS connections.
@@ -151,28 +71,33 @@ type transport struct {
 	hsTimeout time.Duration
 	dscp      int
 	keepalive time.Duration
-	identify  func(identities []string, unauthTrunk string, verified bool) string
-	onEnd     func(remote string)
+	maxMsg    int
 	metrics   *Metrics
 	limits    func() config.Limits // current limits (reloadable)
-	busy      func(remote string) bool
+	trusted   func(netip.Addr) bool
+	handler   func(*conn, sip.Message) // where messages go, in order
+	onEnd     func(*conn)              // a connection ended
+	parser    *sip.Parser
+	bufs      sync.Pool // *bytes.Buffer for serialising messages
 
-	hmu       sync.Mutex // guards perIP, hsBucket, refusedAt
+	hmu       sync.Mutex // guards perIP, hsBucket, refusedAt, global
 	perIP     map[netip.Addr]int
 	hsBucket  map[netip.Addr]*bucket
 	refusedAt map[netip.Addr]time.Time
+	global    bucket
 
-	out *handoff // outbound connections are served by sipgo from here
+	total atomic.Int64 // established connections (inbound and outbound)
 
-	mu    sync.Mutex // guards conns and dials
-	conns map[string]*connInfo
+	mu    sync.Mutex // guards conns, dials
+	conns map[string]*conn
 	dials map[string]*dialCall
 
-	wg sync.WaitGroup
+	wg sync.WaitGroup // readers and handshakes
 }
 
 type dialCall struct {
 	done chan struct{}
+	c    *conn
 	err  error
 }
 
@@ -180,9 +105,19 @@ func (t *transport) init() {
 	t.perIP = map[netip.Addr]int{}
 	t.hsBucket = map[netip.Addr]*bucket{}
 	t.refusedAt = map[netip.Addr]time.Time{}
-	t.conns = map[string]*connInfo{}
+	t.conns = map[string]*conn{}
 	t.dials = map[string]*dialCall{}
-	t.out = newHandoff(&net.TCPAddr{IP: net.IPv4zero})
+	t.parser = sip.NewParser()
+	if t.maxMsg > 0 {
+		t.parser.MaxMessageLength = t.maxMsg
+	}
+	t.bufs.New = func() any { return new(bytes.Buffer) }
+	if t.limits == nil {
+		t.limits = func() config.Limits { return config.Limits{} }
+	}
+	if t.trusted == nil {
+		t.trusted = func(netip.Addr) bool { return false }
+	}
 }
 
 // listener is one configured TLS listener.
@@ -191,20 +126,31 @@ type listener struct {
 	ln          net.Listener
 	mode        tlsconf.ClientAuth
 	unauthTrunk string
-	hand        *handoff
 }
 
 // serve accepts TCP connections until the listener closes; each handshake
 // runs in its own goroutine bounded by the handshake timeout.
 func (l *listener) serve(ctx context.Context) {
+	var backoff time.Duration
 	for {
 		raw, err := l.ln.Accept()
 		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				l.t.log.Error().Err(err).Str("listener", l.ln.Addr().String()).Msg("accept failed")
+			if errors.Is(err, net.ErrClosed) || ctx.Err() != nil {
+				return
 			}
-			return
+			// A temporary failure (EMFILE, ENFILE, ECONNABORTED): retry
+			// with a backoff, as net/http does, instead of leaving the
+			// listener dead while the process stays up.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.t.log.Error().Err(err).Str("listener", l.ln.Addr().String()).Dur("retry_in", backoff).Msg("accept failed")
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+			continue
 		}
+		backoff = 0
 		ip := remoteIP(raw)
 		if why := l.t.admitConn(ip); why != "" {
 			l.t.refuse(ip, why)
@@ -222,16 +168,11 @@ func (l *listener) serve(ctx context.Context) {
 func (l *listener) handshake(ctx context.Context, raw net.Conn, ip netip.Addr) {
 	t := l.t
 	remote := raw.RemoteAddr().String()
-	released := false
-	release := func() {
-		if !released {
-			released = true
-			t.releaseConn(ip)
-		}
+	release := sync.OnceFunc(func() { t.releaseConn(ip) })
+	if t.dscp > 0 {
+		_ = media.SetDSCP(raw, t.dscp)
 	}
-	setDSCP(raw, t.dscp)
-	conf := tlsconf.NewServerConfig(t.store, l.mode, t.minTLS)
-	tc := tls.Server(raw, conf)
+	tc := tls.Server(raw, tlsconf.NewServerConfig(t.store, l.mode, t.minTLS))
 	hctx, cancel := context.WithTimeout(ctx, t.hsTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {
@@ -245,28 +186,45 @@ func (l *listener) handshake(ctx context.Context, raw net.Conn, ip netip.Addr) {
 	}
 	t.metrics.TLSHandshakes.WithLabelValues("inbound", "ok", "").Inc()
 	cs := tc.ConnectionState()
-	var ids []string
-	verified := len(cs.VerifiedChains) > 0
-	if !verified && len(cs.PeerCertificates) > 0 {
+	c := &conn{t: t, nc: tc, remote: remote, remoteIP: ip, unauth: l.unauthTrunk, release: release}
+	c.verified = len(cs.VerifiedChains) > 0
+	if !c.verified && len(cs.PeerCertificates) > 0 {
 		// client_auth optional: the handshake accepted whatever was sent.
 		if err := tlsconf.VerifyClient(t.store, cs.PeerCertificates); err == nil {
-			verified = true
+			c.verified = true
 		} else {
 			reason, why := tlsconf.Classify(err)
 			t.log.Info().Str("remote", remote).Str("reason", string(reason)).Str("why", why).
 				Msg("client certificate not verified: peer treated as unauthenticated")
 		}
 	}
-	if verified && len(cs.PeerCertificates) > 0 {
-		ids = tlsconf.Identities(cs.PeerCertificates[0])
+	if c.verified && len(cs.PeerCertificates) > 0 {
+		c.leaf = cs.PeerCertificates[0]
+		c.identities = tlsconf.Identities(c.leaf)
 	}
-	info := &connInfo{remote: remote, identities: ids, verified: verified, unauth: l.unauthTrunk}
-	t.track(info, tc, release)
-	t.log.Debug().Str("remote", remote).Strs("identities", ids).Str("trunk", t.identify(ids, l.unauthTrunk, verified)).
+	t.log.Debug().Str("remote", remote).Strs("identities", c.identities).
 		Str("tls", tls.VersionName(cs.Version)).Msg("inbound TLS connection")
-	if err := l.hand.push(ctx, info.conn); err != nil {
-		_ = info.conn.Close()
+	t.start(c)
+}
+
+// start registers an established connection and starts its reader.
+func (t *transport) start(c *conn) {
+	c.done = make(chan struct{})
+	c.room = sync.NewCond(&c.mu)
+	t.total.Add(1)
+	t.mu.Lock()
+	if old, ok := t.conns[c.remote]; ok && old != c {
+		// A second connection from the same ip:port (only after the first
+		// ended): the newest wins the address.
+		t.log.Debug().Str("remote", c.remote).Msg("connection replaces an older one from the same address")
 	}
+	t.conns[c.remote] = c
+	t.mu.Unlock()
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		c.readLoop()
+	}()
 }
 
 func remoteIP(c net.Conn) netip.Addr {
@@ -276,23 +234,259 @@ func remoteIP(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-func (t *transport) idleTimeout() time.Duration {
-	if t.limits == nil {
-		return 0
-	}
-	return t.limits().IdleTimeout
+// readState tracks what the parser holds between reads, so that a
+// CRLF-CRLF keepalive between messages is answered (RFC 5626 §4.4.1).
+type readState struct {
+	unconsumed int  // bytes given to the parser that are not part of a complete message yet
+	tailCRLF   bool // those bytes are all CR or LF
 }
 
-// admitConn applies the per-source-address caps to a new connection; it
-// returns why it is refused, or "" and counts the connection.
-func (t *transport) admitConn(ip netip.Addr) string {
-	if t.limits == nil {
-		return ""
+// readLoop reads the connection until it ends and hands every message to
+// the transport's handler, in order. It owns the connection's parser.
+func (c *conn) readLoop() {
+	defer c.t.ended(c)
+	defer c.close()
+	buf := make([]byte, 16<<10)
+	par := c.t.parser.NewSIPStream()
+	defer par.Close()
+	st := readState{tailCRLF: true}
+	for {
+		idle := c.t.limits().IdleTimeout
+		if idle > 0 {
+			_ = c.nc.SetReadDeadline(time.Now().Add(idle))
+		}
+		n, err := c.nc.Read(buf)
+		if n > 0 {
+			if perr := c.feed(par, buf[:n], &st); perr != nil {
+				c.t.log.Info().Err(perr).Str("remote", c.remote).Msg("unparseable SIP stream: connection closed")
+				return
+			}
+		}
+		if err != nil {
+			var ne net.Error
+			if n == 0 && errors.As(err, &ne) && ne.Timeout() && c.busy() {
+				continue // idle, but a call depends on it: keep it
+			}
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.t.log.Debug().Err(err).Str("remote", c.remote).Msg("connection read ended")
+			}
+			return
+		}
 	}
+}
+
+// feed parses data and dispatches every complete message.
+func (c *conn) feed(par *sip.ParserStream, data []byte, st *readState) error {
+	if _, err := par.Write(data); err != nil {
+		return fmt.Errorf("parser: %w", err)
+	}
+	st.unconsumed += len(data)
+	for par.Buffer().Len() > 0 {
+		msg, n, err := par.ParseNext()
+		if err == nil || errors.Is(err, sip.ErrMessageTooLarge) && msg != nil {
+			st.unconsumed -= n
+			st.tailCRLF = true
+			if err != nil {
+				c.t.log.Info().Str("remote", c.remote).Int("bytes", n).Msg("SIP message too large: dropped")
+				if req, ok := msg.(*sip.Request); ok && !req.IsAck() {
+					c.t.tooLarge(c, req)
+				}
+				continue
+			}
+			msg.SetSource(c.remote)
+			msg.SetTransport("TLS")
+			c.t.handler(c, msg)
+			continue
+		}
+		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+			break
+		}
+		return err
+	}
+	// What remains in the parser is the tail of the stream. If it is only
+	// CRLFs, the peer is between messages: CRLF-CRLF is a ping.
+	if st.unconsumed <= 0 {
+		st.unconsumed, st.tailCRLF = 0, true
+		return nil
+	}
+	tail := data
+	if st.unconsumed <= len(data) {
+		tail = data[len(data)-st.unconsumed:]
+		st.tailCRLF = true
+	}
+	st.tailCRLF = st.tailCRLF && len(bytes.Trim(tail, "\r\n")) == 0
+	if st.tailCRLF && st.unconsumed >= 4 {
+		par.Reset()
+		st.unconsumed = 0
+		if err := c.write([]byte("\r\n")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send serialises m and writes it.
+func (c *conn) send(m sip.Message) error {
+	buf := c.t.bufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	m.StringWrite(buf)
+	err := c.write(buf.Bytes())
+	if buf.Cap() <= 64<<10 {
+		c.t.bufs.Put(buf)
+	}
+	return err
+}
+
+// write writes p within the write timeout; a connection whose peer does
+// not read in time is closed.
+func (c *conn) write(p []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	select {
+	case <-c.done:
+		return fmt.Errorf("%w: %s", ErrConnClosed, c.remote)
+	default:
+	}
+	if wt := c.t.limits().WriteTimeout; wt > 0 {
+		_ = c.nc.SetWriteDeadline(time.Now().Add(wt))
+	}
+	if _, err := c.nc.Write(p); err != nil {
+		c.t.log.Info().Err(err).Str("remote", c.remote).Msg("write failed (peer not reading?): connection closed")
+		c.close()
+		return fmt.Errorf("%w: %s: %w", ErrConnClosed, c.remote, err)
+	}
+	return nil
+}
+
+// close closes the connection once; the reader then ends and reports it.
+func (c *conn) close() {
+	c.closeOnce.Do(func() {
+		close(c.done)
+		_ = c.nc.Close()
+		c.mu.Lock()
+		c.room.Broadcast()
+		c.mu.Unlock()
+	})
+}
+
+func (c *conn) closed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// busy reports whether a call uses the connection.
+func (c *conn) busy() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.calls) > 0
+}
+
+// attach and detach record that call uses the connection (so that its
+// loss ends the call, and idleness does not close it).
+func (c *conn) attach(cl *call) {
+	c.mu.Lock()
+	if c.calls == nil {
+		c.calls = map[*call]struct{}{}
+	}
+	c.calls[cl] = struct{}{}
+	c.mu.Unlock()
+}
+
+func (c *conn) detach(cl *call) {
+	c.mu.Lock()
+	delete(c.calls, cl)
+	c.mu.Unlock()
+}
+
+// takeCalls returns the calls using the connection and forgets them.
+func (c *conn) takeCalls() []*call {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*call, 0, len(c.calls))
+	for cl := range c.calls {
+		out = append(out, cl)
+	}
+	c.calls = nil
+	return out
+}
+
+// beginRequest counts a request awaiting a final response; it waits while
+// max pending are in flight (TCP backpressure: the reader stops reading)
+// unless wait is false, when it reports false instead.
+func (c *conn) beginRequest(wait bool) bool {
+	max := c.t.limits().MaxPendingPerConnection
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for max > 0 && c.pending >= max {
+		if !wait || c.closed() {
+			return false
+		}
+		c.room.Wait()
+	}
+	c.pending++
+	return true
+}
+
+func (c *conn) endRequest() {
+	c.mu.Lock()
+	if c.pending > 0 {
+		c.pending--
+	}
+	c.room.Signal()
+	c.mu.Unlock()
+}
+
+// hasIdentity reports whether the peer's verified certificate is valid for
+// identity (tlsconf.MatchIdentity, the one check in both directions); an
+// empty identity accepts any peer.
+func (c *conn) hasIdentity(identity string) bool {
+	if identity == "" {
+		return true
+	}
+	return c.verified && c.leaf != nil && tlsconf.MatchIdentity(c.leaf, identity)
+}
+
+// ended forgets a connection and tells the B2BUA.
+func (t *transport) ended(c *conn) {
+	t.mu.Lock()
+	if cur, ok := t.conns[c.remote]; ok && cur == c {
+		delete(t.conns, c.remote)
+	}
+	t.mu.Unlock()
+	t.total.Add(-1)
+	if c.release != nil {
+		c.release()
+	}
+	t.log.Debug().Str("remote", c.remote).Msg("TLS connection ended")
+	if t.onEnd != nil {
+		t.onEnd(c)
+	}
+}
+
+// admitConn applies the global and per-source-address caps to a new
+// inbound connection; it returns why it is refused, or "" and counts the
+// connection. Trusted sources (limits.trusted_sources, resolved trunk
+// targets) skip the per-address caps.
+func (t *transport) admitConn(ip netip.Addr) string {
 	lim := t.limits()
+	if lim.MaxConnections > 0 && t.total.Load() >= int64(lim.MaxConnections) {
+		return "too many connections in all"
+	}
 	now := time.Now()
+	trusted := t.trusted(ip)
 	t.hmu.Lock()
 	defer t.hmu.Unlock()
+	if !t.global.take(lim.HandshakesPerSecond, now) {
+		return "handshake rate in all"
+	}
+	if trusted {
+		t.perIP[ip]++
+		return ""
+	}
 	if lim.MaxConnectionsPerIP > 0 && t.perIP[ip] >= lim.MaxConnectionsPerIP {
 		return "too many connections from this address"
 	}
@@ -329,159 +523,119 @@ func (t *transport) releaseConn(ip netip.Addr) {
 // refuse logs a refused connection once a minute per address, not per
 // connection, and counts every one.
 func (t *transport) refuse(ip netip.Addr, why string) {
-	if t.metrics != nil {
-		t.metrics.TLSHandshakes.WithLabelValues("inbound", "refused", "limit").Inc()
-	}
+	t.metrics.TLSHandshakes.WithLabelValues("inbound", "refused", "limit").Inc()
 	now := time.Now()
 	t.hmu.Lock()
 	last, seen := t.refusedAt[ip]
-	if !seen || now.Sub(last) > time.Minute {
-		t.refusedAt[ip] = now
-		if len(t.refusedAt) > 10000 {
-			clear(t.refusedAt)
-		}
+	if seen && now.Sub(last) <= time.Minute {
 		t.hmu.Unlock()
-		t.log.Warn().Str("source", ip.String()).Str("why", why).Msg("connection refused (logged once a minute per address)")
 		return
 	}
+	if len(t.refusedAt) > 10000 {
+		clear(t.refusedAt)
+	}
+	t.refusedAt[ip] = now
 	t.hmu.Unlock()
+	t.log.Warn().Str("source", ip.String()).Str("why", why).Msg("connection refused (logged once a minute per address)")
 }
 
-// track wraps an established connection so its end, idleness and use are
-// seen, and registers it under info.remote. release, if not nil, runs when
-// the connection ends (inbound: its per-address slot).
-func (t *transport) track(info *connInfo, tc net.Conn, release func()) {
-	info.conn = &trackedConn{Conn: tc, idle: t.idleTimeout,
-		onClose: func() {
-			if release != nil {
-				release()
-			}
-			t.ended(info)
-		},
-		busy: func() bool { return t.busy != nil && t.busy(info.remote) }}
+// tooLarge answers a request larger than sip.max_message_size with 513.
+func (t *transport) tooLarge(c *conn, req *sip.Request) {
+	res := newResponse(req, 513, "")
+	_ = c.send(res)
+}
+
+// reusable returns an established connection to addr whose peer proved
+// identity: ours, or one the peer opened from that address (RFC 5923-style
+// reuse).
+func (t *transport) reusable(addr, identity string) (*conn, error) {
 	t.mu.Lock()
-	t.conns[info.remote] = info
+	c, ok := t.conns[addr]
 	t.mu.Unlock()
-}
-
-// ended forgets a connection and tells the B2BUA.
-func (t *transport) ended(info *connInfo) {
-	t.mu.Lock()
-	if cur, ok := t.conns[info.remote]; ok && cur == info {
-		delete(t.conns, info.remote)
+	if !ok || c.closed() {
+		return nil, nil
 	}
-	t.mu.Unlock()
-	t.log.Debug().Str("remote", info.remote).Msg("TLS connection ended")
-	if t.onEnd != nil {
-		t.onEnd(info.remote)
+	if !c.hasIdentity(identity) {
+		return nil, fmt.Errorf("%w: a connection to %s exists with another identity", ErrIdentity, addr)
 	}
-}
-
-// lookup returns what is known about the connection from remote.
-func (t *transport) lookup(remote string) (*connInfo, bool) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	c, ok := t.conns[remote]
-	return c, ok
-}
-
-// alive reports whether a connection to remote is established.
-func (t *transport) alive(remote string) bool {
-	_, ok := t.lookup(remote)
-	return ok
+	return c, nil
 }
 
 // dial returns an established, verified TLS connection to addr (ip:port),
-// reusing one that exists. sni is the host name of the target (never an IP
-// literal as SNI) and identity the name its certificate must carry.
-func (t *transport) dial(ctx context.Context, addr, sni, identity string) error {
+// reusing one that exists; concurrent dials to one address share one
+// handshake. sni is the host name of the target (never an IP literal) and
+// identity the name its certificate must carry.
+func (t *transport) dial(ctx context.Context, addr, sni, identity string) (*conn, error) {
 	for {
-		t.mu.Lock()
-		if c, ok := t.conns[addr]; ok {
-			t.mu.Unlock()
-			// Ours, or one the peer opened from this address (RFC
-			// 5923-style reuse): either way only if it proved the identity.
-			if c.trunkIdentityOK(identity) {
-				return nil
-			}
-			return fmt.Errorf("%w: a connection to %s exists with another identity", ErrIdentity, addr)
+		if c, err := t.reusable(addr, identity); c != nil || err != nil {
+			return c, err
 		}
+		t.mu.Lock()
 		if d, ok := t.dials[addr]; ok {
 			t.mu.Unlock()
 			select {
 			case <-d.done:
 			case <-ctx.Done():
-				return ctx.Err()
+				return nil, ctx.Err()
 			}
 			if d.err != nil {
-				return d.err
+				return nil, d.err
 			}
 			continue
 		}
 		d := &dialCall{done: make(chan struct{})}
 		t.dials[addr] = d
 		t.mu.Unlock()
-		d.err = t.dialNew(ctx, addr, sni, identity)
+		d.c, d.err = t.dialNew(ctx, addr, sni, identity)
 		t.mu.Lock()
 		delete(t.dials, addr)
 		t.mu.Unlock()
 		close(d.done)
-		return d.err
+		return d.c, d.err
 	}
 }
 
-func (c *connInfo) trunkIdentityOK(identity string) bool {
-	if identity == "" {
-		return true
+func (t *transport) dialNew(ctx context.Context, addr, sni, identity string) (*conn, error) {
+	if lim := t.limits(); lim.MaxConnections > 0 && t.total.Load() >= int64(lim.MaxConnections) {
+		return nil, fmt.Errorf("%w: %s: limits.max_connections reached", ErrUnreachable, addr)
 	}
-	for _, id := range c.identities {
-		if id == identity {
-			return true
-		}
-	}
-	return false
-}
-
-func (t *transport) dialNew(ctx context.Context, addr, sni, identity string) error {
 	hctx, cancel := context.WithTimeout(ctx, t.hsTimeout)
 	defer cancel()
 	d := net.Dialer{Control: dscpControl(t.dscp)}
 	raw, err := d.DialContext(hctx, "tcp", addr)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrUnreachable, addr, err)
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, addr, err)
 	}
-	conf := tlsconf.NewClientConfig(t.store, sni, identity, t.minTLS)
-	tc := tls.Client(raw, conf)
+	tc := tls.Client(raw, tlsconf.NewClientConfig(t.store, sni, identity, t.minTLS))
 	if err := tc.HandshakeContext(hctx); err != nil {
 		_ = raw.Close()
 		reason, why := tlsconf.Classify(err)
 		t.metrics.TLSHandshakes.WithLabelValues("outbound", "refused", string(reason)).Inc()
 		t.log.Warn().Str("remote", addr).Str("sni", sni).Str("identity", identity).
 			Str("reason", string(reason)).Str("why", why).Msg("outbound TLS refused")
-		return fmt.Errorf("%w: %s: %s (%s)", ErrTLS, addr, why, reason)
+		return nil, fmt.Errorf("%w: %s: %s (%s)", ErrTLS, addr, why, reason)
 	}
 	t.metrics.TLSHandshakes.WithLabelValues("outbound", "ok", "").Inc()
 	cs := tc.ConnectionState()
-	var ids []string
+	c := &conn{t: t, nc: tc, remote: addr, outbound: true, sni: sni, verified: true}
+	if ap, err := netip.ParseAddrPort(addr); err == nil {
+		c.remoteIP = ap.Addr().Unmap()
+	}
 	if len(cs.PeerCertificates) > 0 {
-		ids = tlsconf.Identities(cs.PeerCertificates[0])
+		c.leaf = cs.PeerCertificates[0]
+		c.identities = tlsconf.Identities(c.leaf)
 	}
 	if identity != "" {
-		ids = appendUnique(ids, identity)
+		c.identities = appendUnique(c.identities, identity)
 	}
-	info := &connInfo{remote: addr, identities: ids, verified: true, outbound: true, sni: sni}
-	t.track(info, tc, nil)
-	t.log.Debug().Str("remote", addr).Str("sni", sni).Strs("identities", ids).
+	t.log.Debug().Str("remote", addr).Str("sni", sni).Strs("identities", c.identities).
 		Str("tls", tls.VersionName(cs.Version)).Msg("outbound TLS connection")
-	if err := t.out.push(ctx, info.conn); err != nil {
-		_ = info.conn.Close()
-		return fmt.Errorf("%w: %s: %w", ErrUnreachable, addr, err)
-	}
-	return nil
+	t.start(c)
+	return c, nil
 }
 
 // keepaliveLoop sends RFC 5626 §4.4.1 CRLF-CRLF pings on every connection
-// at the configured interval (sipgo answers pings and ignores pongs).
+// at the configured interval (pongs are absorbed by the readers).
 func (t *transport) keepaliveLoop(ctx context.Context) {
 	if t.keepalive <= 0 {
 		return
@@ -495,33 +649,28 @@ func (t *transport) keepaliveLoop(ctx context.Context) {
 			return
 		case <-tk.C:
 		}
-		t.mu.Lock()
-		conns := make([]*trackedConn, 0, len(t.conns))
-		for _, c := range t.conns {
-			conns = append(conns, c.conn)
-		}
-		t.mu.Unlock()
-		for _, c := range conns {
-			_ = c.SetWriteDeadline(time.Now().Add(5 * time.Second))
-			if _, err := c.Write(ping); err != nil {
-				t.log.Debug().Err(err).Str("remote", c.RemoteAddr().String()).Msg("keepalive failed")
-				_ = c.Close()
+		for _, c := range t.snapshot() {
+			if err := c.write(ping); err != nil {
+				t.log.Debug().Err(err).Str("remote", c.remote).Msg("keepalive failed")
 			}
-			_ = c.SetWriteDeadline(time.Time{})
 		}
 	}
 }
 
+func (t *transport) snapshot() []*conn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]*conn, 0, len(t.conns))
+	for _, c := range t.conns {
+		out = append(out, c)
+	}
+	return out
+}
+
 // closeAll closes every connection (shutdown).
 func (t *transport) closeAll() {
-	t.mu.Lock()
-	conns := make([]*trackedConn, 0, len(t.conns))
-	for _, c := range t.conns {
-		conns = append(conns, c.conn)
-	}
-	t.mu.Unlock()
-	for _, c := range conns {
-		_ = c.Close()
+	for _, c := range t.snapshot() {
+		c.close()
 	}
 }
 
@@ -541,14 +690,8 @@ func appendUnique(s []string, v string) []string {
 	return append(s, v)
 }
 
-// setDSCP marks a signalling socket (CS3 by default, RFC 4594).
-func setDSCP(c net.Conn, dscp int) {
-	if dscp <= 0 {
-		return
-	}
-	_ = ipv4.NewConn(c).SetTOS(dscp << 2)
-}
-
+// dscpControl marks an outbound signalling socket before it connects (CS3
+// by default, RFC 4594).
 func dscpControl(dscp int) func(network, address string, c syscall.RawConn) error {
 	return func(network, address string, c syscall.RawConn) error {
 		if dscp <= 0 {
@@ -556,7 +699,11 @@ func dscpControl(dscp int) func(network, address string, c syscall.RawConn) erro
 		}
 		var serr error
 		err := c.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, syscall.IP_TOS, dscp<<2)
+			level, opt := syscall.IPPROTO_IP, syscall.IP_TOS
+			if network == "tcp6" {
+				level, opt = syscall.IPPROTO_IPV6, syscall.IPV6_TCLASS
+			}
+			serr = syscall.SetsockoptInt(int(fd), level, opt, dscp<<2)
 		})
 		if err != nil {
 			return err

@@ -10,9 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/rs/zerolog"
 
 	"github.com/edge-sbc/edge-sbc/config"
+	"github.com/edge-sbc/edge-sbc/media"
 	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
@@ -57,7 +59,7 @@ func tosOf(t *testing.T, c net.Conn) int {
 
 // TestSignallingDSCP: outbound and inbound SIP TLS sockets are marked CS3
 // (DSCP 24, TOS byte 96), and the dialed connection is verified against
-// the trunk identity and handed to sipgo through the handoff listener.
+// the trunk identity and read by the transport.
 func TestSignallingDSCP(t *testing.T) {
 	st, files := testStore(t, "sbc.test", "peer.test")
 	peer := files.Leaves["peer.test"]
@@ -85,37 +87,26 @@ func TestSignallingDSCP(t *testing.T) {
 		}
 	}()
 	tp := &transport{log: zerolog.Nop(), store: st, minTLS: tls.VersionTLS12, hsTimeout: 5 * time.Second, dscp: 24,
-		identify: func([]string, string, bool) string { return "" }, metrics: NewMetrics(nil)}
+		metrics: NewMetrics(nil), handler: func(*conn, sip.Message) {}}
 	tp.init()
-	// Drain the handoff like sipgo's Serve loop would.
-	go func() {
-		for {
-			c, err := tp.out.Accept()
-			if err != nil {
-				return
-			}
-			_ = c
-		}
-	}()
-	defer tp.out.Close()
 	addr := ln.Addr().String()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := tp.dial(ctx, addr, "", "wrong.test"); err == nil {
+	if _, err := tp.dial(ctx, addr, "", "wrong.test"); err == nil {
 		t.Fatal("a peer with the wrong identity was accepted")
 	}
-	if err := tp.dial(ctx, addr, "", "peer.test"); err != nil {
+	c1, err := tp.dial(ctx, addr, "", "peer.test")
+	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
-	info, ok := tp.lookup(addr)
-	if !ok {
+	if got, err := tp.reusable(addr, "peer.test"); err != nil || got != c1 {
 		t.Fatal("dialed connection not registered")
 	}
-	if got := tosOf(t, info.conn.Conn); got != 24<<2 {
+	if got := tosOf(t, c1.nc); got != 24<<2 {
 		t.Errorf("outbound TOS = %d, want %d (CS3)", got, 24<<2)
 	}
 	// A second dial reuses the connection.
-	if err := tp.dial(ctx, addr, "", "peer.test"); err != nil || tp.count() != 1 {
+	if c2, err := tp.dial(ctx, addr, "", "peer.test"); err != nil || c2 != c1 || tp.count() != 1 {
 		t.Errorf("reuse: err=%v conns=%d", err, tp.count())
 	}
 	select {
@@ -141,12 +132,15 @@ func TestSignallingDSCP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	setDSCP(raw, 24)
+	if err := media.SetDSCP(raw, 24); err != nil {
+		t.Fatal(err)
+	}
 	if got := tosOf(t, raw); got != 24<<2 {
 		t.Errorf("inbound TOS = %d, want %d", got, 24<<2)
 	}
 	raw.Close()
 	tp.closeAll()
+	tp.wg.Wait()
 }
 
 func TestPerIPAdmission(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -35,7 +36,9 @@ func TestCallLimit(t *testing.T) {
 }
 
 // TestConnectionCapPerIP: max_connections_per_ip 2 — a third concurrent
-// TLS connection from the same address is refused, logged once.
+// TLS connection from the same address is refused, logged once. The
+// stranger dials from 127.0.0.2: 127.0.0.1 is a trunk target here, and
+// trunk targets are exempt from the per-address caps.
 func TestConnectionCapPerIP(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
@@ -50,16 +53,17 @@ func TestConnectionCapPerIP(t *testing.T) {
 	pool.AppendCertsFromPEM(pem)
 	conf := &tls.Config{RootCAs: pool, ServerName: "sbc.test"}
 	addr := fmt.Sprintf("127.0.0.1:%d", b.tlsPort)
+	stranger := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
 	var open []*tls.Conn
 	for i := 0; i < 2; i++ {
-		c, err := tls.Dial("tcp", addr, conf)
+		c, err := tls.DialWithDialer(stranger, "tcp", addr, conf)
 		if err != nil {
 			t.Fatalf("connection %d: %v", i+1, err)
 		}
 		open = append(open, c)
 	}
 	for i := 0; i < 3; i++ {
-		if c, err := tls.Dial("tcp", addr, conf); err == nil {
+		if c, err := tls.DialWithDialer(stranger, "tcp", addr, conf); err == nil {
 			_ = c.SetReadDeadline(time.Now().Add(time.Second))
 			if _, rerr := c.Read(make([]byte, 1)); rerr == nil {
 				t.Fatalf("connection beyond the cap was served")
@@ -73,9 +77,21 @@ func TestConnectionCapPerIP(t *testing.T) {
 	for _, c := range open {
 		c.Close()
 	}
+	// The trunk target's address (127.0.0.1) is not capped.
+	var trusted []*tls.Conn
+	for i := 0; i < 4; i++ {
+		c, err := tls.Dial("tcp", addr, conf)
+		if err != nil {
+			t.Fatalf("trusted connection %d: %v", i+1, err)
+		}
+		trusted = append(trusted, c)
+	}
+	for _, c := range trusted {
+		c.Close()
+	}
 	// Closing frees the slots.
 	time.Sleep(200 * time.Millisecond)
-	c, err := tls.Dial("tcp", addr, conf)
+	c, err := tls.DialWithDialer(stranger, "tcp", addr, conf)
 	if err != nil {
 		t.Fatalf("after closing: %v", err)
 	}

@@ -137,13 +137,15 @@ func (w *watchdog) ping() {
 	w.send(daemon.SdNotifyWatchdog)
 }
 
-// watchedListener records whether somebody still accepts on a listener:
-// the SIP layer's accept loop ends on an accept error (EMFILE, say), after
-// which the kernel keeps completing TCP handshakes that nobody takes.
+// watchedListener records whether somebody still accepts on a listener
+// and whether accepting works: the SIP layer retries a failing Accept
+// (EMFILE, say) with a backoff, and while every attempt fails the kernel
+// keeps completing TCP handshakes that nobody takes.
 type watchedListener struct {
 	net.Listener
 	waiting atomic.Int32 // Accept calls in progress
-	last    atomic.Int64 // UnixNano of the last Accept return (or of creation)
+	last    atomic.Int64 // UnixNano of the last successful Accept return (or of creation)
+	failing atomic.Bool  // the last Accept returned an error
 	closed  atomic.Bool
 }
 
@@ -157,7 +159,10 @@ func (l *watchedListener) Accept() (net.Conn, error) {
 	l.waiting.Add(1)
 	c, err := l.Listener.Accept()
 	l.waiting.Add(-1)
-	l.last.Store(time.Now().UnixNano())
+	l.failing.Store(err != nil)
+	if err == nil {
+		l.last.Store(time.Now().UnixNano())
+	}
 	return c, err
 }
 
@@ -166,12 +171,15 @@ func (l *watchedListener) Close() error {
 	return l.Listener.Close()
 }
 
-// alive is nil while an Accept call is waiting or one returned within
-// grace of now (the accept loop may be between two calls).
+// alive is nil while an Accept call is waiting (and the last one did not
+// fail) or one returned a connection within grace of now (the accept loop
+// may be between two calls).
 func (l *watchedListener) alive(now time.Time, grace time.Duration) error {
 	switch {
 	case l.closed.Load():
 		return fmt.Errorf("listener %s is closed", l.Addr())
+	case l.failing.Load() && now.Sub(time.Unix(0, l.last.Load())) > grace:
+		return fmt.Errorf("listener %s: accepting connections fails", l.Addr())
 	case l.waiting.Load() > 0:
 		return nil
 	case now.Sub(time.Unix(0, l.last.Load())) <= grace:

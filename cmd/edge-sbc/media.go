@@ -27,14 +27,28 @@ func newMediaAnchor(ctx context.Context, cfg *config.Config, m *sip.Metrics, log
 		return nil, nil, fmt.Errorf("media.learning: %w", err)
 	}
 	mlog := log.With().Str("part", "media").Logger()
+	// config keeps an explicit 0 (off, best effort); media.Config's zero
+	// values mean "default" and its negative ones "off".
+	off := func(v int) int {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	timeout := cfg.Media.Timeout
+	if timeout == 0 {
+		timeout = -1
+	}
 	eng, err := media.NewEngine(media.Config{
-		PortMin:      lo,
-		PortMax:      hi,
-		BindAddr:     bind,
-		DSCPAudio:    cfg.Media.DSCP.Audio,
-		DSCPVideo:    cfg.Media.DSCP.Video,
-		DSCPOther:    cfg.Media.DSCP.Video,
-		Timeout:      cfg.Media.Timeout,
+		PortMin:   lo,
+		PortMax:   hi,
+		BindAddr:  bind,
+		DSCPAudio: off(cfg.Media.DSCP.Audio),
+		DSCPVideo: off(cfg.Media.DSCP.Video),
+		// Content video (a=content:slides) is video: AF41, like main
+		// video (RFC 4594 multimedia conferencing); BFCP rides with it.
+		DSCPOther:    off(cfg.Media.DSCP.Video),
+		Timeout:      timeout,
 		StrictSource: cfg.Media.StrictSource,
 		Learning:     learning,
 	}, mlog)

@@ -1,0 +1,357 @@
+package sip
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/edge-sbc/edge-sbc/config"
+)
+
+// This file plans a new call: which trunk it came from, where it goes and
+// whether it may start (admission), with the media parameters of both
+// legs. Planning does no I/O, so it is tested without sockets
+// (plan_test.go).
+
+// trunkRec is one trunk's configuration parsed once per config snapshot.
+type trunkRec struct {
+	name       string
+	hasURI     bool
+	uri        sip.Uri // the destination (sips:)
+	identity   string  // the certificate name the peer must carry
+	srtp       string  // passthrough, terminate or rtp
+	advertise  netip.Addr
+	allowPlain bool
+	maxCalls   int
+	cps        float64
+	trusted    bool // identity headers from it may cross (for certificate-identified peers)
+	redirect   string
+	unauth     bool // some listener maps peers without a certificate to it
+}
+
+// policySnapshot is the reloadable part of the configuration, parsed once.
+// Calls keep the snapshot current when they started; a reload never
+// changes a snapshot in place.
+type policySnapshot struct {
+	cfg       *config.Config
+	trunks    map[string]*trunkRec
+	router    Router
+	allow     map[string]bool // header allow-list
+	bodyAllow map[string]bool // multipart part types that may cross
+	trustedIP []netip.Prefix
+}
+
+func newSnapshot(cfg *config.Config, router Router) (*policySnapshot, error) {
+	s := &policySnapshot{
+		cfg:       cfg,
+		trunks:    map[string]*trunkRec{},
+		router:    router,
+		allow:     allowSet(cfg.SIP.HeaderAllowList),
+		bodyAllow: allowSet(cfg.SIP.BodyAllowList),
+	}
+	if s.router == nil {
+		s.router = NewRouter(cfg)
+	}
+	unauth := map[string]bool{}
+	for _, l := range cfg.Listen {
+		if l.UnauthenticatedTrunk != "" {
+			unauth[l.UnauthenticatedTrunk] = true
+		}
+	}
+	for i := range cfg.Trunks {
+		t := &cfg.Trunks[i]
+		r := &trunkRec{
+			name: t.Name, identity: t.Identity, srtp: t.SRTP, allowPlain: t.AllowPlainRTP,
+			maxCalls: t.MaxCalls, cps: t.CPS, trusted: t.IsTrusted(false), redirect: t.Redirect,
+			unauth: unauth[t.Name], advertise: advertise(cfg, t),
+		}
+		if r.srtp == "" {
+			r.srtp = "passthrough"
+		}
+		if t.URI != "" {
+			u, err := config.ParseTrunkURI(t.URI)
+			if err != nil {
+				return nil, fmt.Errorf("sip: trunk %s: %w", t.Name, err)
+			}
+			r.hasURI, r.uri = true, u
+		}
+		s.trunks[t.Name] = r
+	}
+	for _, p := range cfg.Limits.TrustedSources {
+		if pr, err := config.ParsePrefix(p); err == nil {
+			s.trustedIP = append(s.trustedIP, pr)
+		}
+	}
+	return s, nil
+}
+
+// advertise is the address put in SDP toward trunk t: its media_address,
+// else node.public_ipv4, else media.bind.
+func advertise(cfg *config.Config, t *config.Trunk) netip.Addr {
+	if t != nil && t.MediaAddress != "" {
+		if a, err := netip.ParseAddr(t.MediaAddress); err == nil {
+			return a
+		}
+	}
+	if cfg.Node.PublicIPv4 != "" {
+		if a, err := netip.ParseAddr(cfg.Node.PublicIPv4); err == nil {
+			return a
+		}
+	}
+	a, _ := netip.ParseAddr(cfg.Media.Bind)
+	return a
+}
+
+// inbound describes a new INVITE for planning.
+type inbound struct {
+	trunk   string // the trunk the caller was identified as
+	unauth  bool   // the caller showed no verified certificate
+	user    string // Request-URI user
+	host    string // Request-URI host
+	streams int    // m-lines offered
+}
+
+// callPlan is a planned call: holding one is holding its admission slot
+// until planner.release.
+type callPlan struct {
+	from, to *trunkRec
+	unauth   bool
+	trusted  bool // identity headers from the caller may cross
+	media    SessionParams
+	released bool
+}
+
+// planner routes and admits new calls. It owns the admission counters
+// (calls per trunk, in all, unauthenticated) and rate buckets. Safe for
+// concurrent use.
+type planner struct {
+	mu       sync.Mutex // guards the fields below
+	draining bool
+	total    int
+	unauth   int
+	perTrunk map[string]int
+	global   bucket
+	unauthB  bucket
+	buckets  map[string]*bucket
+	now      func() time.Time
+}
+
+func newPlanner() *planner {
+	return &planner{perTrunk: map[string]int{}, buckets: map[string]*bucket{}, now: time.Now}
+}
+
+// plan decides a new call. It returns the plan, or the refusal to answer
+// with and the admission reason for the metrics ("" for routing
+// refusals).
+func (p *planner) plan(s *policySnapshot, in inbound) (*callPlan, refusal, string) {
+	from := s.trunks[in.trunk]
+	if from == nil {
+		return nil, refuseNotTrunk, ""
+	}
+	if max := s.cfg.Limits.MaxMediaStreams; max > 0 && in.streams > max {
+		return nil, refuseTooManyStreams, "max_media_streams"
+	}
+	dest, err := s.router.Route(in.trunk, in.user, in.host)
+	if err != nil {
+		return nil, statusFor(err), ""
+	}
+	to := s.trunks[dest.Name]
+	if to == nil || !to.hasURI {
+		return nil, statusFor(ErrNoRoute), ""
+	}
+	if r, why := p.admit(s, from, to, in.unauth); why != "" {
+		return nil, r, why
+	}
+	pl := &callPlan{from: from, to: to, unauth: in.unauth, trusted: !in.unauth && from.trusted}
+	pl.media = SessionParams{
+		TrunkA: from.name, TrunkB: to.name,
+		AllowPlainRTP: from.allowPlain && to.allowPlain,
+		AdvertiseA:    from.advertise, AdvertiseB: to.advertise,
+		SRTPA: from.srtp, SRTPB: to.srtp,
+	}
+	return pl, refusal{}, ""
+}
+
+// admit checks and takes the limits for a call from trunk from to trunk
+// to: draining, limits.max_calls and cps, the unauthenticated caps, each
+// trunk's max_calls and the caller trunk's cps.
+func (p *planner) admit(s *policySnapshot, from, to *trunkRec, unauth bool) (refusal, string) {
+	lim := s.cfg.Limits
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case p.draining:
+		return refuseDraining, "draining"
+	case lim.MaxCalls > 0 && p.total >= lim.MaxCalls:
+		return refuseCallLimit, "max_calls"
+	case unauth && lim.UnauthenticatedMaxCalls > 0 && p.unauth >= lim.UnauthenticatedMaxCalls:
+		return refuseCallLimit, "unauthenticated_max_calls"
+	case from.maxCalls > 0 && p.perTrunk[from.name] >= from.maxCalls:
+		return refuseCallLimit, "trunk_max_calls"
+	case to.maxCalls > 0 && p.perTrunk[to.name] >= to.maxCalls:
+		return refuseCallLimit, "trunk_max_calls"
+	}
+	// Rates last: a refused call must not consume a token.
+	if !p.global.peek(lim.CPS, now) {
+		return refuseRateLimit, "cps"
+	}
+	if unauth && !p.unauthB.peek(lim.UnauthenticatedCPS, now) {
+		return refuseRateLimit, "unauthenticated_cps"
+	}
+	bk := p.buckets[from.name]
+	if from.cps > 0 {
+		if bk == nil {
+			bk = &bucket{}
+			p.buckets[from.name] = bk
+		}
+		if !bk.peek(from.cps, now) {
+			return refuseRateLimit, "trunk_cps"
+		}
+		bk.take(from.cps, now)
+	}
+	p.global.take(lim.CPS, now)
+	if unauth {
+		p.unauthB.take(lim.UnauthenticatedCPS, now)
+		p.unauth++
+	}
+	p.total++
+	p.perTrunk[from.name]++
+	if to.name != from.name {
+		p.perTrunk[to.name]++
+	}
+	return refusal{}, ""
+}
+
+// redirect moves a plan to a new destination trunk (a followed 3xx): the
+// old destination's slot is given back and the new one's taken.
+func (p *planner) redirect(s *policySnapshot, pl *callPlan, user, host string) (refusal, error) {
+	dest, err := s.router.Route(pl.from.name, user, host)
+	if err != nil {
+		return statusFor(err), err
+	}
+	to := s.trunks[dest.Name]
+	if to == nil || !to.hasURI {
+		return statusFor(ErrNoRoute), ErrNoRoute
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if to.name != pl.to.name && to.name != pl.from.name && to.maxCalls > 0 && p.perTrunk[to.name] >= to.maxCalls {
+		return refuseCallLimit, fmt.Errorf("trunk %s is full", to.name)
+	}
+	p.dropTrunkLocked(pl.to.name, pl.from.name)
+	if to.name != pl.from.name {
+		p.perTrunk[to.name]++
+	}
+	pl.to = to
+	pl.media.TrunkB, pl.media.AdvertiseB, pl.media.SRTPB = to.name, to.advertise, to.srtp
+	return refusal{}, nil
+}
+
+// release gives back a plan's admission slot; it runs once per plan.
+func (p *planner) release(pl *callPlan) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pl.released {
+		return
+	}
+	pl.released = true
+	p.total--
+	if pl.unauth {
+		p.unauth--
+	}
+	p.dropTrunkLocked(pl.from.name, "")
+	if pl.to.name != pl.from.name {
+		p.dropTrunkLocked(pl.to.name, "")
+	}
+}
+
+func (p *planner) dropTrunkLocked(name, keepIf string) {
+	if name == keepIf {
+		return
+	}
+	if p.perTrunk[name]--; p.perTrunk[name] <= 0 {
+		delete(p.perTrunk, name)
+	}
+}
+
+func (p *planner) setDraining(v bool) {
+	p.mu.Lock()
+	p.draining = v
+	p.mu.Unlock()
+}
+
+func (p *planner) isDraining() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.draining
+}
+
+// counts returns the calls admitted in all and per trunk.
+func (p *planner) counts() (int, map[string]int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := make(map[string]int, len(p.perTrunk))
+	for k, v := range p.perTrunk {
+		m[k] = v
+	}
+	return p.total, m
+}
+
+// bucket is a token bucket: rate tokens per second, burst max(rate, 1).
+// Not safe for concurrent use: its owner's mutex guards it.
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func (b *bucket) refill(rate float64, now time.Time) {
+	burst := max(rate, 1)
+	if b.last.IsZero() {
+		b.tokens = burst
+	} else {
+		b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+	}
+	b.last = now
+}
+
+// peek reports whether a token is available (rate 0: unlimited).
+func (b *bucket) peek(rate float64, now time.Time) bool {
+	if rate <= 0 {
+		return true
+	}
+	b.refill(rate, now)
+	return b.tokens >= 1
+}
+
+// take takes a token if one is available.
+func (b *bucket) take(rate float64, now time.Time) bool {
+	if rate <= 0 {
+		return true
+	}
+	b.refill(rate, now)
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// isLoop reports whether a Via of req was written by this SBC: the request
+// left here and came back (RFC 3261 §16.3 item 4, applied to a B2BUA).
+func isLoop(req *sip.Request, fqdn string) bool {
+	for _, h := range req.GetHeaders("Via") {
+		v, ok := h.(*sip.ViaHeader)
+		if !ok || !strings.EqualFold(v.Host, fqdn) {
+			continue
+		}
+		if br, ok := v.Params.Get("branch"); ok && strings.HasPrefix(br, branchPrefix) {
+			return true
+		}
+	}
+	return false
+}
