@@ -875,4 +875,3 @@ func (b *B2BUA) ackAndBye(cn *conn, res *sip.Response) {
 		b.log.Debug().Err(err).Msg("BYE for a stray 2xx not sent")
 	}
 }
-

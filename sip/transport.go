@@ -42,6 +42,7 @@ import (
 type conn struct {
 	t          *transport
 	nc         net.Conn // the *tls.Conn
+	raw        net.Conn // the TCP connection under it
 	remote     string   // remote ip:port
 	remoteIP   netip.Addr
 	leaf       *x509.Certificate // the peer's verified certificate, nil if none
@@ -186,7 +187,7 @@ func (l *listener) handshake(ctx context.Context, raw net.Conn, ip netip.Addr) {
 	}
 	t.metrics.TLSHandshakes.WithLabelValues("inbound", "ok", "").Inc()
 	cs := tc.ConnectionState()
-	c := &conn{t: t, nc: tc, remote: remote, remoteIP: ip, unauth: l.unauthTrunk, release: release}
+	c := &conn{t: t, nc: tc, raw: raw, remote: remote, remoteIP: ip, unauth: l.unauthTrunk, release: release}
 	c.verified = len(cs.VerifiedChains) > 0
 	if !c.verified && len(cs.PeerCertificates) > 0 {
 		// client_auth optional: the handshake accepted whatever was sent.
@@ -359,10 +360,12 @@ func (c *conn) write(p []byte) error {
 }
 
 // close closes the connection once; the reader then ends and reports it.
+// The TCP connection is closed directly: a TLS close_notify would wait on
+// a peer that does not read.
 func (c *conn) close() {
 	c.closeOnce.Do(func() {
 		close(c.done)
-		_ = c.nc.Close()
+		_ = c.raw.Close()
 		c.mu.Lock()
 		c.room.Broadcast()
 		c.mu.Unlock()
@@ -617,7 +620,7 @@ func (t *transport) dialNew(ctx context.Context, addr, sni, identity string) (*c
 	}
 	t.metrics.TLSHandshakes.WithLabelValues("outbound", "ok", "").Inc()
 	cs := tc.ConnectionState()
-	c := &conn{t: t, nc: tc, remote: addr, outbound: true, sni: sni, verified: true}
+	c := &conn{t: t, nc: tc, raw: raw, remote: addr, outbound: true, sni: sni, verified: true}
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
 		c.remoteIP = ap.Addr().Unmap()
 	}

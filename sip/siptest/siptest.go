@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -112,6 +113,12 @@ type SBCOptions struct {
 	MediaRange string
 	// DNS is the DNS server the SBC asks (default none: IP-literal trunks).
 	DNS string
+	// LogLevel is the SBC's log level (default debug, kept in SBC.Log);
+	// "off" discards the log (memory measurements).
+	LogLevel string
+	// InsideExtra is added to the inside trunk's flow mapping (e.g.
+	// `redirect: relay`).
+	InsideExtra string
 }
 
 // StartSBC starts a B2BUA with trunks "outside" (identity caller.test, on
@@ -154,7 +161,7 @@ listen:
 trunks:
   - { name: outside, identity: caller.test, allow_plain_rtp: true }
   - { name: public, allow_plain_rtp: true }
-  - { name: inside, uri: "sips:%s", identity: callee.test, srtp: %s, allow_plain_rtp: true }
+  - { name: inside, uri: "sips:%s", identity: callee.test, srtp: %s, allow_plain_rtp: true%s }
 %s
 routes:
   - { from: outside, to: inside }
@@ -165,7 +172,7 @@ media: { port_range: %q, bind: 127.0.0.1 }
 limits: %s
 log: { level: debug }
 %s
-`, sbcLeaf.Cert, sbcLeaf.Key, pki.CA, lnTLS.Addr().String(), lnMTLS.Addr().String(), callee, o.InsideSRTP,
+`, sbcLeaf.Cert, sbcLeaf.Key, pki.CA, lnTLS.Addr().String(), lnMTLS.Addr().String(), callee, o.InsideSRTP, insideExtra(o.InsideExtra),
 		indent(o.Trunks), indent(o.Routes), o.SIP, o.MediaRange, o.Limits, o.Extra)
 	cfg, err := config.Parse([]byte(yml))
 	if err != nil {
@@ -185,6 +192,15 @@ log: { level: debug }
 	}
 	logs := &SyncBuffer{}
 	log := zerolog.New(logs).With().Timestamp().Logger().Level(zerolog.DebugLevel)
+	if o.LogLevel == "off" {
+		log = zerolog.Nop()
+	} else if o.LogLevel != "" {
+		lvl, err := zerolog.ParseLevel(o.LogLevel)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log = log.Level(lvl)
+	}
 	reg := prometheus.NewRegistry()
 	metrics := edgesip.NewMetrics(reg)
 	s := &SBC{Config: cfg, Metrics: reg, TLS: lnTLS.Addr().String(), MTLS: lnMTLS.Addr().String(), Log: logs}
@@ -222,6 +238,13 @@ log: { level: debug }
 		}
 	})
 	return s
+}
+
+func insideExtra(s string) string {
+	if s == "" {
+		return ""
+	}
+	return ", " + s
 }
 
 func indent(lines []string) string {
@@ -273,6 +296,18 @@ func (s *SBC) WaitIdle(t testing.TB, d time.Duration) {
 	}
 }
 
+// WaitLog waits until the SBC's log contains s.
+func (s *SBC) WaitLog(t testing.TB, text string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(s.Log.String(), text) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the SBC never logged %q", text)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // SyncBuffer is a bytes.Buffer safe for concurrent writes (the SBC's log).
 type SyncBuffer struct {
 	mu sync.Mutex
@@ -306,15 +341,45 @@ type Peer struct {
 // Dial connects to addr as name (with name's certificate when cert).
 func Dial(t testing.TB, pki *PKI, addr, name string, cert bool) *Peer {
 	t.Helper()
-	cfg := &tls.Config{RootCAs: pki.pool, ServerName: "sbc.test", MinVersion: tls.VersionTLS12}
-	if cert {
-		cfg.Certificates = []tls.Certificate{pki.Cert(t, name)}
-	}
-	c, err := tls.Dial("tcp", addr, cfg)
+	c, err := DialFrom(pki, "", addr, name, cert)
 	if err != nil {
 		t.Fatalf("%s: dial %s: %v", name, addr, err)
 	}
 	return newPeer(t, name, c)
+}
+
+// DialFrom opens a TLS connection to addr from local IP from ("" any),
+// without a peer on top (for connection-level tests).
+func DialFrom(pki *PKI, from, addr, name string, cert bool) (*tls.Conn, error) {
+	return DialWith(pki, from, addr, name, cert, 0)
+}
+
+// DialWith is DialFrom with the socket's receive buffer set to rcvbuf
+// bytes before it connects (0: the system's), as a peer that reads
+// slowly or not at all would.
+func DialWith(pki *PKI, from, addr, name string, cert bool, rcvbuf int) (*tls.Conn, error) {
+	cfg := &tls.Config{RootCAs: pki.pool, ServerName: "sbc.test", MinVersion: tls.VersionTLS12}
+	if cert {
+		c, err := tls.LoadX509KeyPair(pki.Leaves[name].Cert, pki.Leaves[name].Key)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{c}
+	}
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	if rcvbuf > 0 {
+		d.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, rcvbuf) }); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	if from != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+	}
+	return tls.DialWithDialer(d, "tcp", addr, cfg)
 }
 
 // Listener accepts the SBC's connections as a callee.
@@ -398,6 +463,13 @@ func (p *Peer) Closed(d time.Duration) bool {
 	case <-time.After(d):
 		return false
 	}
+}
+
+// Forget drops the messages kept for later Expect calls.
+func (p *Peer) Forget() {
+	p.mu.Lock()
+	p.back = nil
+	p.mu.Unlock()
 }
 
 // Close closes the connection.
