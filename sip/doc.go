@@ -1,40 +1,139 @@
 // Package sip is edge-sbc's back-to-back user agent (B2BUA) for SIP over
-// TLS, built on github.com/emiago/sipgo.
+// TLS. It uses github.com/emiago/sipgo for what SIP is made of (the
+// stream parser, messages, headers, URIs) and carries its own connection
+// handling and RFC 3261 transaction layer, because both decide in which
+// order a call sees what happened.
 //
-// Where things happen:
+// # Where things happen
 //
-//   - transport.go: every TLS connection starts here. The SBC accepts and
-//     dials TCP itself, runs the TLS handshake itself (so it knows the
-//     peer's verified certificate names and why a handshake failed), marks
-//     the socket CS3, applies per-address caps, and only then hands the
-//     connection to sipgo through a handoff listener. Outbound connections
-//     carry SNI with the target host name (never an IP literal) and are
-//     verified against the trunk identity.
-//   - server.go: the method handler table (registerHandlers), lifecycle
-//     (New does no I/O, Start serves listeners handed in, Close is
-//     idempotent and waits), reload of the policy snapshot.
-//   - policy.go: the SIPS-only rules for a new INVITE (416 for sip:, 400,
-//     483, 505).
-//   - admission.go: limits and loop detection, each result mapped to its
-//     SIP status.
-//   - inbound.go: a new call arrives (leg A); router.go: a route is chosen;
-//     outbound.go: leg B is originated toward the RFC 3263 targets of the
-//     destination trunk, with failover; dialog.go: everything inside a call
-//     (ACK, BYE, re-INVITE, UPDATE, INFO, PRACK, OPTIONS, NOTIFY) is relayed
-//     from one leg to the other.
-//   - headers.go: topology hiding — every message is built from scratch;
-//     only allow-listed headers cross.
-//   - media.go / anchor.go: SDP goes through the media package, which
-//     anchors every stream on the SBC's relay.
+// One INVITE reads straight through these files:
+//
+//   - transport.go: every TLS connection starts here (accept or dial, the
+//     handshake, the peer's verified identity, the connection caps) and
+//     every SIP message enters here: each connection is read by one
+//     goroutine, parsed with sipgo's stream parser, and each message is
+//     handed on in arrival order. Writes go out under limits.write_timeout.
+//   - server.go: the B2BUA's lifecycle and the dispatcher (onMessage): a
+//     message is matched to its transaction (txn.go), its dialog (and so
+//     its call) or a handler for requests outside a dialog (handler: the
+//     one place where methods meet their handlers).
+//   - inbound.go: a new INVITE: the SIPS policy (policy.go), the caller's
+//     trunk, the plan (plan.go: route and admission, no I/O; router.go
+//     chooses the route), then the call.
+//   - call.go: the call's owner: its state, the one function that changes
+//     it (setState), the event loop (drain), the one release.
+//   - outbound.go: leg B toward the destination's RFC 3263 targets: failover,
+//     forks, CANCEL of abandoned targets, 3xx, early media.
+//   - indialog.go: requests and responses inside a call, relayed from leg to
+//     leg with the offer/answer bookkeeping (leg.go), glare and rollback.
+//   - sessiontimer.go: RFC 4028; reply.go: every response the SBC composes
+//     itself and the one mapping from errors to status codes; headers.go:
+//     topology hiding and the trust boundary; body.go: SDP and multipart
+//     bodies; anchor.go and media.go: the one narrow interface to media/.
 //   - cdr.go, metrics.go: call detail records and Prometheus collectors.
 //
-// Concurrency: sipgo runs each request handler in its own goroutine. The
-// B2BUA's mutex guards the call and dialog tables; each call and each leg
-// have their own mutex for their state; no I/O happens while a lock is
-// held. Goroutines the B2BUA starts run through goOwned and are waited for
-// by Close.
+// # One owner per call
 //
-// Known limits: a caller's connection cannot be re-opened (callers are
-// often behind NAT), so when it dies the call ends; REFER, SUBSCRIBE and
-// MESSAGE are answered 405.
+// Order is decided at the socket. A connection's reader parses messages
+// in the order the peer sent them and hands each, before reading the next,
+// to the dispatcher, which finds the call and queues the message as an
+// event on the call. Everything that happens to a call is such an event,
+// handled one at a time by the call's event loop: requests and responses
+// of both legs, CANCEL, ACK, the results of DNS and dialing (which run in
+// helper goroutines so the loop never waits on the network), timers
+// (answer, provisional, 2xx retransmission, ACK wait, PRACK wait, session
+// expiry and refresh), media timeout, connection loss, hangup (drain,
+// shutdown). So a 180 and a 200 written back to back reach the caller in
+// that order, and a CANCEL and a 200 that cross are handled in the order
+// they arrived, each seeing the other's effects.
+//
+// The loop is a queue with a goroutine that exists only while the queue
+// is not empty (call.post / call.drain): an idle call, a ringing or
+// answered one, costs no goroutine, and no two goroutines ever handle
+// events of the same call. A dedicated goroutine per call would be as
+// correct but holds a stack for the whole call (thousands of calls); a
+// mutex per call would serialise handlers but not preserve arrival order.
+// The queue of network events is bounded (maxQueue): a reader waits when a
+// call's queue is full, which stops reading that connection (TCP
+// backpressure) instead of growing memory.
+//
+// # Call states
+//
+//	          INVITE admitted
+//	                |
+//	              init ----------------------------+
+//	                | INVITE sent to a target      |
+//	                v                              |
+//	   +------> calling <----+ failover, 3xx       |
+//	   |            | 100    |                     |
+//	   |            v        |                     |
+//	   |       proceeding ---+                     |
+//	   |            | 18x with a To tag            | refused, cancelled,
+//	   |            v                              | every target failed,
+//	   +-------- early                             | no answer
+//	                | first 2xx: sent to the caller|
+//	                v                              |
+//	           connecting -----------------------+ |
+//	                | the caller's ACK           | |
+//	                v                            | |
+//	           confirmed ---- BYE, lost ----+    | |
+//	                                        v    v v
+//	                                       terminating
+//	                      (a CANCEL owed once a target rings, a BYE owed
+//	                       once the caller ACKs; both bounded by 64*T1)
+//	                                            |
+//	                                            v
+//	                                        terminated: release ran
+//
+// setState refuses any other change. release runs exactly once, entering
+// terminated: dialogs, server and client transactions, timers, the media
+// session and its ports, the admission slot, the connections' use, then
+// the CDR and the metrics. Events that still arrive for a released call
+// get 481, or, for a 2xx to an INVITE, ACK and BYE built from the
+// response.
+//
+// # Offer/answer per leg (RFC 3264, RFC 6337)
+//
+//	none --offer sent--> offer_sent --answer in unreliable 18x--> early_answer
+//	  |                      |                                        |
+//	  +--offer received--> offer_received --answer (2xx, reliable 18x,|
+//	                         |              PRACK, UPDATE 2xx, ACK)---+--> stable
+//	                         +-- rejected (488, 491, 500, timeout) --> back to
+//	                             stable (re-offer) or none (initial)
+//
+// Each leg's state (leg.oa) says who owes an answer; the media session
+// keeps the agreed SDP apart from the one being negotiated, so a rejected
+// re-offer rolls the relay and hold state back (MediaSession.Reject). An
+// offer while another is outstanding on either leg is glare: 491 (RFC
+// 3261 §14.1, RFC 3311 §5.2). An answer that crossed in an unreliable 18x
+// is repeated in the 2xx when the callee's 2xx has none.
+//
+// # Lock rules
+//
+// No lock is ever held across network I/O or while posting to a call.
+//   - B2BUA.mu guards calls, dialogs, trusted and closed.
+//   - txLayer.mu guards the transaction tables; serverTx.mu a server
+//     transaction's last response; clientTx.mu its timer.
+//   - conn.wmu serialises writes on one connection (held across the write
+//     only, bounded by limits.write_timeout); conn.mu guards the calls
+//     using it and its pending count.
+//   - call.qmu guards a call's event queue only; every other field of a
+//     call and its legs is owned by the call's event loop.
+//   - planner.mu guards the admission counters and rate buckets.
+//
+// These are leaf locks: code holding one never takes another, except the
+// event loop, which holds none while it takes any one of them.
+//
+// # Goroutines
+//
+// Every goroutine has an owner that stops it: the accept loops, the
+// keepalive and housekeeping loops and the calls' loops and helpers
+// belong to the B2BUA (Close waits for them); handshakes and connection
+// readers to the transport (Close closes the connections and waits).
+//
+// # Known limits
+//
+// A caller's connection cannot be re-opened (callers are often behind
+// NAT), so when it dies the call ends; REFER, SUBSCRIBE and MESSAGE are
+// answered 405.
 package sip

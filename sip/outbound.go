@@ -780,6 +780,11 @@ func (c *call) redirected(at *attempt, res *sip.Response) {
 		}
 		c.log.Info().Int("code", res.StatusCode).Str("user", ct.uri.User).Str("trunk", c.plan.to.name).Int("redirects", c.redirects).Msg("following redirect")
 		c.ruriUser = ct.uri.User
+		// A new dialog toward the new target (a B2BUA is free to: the
+		// redirecting target's dialog is over).
+		c.b.unregister(c.bl.callID, c.bl.localTag)
+		c.bl.callID = newCallID()
+		c.b.register(c, c.bl.callID, c.bl.localTag, SideB)
 		c.targets, c.nextTarget = nil, 0
 		c.resolve()
 		return
