@@ -59,31 +59,31 @@
 //
 // # Call states
 //
-//	          INVITE admitted
-//	                |
-//	              init ----------------------------+
-//	                | INVITE sent to a target      |
-//	                v                              |
-//	   +------> calling <----+ failover, 3xx       |
-//	   |            | 100    |                     |
-//	   |            v        |                     |
-//	   |       proceeding ---+                     |
-//	   |            | 18x with a To tag            | refused, cancelled,
-//	   |            v                              | every target failed,
-//	   +-------- early                             | no answer
-//	                | first 2xx: sent to the caller|
-//	                v                              |
-//	           connecting -----------------------+ |
-//	                | the caller's ACK           | |
-//	                v                            | |
-//	           confirmed ---- BYE, lost ----+    | |
-//	                                        v    v v
-//	                                       terminating
-//	                      (a CANCEL owed once a target rings, a BYE owed
-//	                       once the caller ACKs; both bounded by 64*T1)
-//	                                            |
-//	                                            v
-//	                                        terminated: release ran
+//	       INVITE admitted
+//	             |
+//	           init ----------------------------+
+//	             | INVITE sent to a target      |
+//	             v                              |
+//	+------> calling <----+ failover, 3xx       |
+//	|            | 100    |                     |
+//	|            v        |                     |
+//	|       proceeding ---+                     |
+//	|            | 18x with a To tag            | refused, cancelled,
+//	|            v                              | every target failed,
+//	+-------- early                             | no answer
+//	             | first 2xx: sent to the caller|
+//	             v                              |
+//	        connecting -----------------------+ |
+//	             | the caller's ACK           | |
+//	             v                            | |
+//	        confirmed ---- BYE, lost ----+    | |
+//	                                     v    v v
+//	                                    terminating
+//	                   (a CANCEL owed once a target rings, a BYE owed
+//	                    once the caller ACKs; both bounded by 64*T1)
+//	                                         |
+//	                                         v
+//	                                     terminated: release ran
 //
 // setState refuses any other change. release runs exactly once, entering
 // terminated: dialogs, server and client transactions, timers, the media
