@@ -234,3 +234,41 @@ func TestNonReadingFlood(t *testing.T) {
 		t.Errorf("heap in use grew by %d MiB", (ms.HeapInuse-h0)>>20)
 	}
 }
+
+// TestWildcardCertificateInbound: a partner whose certificate carries
+// *.partner.test (or the URI SAN sips:partner.test) calls in and is mapped
+// to the trunk whose identity it proves, as the same certificate is
+// accepted when the SBC calls out (one check both ways).
+func TestWildcardCertificateInbound(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		dns      []string
+		uris     []string
+		identity string
+	}{
+		{"wildcard DNS SAN", []string{"*.partner.test"}, nil, "sip.partner.test"},
+		{"sips URI SAN", nil, []string{"sips:partner.test"}, "partner.test"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pki := siptest.NewPKI(t, "sbc.test", "caller.test", "callee.test")
+			pki.Issue(t, "partner", tc.dns, tc.uris)
+			l := siptest.Listen(t, pki, "callee.test")
+			sbc := siptest.StartSBC(t, pki, siptest.SBCOptions{Callee: l.Addr(),
+				Trunks: []string{"{ name: partner, identity: " + tc.identity + ", allow_plain_rtp: true }"},
+				Routes: []string{"{ from: partner, to: inside }"}})
+			a := siptest.Dial(t, pki, sbc.MTLS, "partner", true)
+			inv := a.NewInvite("sips:bob@sbc.test", siptest.SDP(siptest.NewRTP(t).Port(), 1, ""))
+			a.Send(inv)
+			b := l.Accept(wait)
+			invB := b.Request(wait, sip.INVITE)
+			b.Send(b.Reply(invB, 486, siptest.Tag(), nil))
+			b.Request(wait, sip.ACK)
+			r := a.Response(wait, sip.INVITE, 486)
+			a.Send(siptest.AckNon2xx(inv, r))
+			if !strings.Contains(sbc.Log.String(), `"trunk_a":"partner"`) {
+				t.Error("the call was not mapped to the partner trunk")
+			}
+			sbc.WaitIdle(t, wait)
+		})
+	}
+}

@@ -61,6 +61,18 @@ func NewPKI(t testing.TB, names ...string) *PKI {
 	return &PKI{Dir: dir, CA: files.CA, Leaves: files.Leaves, pool: pool}
 }
 
+// Issue adds a leaf with the given SANs to the PKI under name (e.g. a
+// wildcard "*.partner.test" or a URI SAN "sips:partner.test").
+func (p *PKI) Issue(t testing.TB, name string, dnsNames, uris []string) {
+	t.Helper()
+	lf, err := tlsconf.IssueDevLeaf(p.Dir, tlsconf.LeafOptions{Names: dnsNames, URIs: uris, CommonName: name,
+		ServerAuth: true, ClientAuth: true, FileBase: strings.NewReplacer("*", "star", ":", "_").Replace(name)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Leaves[name] = lf
+}
+
 // Cert returns the TLS certificate of name.
 func (p *PKI) Cert(t testing.TB, name string) tls.Certificate {
 	t.Helper()

@@ -104,8 +104,12 @@ func (e *env) step(ctx context.Context, b *callBed, port int, transport string, 
 	if !res.sustained {
 		st = "FAIL: " + res.why
 	}
-	logf("    %-8s %-3s %5d cps x %2.0fs: %s (%.1fs; CPU: %s)", ifs(viaSBC, "edge-sbc", "direct"), transport, rate, dur.Seconds(),
-		st, res.elapsed.Seconds(), fmtCPU(res.cpu, res.elapsed))
+	rss := ""
+	if viaSBC && res.sbcRSS > 0 {
+		rss = fmt.Sprintf("; edge-sbc RSS %.1f MiB", res.sbcRSS/(1<<20))
+	}
+	logf("    %-8s %-3s %5d cps x %2.0fs: %s (%.1fs; CPU: %s%s)", ifs(viaSBC, "edge-sbc", "direct"), transport, rate, dur.Seconds(),
+		st, res.elapsed.Seconds(), fmtCPU(res.cpu, res.elapsed), rss)
 	return res, nil
 }
 

@@ -40,6 +40,7 @@ type options struct {
 	fdTol       float64
 	rssTol      float64
 	keep        bool
+	heapPerCall float64
 	recvTimeout time.Duration
 }
 
@@ -57,6 +58,7 @@ func main() {
 	flag.Float64Var(&o.fdTol, "fds-tolerance", 5, "end open fds may exceed the start by this much")
 	flag.Float64Var(&o.rssTol, "rss-tolerance", 0.20, "end RSS may exceed the start by this fraction")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, traces)")
+	flag.Float64Var(&o.heapPerCall, "heap-per-call", 1024, "live heap after a forced GC may grow by this many bytes per ended call")
 	flag.Parse()
 	if o.duration <= 0 || o.rate <= 0 || o.hold <= 0 || o.sample <= 0 {
 		fatalf("duration, rate, hold and sample must be positive")
@@ -272,6 +274,26 @@ type sample struct {
 	v     map[string]float64
 }
 
+// forcedHeap returns the SBC's live heap (HeapAlloc) right after a forced
+// GC: /debug/pprof/heap?gc=1 collects first, and its text form ends with
+// the runtime.MemStats of that moment.
+func forcedHeap(port int) (uint64, error) {
+	c := http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?gc=1&debug=1", port))
+	if err != nil {
+		return 0, fmt.Errorf("heap profile: %w", err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "# HeapAlloc = "); ok {
+			return strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("heap profile: no HeapAlloc line (metrics.pprof on?)")
+}
+
 func scrape(port int) (map[string]float64, error) {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
@@ -451,7 +473,7 @@ trunks:
 routes:
   - { from: outside, to: inside }
 media: { port_range: "43000-46999", bind: 127.0.0.1 }
-metrics: { listen: "127.0.0.1:%d" }
+metrics: { listen: "127.0.0.1:%d", pprof: true }
 log: { level: info, format: json }
 shutdown: { drain_timeout: 5s }
 `, cert, key, ca, ports["mtls"], ports["calleeTLS"], ports["metrics"])
@@ -555,6 +577,10 @@ shutdown: { drain_timeout: 5s }
 		return 2, err
 	}
 	fmt.Printf("warm-up: %d calls ok; the next row is the baseline\n", warmCalls)
+	heap0, err := forcedHeap(ports["metrics"])
+	if err != nil {
+		return 2, err
+	}
 	t0 = time.Now()
 	if err := take("start"); err != nil {
 		return 2, err
@@ -650,6 +676,10 @@ settling:
 	if interrupted {
 		return 130, errors.New("interrupted")
 	}
+	heap1, err := forcedHeap(ports["metrics"])
+	if err != nil {
+		return 1, err
+	}
 
 	// Report.
 	st, err := readStats(loadStat)
@@ -696,6 +726,15 @@ settling:
 		"go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes", "go_memstats_next_gc_bytes"} {
 		row(n, 1<<20, "Mi", 0, "", end)
 	}
+	perCall := (float64(heap1) - float64(heap0)) / float64(max(st.successful, 1))
+	heapVerdict := "ok"
+	if perCall > o.heapPerCall {
+		heapVerdict = "FAIL"
+		ok = false
+	}
+	fmt.Printf("%-30s  %10.1fKi  %12s  %12s  %10.1fKi  %-16s  %s\n", "live heap after forced GC", float64(heap0)/1024, "", "",
+		float64(heap1)/1024, fmt.Sprintf("<= %.0f B/call", o.heapPerCall), heapVerdict)
+	fmt.Printf("live heap per ended call: %.0f bytes (%d calls)\n", perCall, st.successful)
 	fmt.Println()
 	if st.failed > 0 || st.successful != calls || st.created != calls {
 		ok = false
