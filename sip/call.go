@@ -424,10 +424,10 @@ func (c *call) terminate(by, reason string, code int) {
 	switch {
 	case c.inSetup():
 		if c.inv != nil && !c.inv.isFinal() {
-			r := refusal{code: 503, warning: "call ended", retryAfter: 5}
+			r := refuseEnded
 			switch {
 			case code == 487:
-				r = refusal{code: 487}
+				r = refuseTerminated
 			case code >= 400:
 				r.code = code
 			}
@@ -498,7 +498,7 @@ func (c *call) release() {
 		if !tx.isFinal() {
 			r := refuseNoDialog
 			if tx.req.IsInvite() {
-				r = refusal{code: 487}
+				r = refuseTerminated
 			}
 			c.b.reject(tx, r, "", c.id)
 		}

@@ -47,14 +47,11 @@ type callUp struct {
 	a, b       *siptest.Peer
 	inv, invB  *siptest.Dialog
 	rtpA, rtpB *siptest.RTP
-	sbcA, sbcB sipAddr // where each side sends media (the SBC's ports)
 	reqA       *sip.Request
 	reqB       *sip.Request
 	res2xx     *sip.Response
 	tagB       string
 }
-
-type sipAddr = interface{ String() string }
 
 // basicCall sets up a call: INVITE with SDP, 180, 200 with SDP, ACK.
 func basicCall(t *testing.T, bd *bed) *callUp {

@@ -210,7 +210,7 @@ func TestNonReadingFlood(t *testing.T) {
 	// Each flood connection is dropped once a write of the SBC has been
 	// blocked for write_timeout (the kernel buffers fill first).
 	var after int
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
 		if _, _, after = bd.sbc.B2BUA.Counts(); after <= 2 {
 			break
 		}

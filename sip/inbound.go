@@ -41,7 +41,7 @@ func (b *B2BUA) onInvite(cn *conn, req *sip.Request) {
 	body, err := splitBody(req, snap.bodyAllow)
 	if err != nil {
 		b.log.Info().Err(err).Str("call_id_a", cid).Msg("INVITE body refused")
-		b.rejectInline(cn, req, refusal{code: 400, warning: "malformed body"})
+		b.rejectInline(cn, req, refuseBadBody)
 		return
 	}
 	if !cn.beginRequest(false) {

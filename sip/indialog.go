@@ -107,7 +107,7 @@ func (c *call) onRequest(ev event) {
 	if !c.fromPeer(l, f, ev.conn) {
 		c.log.Warn().Str("remote", ev.conn.remote).Str("leg", l.side.String()).Str("method", string(req.Method)).
 			Msg("in-dialog request from a connection that is not the leg's peer: refused")
-		c.respond(tx, c.b.refusalResponse(req, refusal{code: 403, warning: "not a party of this dialog"}, "", c.id))
+		c.respond(tx, c.b.refusalResponse(req, refuseNotParty, "", c.id))
 		return
 	}
 	if cs := req.CSeq().SeqNo; l.remoteCSeq != 0 && cs < l.remoteCSeq {
@@ -153,7 +153,7 @@ func (c *call) fromPeer(l *leg, f *fork, cn *conn) bool {
 func (c *call) onBye(l *leg, tx *serverTx) {
 	c.respond(tx, newResponse(tx.req, sip.StatusOK, ""))
 	if l.inviteIn != nil {
-		c.respond(l.inviteIn, c.b.refusalResponse(l.inviteIn.req, refusal{code: 487}, "", ""))
+		c.respond(l.inviteIn, c.b.refusalResponse(l.inviteIn.req, refuseTerminated, "", ""))
 		l.inviteIn = nil
 	}
 	c.log.Debug().Str("leg", l.side.String()).Msg("BYE received")
@@ -201,7 +201,7 @@ func (c *call) onReInvite(l *leg, tx *serverTx) {
 	l.learnPeer(req)
 	body, err := splitBody(req, c.snap.bodyAllow)
 	if err != nil {
-		c.respond(tx, c.b.refusalResponse(req, refusal{code: 400, warning: "malformed body"}, "", c.id))
+		c.respond(tx, c.b.refusalResponse(req, refuseBadBody, "", c.id))
 		return
 	}
 	rel := &relay{in: tx, from: l, to: o, method: sip.INVITE}
@@ -244,7 +244,7 @@ func (c *call) onUpdate(l *leg, f *fork, tx *serverTx) {
 	o := c.other(l)
 	body, err := splitBody(req, c.snap.bodyAllow)
 	if err != nil {
-		c.respond(tx, c.b.refusalResponse(req, refusal{code: 400, warning: "malformed body"}, "", c.id))
+		c.respond(tx, c.b.refusalResponse(req, refuseBadBody, "", c.id))
 		return
 	}
 	if len(body.sdp) > 0 {
@@ -329,7 +329,7 @@ func (c *call) relayRequest(l *leg, f *fork, tx *serverTx, offer bool) {
 	}
 	body, err := splitBody(req, c.snap.bodyAllow)
 	if err != nil {
-		c.respond(tx, c.b.refusalResponse(req, refusal{code: 400, warning: "malformed body"}, "", c.id))
+		c.respond(tx, c.b.refusalResponse(req, refuseBadBody, "", c.id))
 		return
 	}
 	rel := &relay{in: tx, from: l, to: o, method: req.Method, fork: f}
@@ -552,7 +552,7 @@ func (c *call) relayFailed(rel *relay, err error) {
 	}
 	r := refuseTimedOut
 	if rel.method != sip.INVITE && rel.method != sip.UPDATE {
-		r = refusal{code: 408}
+		r = refuseRequestTimeout
 	}
 	c.respond(rel.in, c.b.refusalResponse(rel.in.req, r, "", c.id))
 }

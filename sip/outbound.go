@@ -66,7 +66,7 @@ type fork struct {
 func (c *call) originate() {
 	body, err := splitBody(c.inv.req, c.snap.bodyAllow)
 	if err != nil {
-		c.failSetup(refusal{code: 400, warning: "malformed body"}, err.Error())
+		c.failSetup(refuseBadBody, err.Error())
 		return
 	}
 	var sdp []byte

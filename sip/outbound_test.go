@@ -70,7 +70,7 @@ func TestRedirect(t *testing.T) {
 // like a plain SDP body; a part on sip.body_allow_list crosses, others do
 // not; the caller's address never reaches the callee.
 func TestMultipartBody(t *testing.T) {
-	bd := newBed(t, siptest.SBCOptions{SIP: "{ provisional_timeout: 1s, body_allow_list: [application/pidf+xml] }"})
+	bd := newBed(t, siptest.SBCOptions{SIP: "{ body_allow_list: [application/pidf+xml] }"})
 	a := bd.caller(t)
 	rtpA := siptest.NewRTP(t)
 	sdp := string(siptest.SDP(rtpA.Port(), 1, ""))
@@ -169,14 +169,14 @@ func TestAbandonedTarget(t *testing.T) {
 		"_sips._tcp.inside.test. 5 IN SRV 20 50 "+port(fast)+" t2.inside.test.",
 		"t1.inside.test. 5 IN A 127.0.0.1",
 		"t2.inside.test. 5 IN A 127.0.0.1")
-	sbc := siptest.StartSBC(t, pki, siptest.SBCOptions{Callee: "inside.test", DNS: z.Addr})
+	sbc := siptest.StartSBC(t, pki, siptest.SBCOptions{Callee: "inside.test", DNS: z.Addr, SIP: "{ provisional_timeout: 1s }"})
 	bd := &bed{pki: pki, sbc: sbc, callee: fast}
 	a := bd.caller(t)
 	inv := a.NewInvite("sips:bob@sbc.test", siptest.SDP(siptest.NewRTP(t).Port(), 1, ""))
 	a.Send(inv)
 	s := slow.Accept(wait)
 	invS := s.Request(wait, sip.INVITE)
-	f := fast.Accept(3 * time.Second)
+	f := fast.Accept(wait)
 	invF := f.Request(wait, sip.INVITE)
 	tagF := siptest.Tag()
 	f.Send(f.Reply(invF, 180, tagF, nil))

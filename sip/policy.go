@@ -16,25 +16,25 @@ import (
 // characters, SIP/2.0, Max-Forwards not exhausted.
 func checkRequest(req *sip.Request) *refusal {
 	if req.SipVersion != "SIP/2.0" {
-		return &refusal{code: 505}
+		return &refuseVersion
 	}
 	if req.From() == nil || req.To() == nil || req.CallID() == nil || req.CSeq() == nil || req.Via() == nil {
-		return &refusal{code: 400, warning: "missing mandatory header"}
+		return malformed("missing mandatory header")
 	}
 	for _, name := range []string{"From", "To", "Call-ID", "CSeq"} {
 		if len(req.GetHeaders(name)) != 1 {
-			return &refusal{code: 400, warning: "repeated " + name + " header"}
+			return malformed("repeated " + name + " header")
 		}
 	}
 	if req.CSeq().MethodName != req.Method {
-		return &refusal{code: 400, warning: "CSeq method does not match"}
+		return malformed("CSeq method does not match")
 	}
 	if hasCTL(req.Recipient.String()) {
-		return &refusal{code: 400, warning: "control character in the Request-URI"}
+		return malformed("control character in the Request-URI")
 	}
 	for _, h := range req.Headers() {
 		if hasCTL(h.Value()) {
-			return &refusal{code: 400, warning: "control character in " + h.Name()}
+			return malformed("control character in " + h.Name())
 		}
 	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 && !req.IsAck() && req.Method != sip.CANCEL {
@@ -47,20 +47,20 @@ func checkRequest(req *sip.Request) *refusal {
 // passed checkRequest. It returns nil when the request may proceed.
 func checkInvite(req *sip.Request) *refusal {
 	if ct := req.Contact(); ct != nil && ct.Address.Wildcard {
-		return &refusal{code: 400, warning: "Contact: * is only allowed in REGISTER"}
+		return &refuseContactStar
 	}
 	if !strings.EqualFold(req.Recipient.Scheme, "sips") {
 		// RFC 3261 §8.2.2.1: 416 for a scheme the UAS does not serve.
-		return &refusal{code: 416, warning: "only sips: URIs are accepted"}
+		return &refuseSIPScheme
 	}
 	if req.Recipient.User == "" || req.Recipient.Host == "" {
-		return &refusal{code: 400, warning: "a sips: URI with a user and a host is required"}
+		return &refuseRURIUserHost
 	}
 	if len(req.Body()) > 0 && !isSDP(req) && !isMultipart(req) {
-		return &refusal{code: 415, warning: "only application/sdp and multipart/mixed bodies"}
+		return &refuseBodyType
 	}
 	if unsupportedTags(req) != "" {
-		return &refusal{code: 420}
+		return &refuseExtension
 	}
 	return nil
 }

@@ -56,7 +56,7 @@ var (
 	refuseNoDialog       = refusal{code: 481}
 	refuseNotTrunk       = refusal{code: 403, warning: "peer is not a configured trunk"}
 	refuseNotAllowed     = refusal{code: 405}
-	refuseBadRequest     = refusal{code: 400, warning: "malformed request"}
+	refuseBadBody        = refusal{code: 400, warning: "malformed body"}
 	refuseTooManyHops    = refusal{code: 483}
 	refuseLoop           = refusal{code: 482, warning: "the request came back to this SBC"}
 	refuseDraining       = refusal{code: 503, warning: "draining", retryAfter: 30}
@@ -72,7 +72,25 @@ var (
 	refuseTimedOut       = refusal{code: 500, warning: "the other side did not answer in time", retryAfter: 5}
 	refuseTooManyStreams = refusal{code: 488, warning: "too many media streams"}
 	refuseInternal       = refusal{code: 500, warning: "internal error"}
+	refuseEnded          = refusal{code: 503, warning: "call ended", retryAfter: 5}
+	refuseTerminated     = refusal{code: 487}
+	refuseNotParty       = refusal{code: 403, warning: "not a party of this dialog"}
+	refuseRequestTimeout = refusal{code: 408}
+
+	// The SIPS-only policy (policy.go): about the caller's own request.
+	refuseVersion      = refusal{code: 505}
+	refuseSIPScheme    = refusal{code: 416, warning: "only sips: URIs are accepted"}
+	refuseBodyType     = refusal{code: 415, warning: "only application/sdp and multipart/mixed bodies"}
+	refuseExtension    = refusal{code: 420}
+	refuseContactStar  = refusal{code: 400, warning: "Contact: * is only allowed in REGISTER"}
+	refuseRURIUserHost = refusal{code: 400, warning: "a sips: URI with a user and a host is required"}
 )
+
+// malformed is the 400 for a request that breaks RFC 3261 itself; what is
+// named is part of the caller's own request.
+func malformed(what string) *refusal {
+	return &refusal{code: 400, warning: what}
+}
 
 // statusFor maps an internal error to the refusal sent back. It is the one
 // place that does so.

@@ -235,8 +235,8 @@ func remoteIP(c net.Conn) netip.Addr {
 	return netip.Addr{}
 }
 
-// readState tracks what the parser holds between reads, so that a
-// CRLF-CRLF keepalive between messages is answered (RFC 5626 §4.4.1).
+// readState tracks what the parser holds between reads, so that CRLF
+// keepalives between messages are told apart from a message in progress.
 type readState struct {
 	unconsumed int  // bytes given to the parser that are not part of a complete message yet
 	tailCRLF   bool // those bytes are all CR or LF
@@ -305,7 +305,9 @@ func (c *conn) feed(par *sip.ParserStream, data []byte, st *readState) error {
 		return err
 	}
 	// What remains in the parser is the tail of the stream. If it is only
-	// CRLFs, the peer is between messages: CRLF-CRLF is a ping.
+	// CRLFs the peer is between messages: they are dropped, and a CRLF-CRLF
+	// among them is a ping, answered with a CRLF pong (RFC 5626 §4.4.1). A
+	// single CRLF (a pong to our ping) is not answered.
 	if st.unconsumed <= 0 {
 		st.unconsumed, st.tailCRLF = 0, true
 		return nil
@@ -316,11 +318,13 @@ func (c *conn) feed(par *sip.ParserStream, data []byte, st *readState) error {
 		st.tailCRLF = true
 	}
 	st.tailCRLF = st.tailCRLF && len(bytes.Trim(tail, "\r\n")) == 0
-	if st.tailCRLF && st.unconsumed >= 4 {
+	if st.tailCRLF {
 		par.Reset()
 		st.unconsumed = 0
-		if err := c.write([]byte("\r\n")); err != nil {
-			return err
+		if bytes.Contains(tail, []byte("\r\n\r\n")) {
+			if err := c.write([]byte("\r\n")); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

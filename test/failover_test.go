@@ -207,6 +207,21 @@ func TestFailoverSRV(t *testing.T) {
 		}
 	})
 
+	t.Run("first target abandoned after the provisional timeout gets a CANCEL once it rings", func(t *testing.T) {
+		late := harness.StartSippUAS(t, harness.SippOptions{Scenario: "uas_late_ring.xml"})
+		first := harness.StartTLSServerProxy(t, pki["callee.test"], late.Port(), true)
+		uas := harness.StartSippUAS(t, harness.SippOptions{Scenario: "uas_basic.xml"})
+		second := harness.StartTLSServerProxy(t, pki["callee.test"], uas.Port(), true)
+		_, local := failoverBed(t, first, second, pki)
+		harness.RequireOK(t, "call", callOnce(t, local, "uac_basic.xml"), 1)
+		if u := uas.Wait(10 * time.Second); u.Successful != 1 {
+			t.Fatalf("second target: %s", u.Summary())
+		}
+		if l := late.Wait(10 * time.Second); l.Successful != 1 {
+			t.Fatalf("abandoned target (must be CANCELed after its 180): %s", l.Summary())
+		}
+	})
+
 	t.Run("both targets down, 503 to the caller quickly", func(t *testing.T) {
 		sbc, local := failoverBed(t, harness.FreePort(t), harness.FreePort(t), pki)
 		start := time.Now()

@@ -111,7 +111,9 @@ type SBCOptions struct {
 	Routes []string
 	// Extra is appended to the YAML (other top-level keys).
 	Extra string
-	// SIP replaces the sip: mapping (default { provisional_timeout: 1s }).
+	// SIP replaces the sip: mapping (default { provisional_timeout: 5s }:
+	// scripted callees send no 100 Trying, and a loaded test machine may
+	// take a while to answer).
 	SIP string
 	// Limits replaces the limits: mapping.
 	Limits string
@@ -148,7 +150,7 @@ func StartSBC(t testing.TB, pki *PKI, o SBCOptions) *SBC {
 		t.Fatal(err)
 	}
 	if o.SIP == "" {
-		o.SIP = "{ provisional_timeout: 1s }"
+		o.SIP = "{ provisional_timeout: 5s }"
 	}
 	if o.Limits == "" {
 		o.Limits = "{ max_connections_per_ip: 1000, handshakes_per_ip: 1000, unauthenticated_cps: 1000, unauthenticated_max_calls: 1000 }"
