@@ -203,3 +203,40 @@ func TestAbandonedTarget(t *testing.T) {
 	bd.peerB = f
 	(&callUp{a: a, b: f, inv: d}).hangup(t, bd)
 }
+
+// TestAbandonedTargetAfterHangup: the call ends before the abandoned
+// target rings; the call waits (bounded) to CANCEL it when it does.
+func TestAbandonedTargetAfterHangup(t *testing.T) {
+	pki := siptest.NewPKI(t, "sbc.test", "caller.test", "callee.test")
+	slow := siptest.Listen(t, pki, "callee.test")
+	fast := siptest.Listen(t, pki, "callee.test")
+	port := func(l *siptest.Listener) string { return l.Addr()[strings.LastIndex(l.Addr(), ":")+1:] }
+	z := siptest.StartDNS(t,
+		"_sips._tcp.inside.test. 5 IN SRV 10 50 "+port(slow)+" t1.inside.test.",
+		"_sips._tcp.inside.test. 5 IN SRV 20 50 "+port(fast)+" t2.inside.test.",
+		"t1.inside.test. 5 IN A 127.0.0.1",
+		"t2.inside.test. 5 IN A 127.0.0.1")
+	sbc := siptest.StartSBC(t, pki, siptest.SBCOptions{Callee: "inside.test", DNS: z.Addr, SIP: "{ provisional_timeout: 1s }"})
+	bd := &bed{pki: pki, sbc: sbc, callee: fast}
+	a := bd.caller(t)
+	inv := a.NewInvite("sips:bob@sbc.test", siptest.SDP(siptest.NewRTP(t).Port(), 1, ""))
+	a.Send(inv)
+	s := slow.Accept(wait)
+	invS := s.Request(wait, sip.INVITE)
+	f := fast.Accept(wait)
+	invF := f.Request(wait, sip.INVITE)
+	tagF := siptest.Tag()
+	f.Send(f.Reply(invF, 200, tagF, siptest.SDP(siptest.NewRTP(t).Port(), 1, "")))
+	ok := a.Response(wait, sip.INVITE, 200)
+	d := a.UACDialog(inv, ok)
+	a.Send(d.Request(sip.ACK, nil, 1))
+	f.Request(wait, sip.ACK)
+	bd.peerB = f
+	(&callUp{a: a, b: f, inv: d}).hangupNoIdle(t)
+	tagS := siptest.Tag()
+	s.Send(s.Reply(invS, 180, tagS, nil))
+	cancel := s.Request(wait, sip.CANCEL)
+	s.Send(s.Reply(cancel, 200, "", nil), s.Reply(invS, 487, tagS, nil))
+	s.Request(wait, sip.ACK)
+	bd.sbc.WaitIdle(t, wait)
+}
