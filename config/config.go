@@ -187,6 +187,9 @@ type Trunk struct {
 	// admission, at most 3 times), relay (the caller gets the 3xx with a
 	// sanitized Contact) or refuse (the caller gets 480). Default follow.
 	Redirect string `yaml:"redirect"`
+	// Trace sends this trunk's SIP messages to the trace collector
+	// (trace.hep). Default true.
+	Trace *bool `yaml:"trace"`
 }
 
 // Route sends calls from one trunk to another. Routes are tried in order;

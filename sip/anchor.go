@@ -1,6 +1,10 @@
 package sip
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/edge-sbc/edge-sbc/media"
+)
 
 // Side names a leg of a call: A is the caller's, B the callee's.
 type Side int
@@ -57,6 +61,9 @@ type MediaSession interface {
 	// Reject drops the offer pending from side from and returns to the
 	// last agreed state (no-op when none is pending).
 	Reject(from Side)
+	// Stats returns the statistics of the open streams so far (safe to call
+	// from any goroutine).
+	Stats() []media.StreamStats
 	// Close releases the ports and returns a summary for the CDR.
 	Close() map[string]any
 }
@@ -72,4 +79,5 @@ func (passSession) Offer(_ Side, sdp []byte) ([]byte, error)             { retur
 func (passSession) ProvisionalAnswer(_ Side, sdp []byte) ([]byte, error) { return sdp, nil }
 func (passSession) Answer(_ Side, sdp []byte) ([]byte, error)            { return sdp, nil }
 func (passSession) Reject(Side)                                          {}
+func (passSession) Stats() []media.StreamStats                           { return nil }
 func (passSession) Close() map[string]any                                { return nil }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -65,6 +66,7 @@ func (c *call) setState(next callState) {
 	}
 	c.log.Debug().Stringer("from", c.state).Stringer("to", next).Msg("call state")
 	c.state = next
+	c.publish()
 }
 
 func (c *call) inSetup() bool { return c.state <= stEarly }
@@ -151,6 +153,8 @@ type call struct {
 	start  time.Time
 	ctx    context.Context // helper goroutines (DNS, dial) of the call
 	cancel context.CancelFunc
+
+	pub atomic.Pointer[callPub] // the state published for Calls (written by the loop)
 
 	qmu     sync.Mutex // guards queue, running
 	queue   []event

@@ -2,11 +2,13 @@ package sip_test
 
 import (
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
+	edgesip "github.com/edge-sbc/edge-sbc/sip"
 	"github.com/edge-sbc/edge-sbc/sip/siptest"
 )
 
@@ -69,6 +71,7 @@ func basicCall(t *testing.T, bd *bed) *callUp {
 	c.a.Send(c.inv.Request(sip.ACK, nil, c.reqA.CSeq().SeqNo))
 	c.b.Request(wait, sip.ACK)
 	c.invB = c.b.UASDialog(c.reqB, c.tagB)
+	bd.sbc.WaitConfirmed(t)
 	return c
 }
 
@@ -344,4 +347,63 @@ func TestForking(t *testing.T) {
 	c.b.Send(c.b.Reply(bye2, 200, "", nil))
 	c.a.Response(wait, sip.BYE, 200)
 	bd.sbc.WaitIdle(t, wait)
+}
+
+// traceLog keeps what a Tracer saw.
+type traceLog struct {
+	mu  sync.Mutex
+	evs []edgesip.TraceEvent
+}
+
+func (l *traceLog) Trace(ev edgesip.TraceEvent) {
+	l.mu.Lock()
+	ev.Data = append([]byte(nil), ev.Data...)
+	l.evs = append(l.evs, ev)
+	l.mu.Unlock()
+}
+
+// TestTraceAndCallView: the tracer sees every message of both legs with one
+// correlation id (the call's), and Calls shows the call while it is up.
+func TestTraceAndCallView(t *testing.T) {
+	tl := &traceLog{}
+	bd := newBed(t, siptest.SBCOptions{Tracer: tl})
+	c := basicCall(t, bd)
+	calls := bd.sbc.B2BUA.Calls()
+	if len(calls) != 1 || calls[0].State != "confirmed" || calls[0].TrunkA != "outside" || calls[0].TrunkB != "inside" || len(calls[0].Media) != 1 {
+		t.Fatalf("Calls() = %+v", calls)
+	}
+	c.hangup(t, bd)
+	tl.mu.Lock()
+	defer tl.mu.Unlock()
+	legs := map[string]map[bool]int{} // Call-ID -> received -> count
+	var corr string
+	for _, ev := range tl.evs {
+		if ev.Call == "" {
+			continue
+		}
+		if corr == "" {
+			corr = ev.Call
+		}
+		if ev.Call != corr {
+			t.Fatalf("two correlation ids: %s and %s", corr, ev.Call)
+		}
+		cid := ""
+		for _, line := range strings.Split(string(ev.Data), "\r\n") {
+			if v, ok := strings.CutPrefix(line, "Call-ID: "); ok {
+				cid = v
+			}
+		}
+		if legs[cid] == nil {
+			legs[cid] = map[bool]int{}
+		}
+		legs[cid][ev.Received]++
+	}
+	if corr != calls[0].Call || len(legs) != 2 {
+		t.Fatalf("correlation %q (call %q), legs %v", corr, calls[0].Call, legs)
+	}
+	for cid, n := range legs {
+		if n[true] == 0 || n[false] == 0 {
+			t.Errorf("leg %s: received %d, sent %d", cid, n[true], n[false])
+		}
+	}
 }

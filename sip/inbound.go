@@ -149,6 +149,7 @@ func (b *B2BUA) newCall(cn *conn, req *sip.Request, s *policySnapshot, plan *cal
 	}
 	c.a, c.bl = a, bl
 	c.ruriUser = req.Recipient.User
+	c.publish()
 	b.mu.Lock()
 	b.calls[c] = struct{}{}
 	b.mu.Unlock()

@@ -84,6 +84,8 @@ func (r *relaySession) Answer(from Side, sdp []byte) ([]byte, error) {
 
 func (r *relaySession) Reject(from Side) { r.s.Reject(mediaSide(from)) }
 
+func (r *relaySession) Stats() []media.StreamStats { return r.s.Stats() }
+
 func (r *relaySession) Close() map[string]any {
 	st := r.s.Close()
 	r.m.observeMedia(st)

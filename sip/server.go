@@ -36,6 +36,8 @@ type Options struct {
 	CDRs CDRSink
 	// Hooks are for tests (widening race windows); nil in production.
 	Hooks *Hooks
+	// Tracer receives every SIP message (HEP export); nil: none.
+	Tracer Tracer
 }
 
 // Hooks let tests make races deterministic.
@@ -75,16 +77,19 @@ type B2BUA struct {
 	metrics  *Metrics
 	cdrs     CDRSink
 	hooks    *Hooks
+	tracer   Tracer
+	traceOff map[string]bool // trunks with trace: false
 	sipPort  int
 	planner  *planner
 	txl      *txLayer
 	tp       *transport
 
-	mu      sync.Mutex // guards calls, dialogs, closed, trusted
-	calls   map[*call]struct{}
-	dialogs map[string]dialogRef
-	closed  bool
-	trusted map[netip.Addr]time.Time // resolved trunk targets: exempt from per-address caps
+	mu       sync.Mutex // guards calls, dialogs, traceIDs, closed, trusted
+	calls    map[*call]struct{}
+	dialogs  map[string]dialogRef
+	traceIDs map[string]traceRef // SIP Call-ID -> correlation id and trunk (with a Tracer only)
+	closed   bool
+	trusted  map[netip.Addr]time.Time // resolved trunk targets: exempt from per-address caps
 
 	ctx       context.Context
 	cancel    context.CancelFunc
@@ -122,6 +127,9 @@ func New(o Options) (*B2BUA, error) {
 		metrics:  o.Metrics,
 		cdrs:     o.CDRs,
 		hooks:    o.Hooks,
+		tracer:   o.Tracer,
+		traceOff: map[string]bool{},
+		traceIDs: map[string]traceRef{},
 		sipPort:  5061,
 		planner:  newPlanner(),
 		txl:      newTxLayer(),
@@ -131,6 +139,11 @@ func New(o Options) (*B2BUA, error) {
 		idle:     make(chan struct{}, 1),
 	}
 	b.policy.Store(snap)
+	for _, t := range o.Config.Trunks {
+		if t.Trace != nil && !*t.Trace {
+			b.traceOff[t.Name] = true
+		}
+	}
 	if b.media == nil {
 		b.media = passthrough{}
 	}
@@ -158,6 +171,7 @@ func New(o Options) (*B2BUA, error) {
 		trusted:   b.isTrustedSource,
 		handler:   b.onMessage,
 		onEnd:     b.connectionEnded,
+		sent:      func(c *conn, m sip.Message, data []byte) { b.trace(c, false, m, data) },
 	}
 	b.tp.init()
 	return b, nil
@@ -367,6 +381,13 @@ func (b *B2BUA) register(c *call, callID, tag string, side Side) {
 	k := dialogKey(callID, tag)
 	b.mu.Lock()
 	b.dialogs[k] = dialogRef{c: c, side: side}
+	if b.tracer != nil {
+		trunk := c.plan.from.name
+		if side == SideB {
+			trunk = c.plan.to.name
+		}
+		b.traceIDs[callID] = traceRef{call: c.id, trunk: trunk}
+	}
 	b.mu.Unlock()
 	c.dialogKeys = append(c.dialogKeys, k)
 }
@@ -383,6 +404,10 @@ func (b *B2BUA) forget(c *call) {
 	for _, k := range c.dialogKeys {
 		if r, ok := b.dialogs[k]; ok && r.c == c {
 			delete(b.dialogs, k)
+		}
+		if b.tracer != nil {
+			cid, _, _ := strings.Cut(k, "|")
+			delete(b.traceIDs, cid)
 		}
 	}
 	delete(b.calls, c)
@@ -448,6 +473,7 @@ func (b *B2BUA) onMessage(cn *conn, m sip.Message) {
 			b.log.Error().Interface("panic", r).Str("remote", cn.remote).Msg("message handler panic recovered")
 		}
 	}()
+	b.trace(cn, true, m, nil)
 	switch m := m.(type) {
 	case *sip.Response:
 		if b.clientResponse(cn, m) {

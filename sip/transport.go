@@ -76,8 +76,9 @@ type transport struct {
 	metrics   *Metrics
 	limits    func() config.Limits // current limits (reloadable)
 	trusted   func(netip.Addr) bool
-	handler   func(*conn, sip.Message) // where messages go, in order
-	onEnd     func(*conn)              // a connection ended
+	handler   func(*conn, sip.Message)         // where messages go, in order
+	onEnd     func(*conn)                      // a connection ended
+	sent      func(*conn, sip.Message, []byte) // a message was written (tracing); nil: none
 	parser    *sip.Parser
 	bufs      sync.Pool // *bytes.Buffer for serialising messages
 
@@ -336,6 +337,9 @@ func (c *conn) send(m sip.Message) error {
 	buf.Reset()
 	m.StringWrite(buf)
 	err := c.write(buf.Bytes())
+	if err == nil && c.t.sent != nil {
+		c.t.sent(c, m, buf.Bytes())
+	}
 	if buf.Cap() <= 64<<10 {
 		c.t.bufs.Put(buf)
 	}

@@ -133,6 +133,8 @@ type SBCOptions struct {
 	// InsideExtra is added to the inside trunk's flow mapping (e.g.
 	// `redirect: relay`).
 	InsideExtra string
+	// Tracer is handed to sip.New.
+	Tracer edgesip.Tracer
 }
 
 // StartSBC starts a B2BUA with trunks "outside" (identity caller.test, on
@@ -233,7 +235,7 @@ log: { level: debug }
 		s.Engine = eng
 		anchor = edgesip.NewMediaAnchor(eng, metrics)
 	}
-	b, err := edgesip.New(edgesip.Options{Config: cfg, Store: store, Resolver: res, Log: log, Media: anchor, Metrics: metrics, Hooks: o.Hooks})
+	b, err := edgesip.New(edgesip.Options{Config: cfg, Store: store, Resolver: res, Log: log, Media: anchor, Metrics: metrics, Hooks: o.Hooks, Tracer: o.Tracer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -307,6 +309,28 @@ func (s *SBC) WaitIdle(t testing.TB, d time.Duration) {
 			t.Fatalf("SBC not idle after %s: calls=%d dialogs=%d server_tx=%d client_tx=%d media_ports=%d", d, calls, dialogs, stx, ctx, ports)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// WaitConfirmed waits until no call of the SBC waits for its caller's ACK
+// (the callee has its ACK before the SBC has the caller's).
+func (s *SBC) WaitConfirmed(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		pending := false
+		for _, c := range s.B2BUA.Calls() {
+			if c.State != "confirmed" {
+				pending = true
+			}
+		}
+		if !pending {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a call is still not confirmed: %+v", s.B2BUA.Calls())
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
