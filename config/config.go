@@ -190,6 +190,21 @@ type Trunk struct {
 	// Trace sends this trunk's SIP messages to the trace collector
 	// (trace.hep). Default true.
 	Trace *bool `yaml:"trace"`
+	// Transforms rewrite calls leaving the SBC toward this trunk, after
+	// the route's own. Default: none.
+	Transforms []Transform `yaml:"transforms"`
+	// Headers add, set or remove headers on calls toward this trunk.
+	// Default: none.
+	Headers []HeaderOp `yaml:"headers"`
+	// Health pings the trunk's targets with OPTIONS. Default off.
+	Health Health `yaml:"health"`
+	// Refer is what a REFER (transfer) from this trunk does: local (the
+	// SBC places the transfer itself) or refuse (405/403). Default local.
+	Refer string `yaml:"refer"`
+	// AcceptSIPScheme accepts sip: URIs over TLS from this trunk (a Cisco
+	// UCM trunk sends them); calls toward it use sip: too. Other trunks
+	// stay sips:-only. Requires identity. Default false.
+	AcceptSIPScheme bool `yaml:"accept_sip_scheme"`
 }
 
 // Route sends calls from one trunk to another. Routes are tried in order;
@@ -203,6 +218,12 @@ type Route struct {
 	RURIDomain string `yaml:"ruri_domain"`
 	// RURIUserPrefix, when set, must prefix the Request-URI user. Default: any.
 	RURIUserPrefix string `yaml:"ruri_user_prefix"`
+	// Transforms rewrite calls taking this route, before the destination
+	// trunk's. Default: none.
+	Transforms []Transform `yaml:"transforms"`
+	// Headers add, set or remove headers on calls taking this route.
+	// Default: none.
+	Headers []HeaderOp `yaml:"headers"`
 }
 
 // DNS configures RFC 3263 resolution of trunk URIs.

@@ -30,11 +30,12 @@ listen:
   - { addr: "127.0.0.1:5061", client_auth: optional, unauthenticated_trunk: public }
   - { addr: "127.0.0.1:5062", client_auth: required }
 trunks:
-  - { name: webex, uri: "sips:example.webex.com", identity: callservice.ciscospark.com }
+  - { name: webex, uri: "sips:example.webex.com", identity: callservice.ciscospark.com,
+      transforms: [{ field: ruri, match: "^(.*)$", replace: "$1" }], headers: [{ op: remove, name: X-Internal }] }
   - { name: pbx, uri: "sips:10.0.0.5:5061" }
   - { name: public }
 routes:
-  - { from: webex, to: pbx }
+  - { from: webex, to: pbx, transforms: [{ field: to, match: "^(.*)$", replace: "$1" }], headers: [{ op: add, name: X-Via-SBC, value: "1" }] }
   - { from: pbx, to: webex }
   - { from: public, to: pbx }
 `

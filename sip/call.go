@@ -176,6 +176,7 @@ type call struct {
 	winner      *fork
 	redirects   int
 	ruriUser    string // the Request-URI user sent to B
+	ruriHost    string // the Request-URI host as the caller (or a 3xx) gave it
 	causes      []string
 	timers      map[*callTimer]struct{}
 	stxs        map[*serverTx]struct{}

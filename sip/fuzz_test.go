@@ -75,7 +75,7 @@ func FuzzRequestPolicy(f *testing.F) {
 func exerciseRequest(req *sip.Request, allow map[string]bool) {
 	r := checkRequest(req)
 	if r == nil {
-		r = checkInvite(req)
+		r = checkInvite(req, false)
 	}
 	_ = isSDP(req)
 	_ = isMultipart(req)

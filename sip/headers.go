@@ -135,11 +135,27 @@ func hideHost(u sip.Uri, fqdn string) sip.Uri {
 }
 
 // contact is the SBC's own Contact: sips:sbc@<fqdn>:<port>;transport=tls.
-func (b *B2BUA) contact() *sip.ContactHeader {
-	u := sip.Uri{Scheme: "sips", User: "sbc", Host: b.conf().Node.FQDN, Port: b.sipPort}
+func (b *B2BUA) contact() *sip.ContactHeader { return b.contactScheme("sips") }
+
+// contactScheme is the SBC's Contact with scheme (sip: toward a trunk with
+// accept_sip_scheme; still over TLS).
+func (b *B2BUA) contactScheme(scheme string) *sip.ContactHeader {
+	u := sip.Uri{Scheme: scheme, User: "sbc", Host: b.conf().Node.FQDN, Port: b.sipPort}
 	u.UriParams = sip.NewParams()
 	u.UriParams.Add("transport", "tls")
 	return &sip.ContactHeader{Address: u}
+}
+
+// contactFor is the SBC's Contact on leg l.
+func (c *call) contactFor(l *leg) *sip.ContactHeader { return c.b.contactScheme(l.scheme()) }
+
+// scheme is the URI scheme the SBC uses on leg l: sips:, or sip: (over
+// TLS) toward a trunk with accept_sip_scheme.
+func (l *leg) scheme() string {
+	if l.trunk != nil && l.trunk.sipScheme {
+		return "sip"
+	}
+	return "sips"
 }
 
 // via is a new Via for a request the SBC originates.

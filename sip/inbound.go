@@ -18,20 +18,24 @@ import (
 
 func (b *B2BUA) onInvite(cn *conn, req *sip.Request) {
 	cid := callIDOf(req)
-	if r := checkInvite(req); r != nil {
+	snap := b.snap()
+	trunk, unauth := b.identify(snap, cn)
+	allowSIP := false
+	if t := snap.trunks[trunk]; t != nil && !unauth {
+		allowSIP = t.sipScheme // a certificate-identified trunk only
+	}
+	if r := checkInvite(req, allowSIP); r != nil {
 		b.log.Info().Str("call_id_a", cid).Str("remote", cn.remote).Int("code", r.code).
 			Str("ruri", req.Recipient.String()).Str("why", r.warning).Msg("INVITE refused")
 		b.rejectInline(cn, req, *r)
 		return
 	}
-	snap := b.snap()
 	if isLoop(req, snap.cfg.Node.FQDN) {
 		b.log.Warn().Str("call_id_a", cid).Str("remote", cn.remote).Msg("INVITE came back to this SBC: loop")
 		b.metrics.Admission.WithLabelValues("loop").Inc()
 		b.rejectInline(cn, req, refuseLoop)
 		return
 	}
-	trunk, unauth := b.identify(snap, cn)
 	if trunk == "" {
 		b.log.Warn().Str("call_id_a", cid).Str("remote", cn.remote).Strs("identities", cn.identities).
 			Msg("INVITE from a peer that is no trunk: 403")
@@ -148,7 +152,7 @@ func (b *B2BUA) newCall(cn *conn, req *sip.Request, s *policySnapshot, plan *cal
 		inviteCSeq: 1,
 	}
 	c.a, c.bl = a, bl
-	c.ruriUser = req.Recipient.User
+	c.ruriUser, c.ruriHost = req.Recipient.User, req.Recipient.Host
 	c.publish()
 	b.mu.Lock()
 	b.calls[c] = struct{}{}

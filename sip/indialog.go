@@ -476,7 +476,7 @@ func (c *call) onRelayResponse(rel *relay, res *sip.Response) {
 	}
 	out := newResponse(rel.in.req, res.StatusCode, tag)
 	if rel.method == sip.INVITE || rel.method == sip.UPDATE {
-		out.AppendHeader(c.b.contact())
+		out.AppendHeader(c.contactFor(l))
 		out.AppendHeader(sip.NewHeader("Allow", methodsAllowed))
 		out.AppendHeader(sip.NewHeader("Supported", optionTags))
 	}

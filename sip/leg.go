@@ -109,7 +109,7 @@ func (c *call) request(l *leg, method sip.RequestMethod, cseq uint32, maxForward
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: cseq, MethodName: method})
 	switch method {
 	case sip.INVITE, sip.UPDATE:
-		req.AppendHeader(c.b.contact())
+		req.AppendHeader(c.contactFor(l))
 		req.AppendHeader(sip.NewHeader("Allow", methodsAllowed))
 		req.AppendHeader(sip.NewHeader("Supported", "timer"))
 	}

@@ -110,7 +110,26 @@ func (c *call) onResolved(ev event) {
 		return
 	}
 	c.b.metrics.DNSLookups.WithLabelValues("ok").Inc()
-	c.targets = c.b.health.Order(ev.targets)
+	targets := ev.targets
+	if h := c.plan.to.health; h.Interval > 0 {
+		// Monitored: the targets the pings say are down are skipped
+		// before any INVITE is sent.
+		var live []dnsresolve.Target
+		for _, t := range targets {
+			if c.b.mon.down(c.plan.to.name, t.Addr.String()) {
+				c.log.Info().Str("target", t.Addr.String()).Msg("target down (health pings): skipped")
+				continue
+			}
+			live = append(live, t)
+		}
+		if len(live) == 0 && len(targets) > 0 {
+			c.log.Warn().Str("trunk", c.plan.to.name).Msg("every target of the trunk is down (health pings)")
+			c.failSetup(refuseNoLiveTarget(max(1, int(h.Interval/time.Second))), "every target down")
+			return
+		}
+		targets = live
+	}
+	c.targets = c.b.health.Order(targets)
 	c.nextTarget = 0
 	for _, t := range c.targets {
 		c.b.trustTarget(t.Addr.Addr())
@@ -219,8 +238,14 @@ func (c *call) buildInvite(at *attempt) *sip.Request {
 	reqA := c.inv.req
 	u := c.plan.to.uri
 	l := c.bl
-	ruri := sip.Uri{Scheme: "sips", User: c.ruriUser, Host: u.Host, Port: u.Port}
-	l.remoteURI = sip.Uri{Scheme: "sips", User: c.ruriUser, Host: u.Host}
+	scheme := l.scheme()
+	ruri := sip.Uri{Scheme: scheme, User: c.ruriUser, Host: u.Host, Port: u.Port}
+	if scheme == "sip" {
+		ruri.UriParams = sip.NewParams()
+		ruri.UriParams.Add("transport", "tls")
+	}
+	l.remoteURI = sip.Uri{Scheme: scheme, User: c.ruriUser, Host: u.Host}
+	l.localURI.Scheme = scheme
 	if to := reqA.To(); to != nil {
 		l.remoteName = to.DisplayName
 	}
@@ -238,6 +263,7 @@ func (c *call) buildInvite(at *attempt) *sip.Request {
 	req.AppendHeader(sip.NewHeader("Supported", supported))
 	copyAllowed(reqA, req, c.snap.allow, c.plan.trusted)
 	c.sessionOffer(req)
+	c.applyRewrites(req, l)
 	setBody(req, c.offerBType, c.offerB)
 	return req
 }
@@ -519,7 +545,7 @@ func (c *call) relayProvisional(f *fork, res *sip.Response, ct string, body []by
 	}
 	out := newResponse(c.inv.req, res.StatusCode, tag)
 	if f != nil {
-		out.AppendHeader(c.b.contact())
+		out.AppendHeader(c.contactFor(c.a))
 	}
 	copyAllowed(res, out, c.snap.allow, c.plan.to.trusted)
 	setBody(out, ct, body)
@@ -635,7 +661,7 @@ func (c *call) answered(at *attempt, res *sip.Response) {
 		ctA, dataA = joinBody(nil, body.parts) // answered reliably before
 	}
 	out := newResponse(c.inv.req, res.StatusCode, f.tagA)
-	out.AppendHeader(c.b.contact())
+	out.AppendHeader(c.contactFor(c.a))
 	out.AppendHeader(sip.NewHeader("Allow", methodsAllowed))
 	out.AppendHeader(sip.NewHeader("Supported", optionTags))
 	copyAllowed(res, out, c.snap.allow, c.plan.to.trusted)
@@ -779,7 +805,7 @@ func (c *call) redirected(at *attempt, res *sip.Response) {
 			continue
 		}
 		c.log.Info().Int("code", res.StatusCode).Str("user", ct.uri.User).Str("trunk", c.plan.to.name).Int("redirects", c.redirects).Msg("following redirect")
-		c.ruriUser = ct.uri.User
+		c.ruriUser, c.ruriHost = ct.uri.User, ct.uri.Host
 		// A new dialog toward the new target (a B2BUA is free to: the
 		// redirecting target's dialog is over).
 		c.b.unregister(c.bl.callID, c.bl.localTag)

@@ -31,6 +31,10 @@ type trunkRec struct {
 	trusted    bool // identity headers from it may cross (for certificate-identified peers)
 	redirect   string
 	unauth     bool // some listener maps peers without a certificate to it
+	rewrites   rewrites // transforms and header operations toward it
+	sipScheme  bool     // accept_sip_scheme: sip: URIs over TLS, both ways
+	refer      string   // local or refuse
+	health     config.Health
 }
 
 // policySnapshot is the reloadable part of the configuration, parsed once.
@@ -43,6 +47,7 @@ type policySnapshot struct {
 	allow     map[string]bool // header allow-list
 	bodyAllow map[string]bool // multipart part types that may cross
 	trustedIP []netip.Prefix
+	routes    []rewrites // per config route, by index
 }
 
 func newSnapshot(cfg *config.Config, router Router) (*policySnapshot, error) {
@@ -68,6 +73,8 @@ func newSnapshot(cfg *config.Config, router Router) (*policySnapshot, error) {
 			name: t.Name, identity: t.Identity, srtp: t.SRTP, allowPlain: t.AllowPlainRTP,
 			maxCalls: t.MaxCalls, cps: t.CPS, trusted: t.IsTrusted(false), redirect: t.Redirect,
 			unauth: unauth[t.Name], advertise: advertise(cfg, t),
+			rewrites: compileRewrites(t.Transforms, t.Headers), sipScheme: t.AcceptSIPScheme,
+			refer: t.Refer, health: t.Health,
 		}
 		if r.srtp == "" {
 			r.srtp = "passthrough"
@@ -81,12 +88,26 @@ func newSnapshot(cfg *config.Config, router Router) (*policySnapshot, error) {
 		}
 		s.trunks[t.Name] = r
 	}
+	for _, rt := range cfg.Routes {
+		s.routes = append(s.routes, compileRewrites(rt.Transforms, rt.Headers))
+	}
 	for _, p := range cfg.Limits.TrustedSources {
 		if pr, err := config.ParsePrefix(p); err == nil {
 			s.trustedIP = append(s.trustedIP, pr)
 		}
 	}
 	return s, nil
+}
+
+// routeRewrites returns the compiled transforms of route rt (compiled
+// once per snapshot).
+func (s *policySnapshot) routeRewrites(rt *config.Route) rewrites {
+	for i := range s.cfg.Routes {
+		if &s.cfg.Routes[i] == rt {
+			return s.routes[i]
+		}
+	}
+	return compileRewrites(rt.Transforms, rt.Headers)
 }
 
 // advertise is the address put in SDP toward trunk t: its media_address,
@@ -119,6 +140,7 @@ type inbound struct {
 // until planner.release.
 type callPlan struct {
 	from, to *trunkRec
+	route    rewrites // the route's transforms and header operations
 	unauth   bool
 	trusted  bool // identity headers from the caller may cross
 	media    SessionParams
@@ -155,18 +177,19 @@ func (p *planner) plan(s *policySnapshot, in inbound) (*callPlan, refusal, strin
 	if max := s.cfg.Limits.MaxMediaStreams; max > 0 && in.streams > max {
 		return nil, refuseTooManyStreams, "max_media_streams"
 	}
-	dest, err := s.router.Route(in.trunk, in.user, in.host)
+	rt, err := s.router.Route(in.trunk, in.user, in.host)
 	if err != nil {
 		return nil, statusFor(err), ""
 	}
-	to := s.trunks[dest.Name]
+	to := s.trunks[rt.To]
 	if to == nil || !to.hasURI {
 		return nil, statusFor(ErrNoRoute), ""
 	}
 	if r, why := p.admit(s, from, to, in.unauth); why != "" {
 		return nil, r, why
 	}
-	pl := &callPlan{from: from, to: to, unauth: in.unauth, trusted: !in.unauth && from.trusted}
+	pl := &callPlan{from: from, to: to, unauth: in.unauth, trusted: !in.unauth && from.trusted,
+		route: s.routeRewrites(rt)}
 	pl.media = SessionParams{
 		TrunkA: from.name, TrunkB: to.name,
 		AllowPlainRTP: from.allowPlain && to.allowPlain,
@@ -230,11 +253,11 @@ func (p *planner) admit(s *policySnapshot, from, to *trunkRec, unauth bool) (ref
 // redirect moves a plan to a new destination trunk (a followed 3xx): the
 // old destination's slot is given back and the new one's taken.
 func (p *planner) redirect(s *policySnapshot, pl *callPlan, user, host string) (refusal, error) {
-	dest, err := s.router.Route(pl.from.name, user, host)
+	rt, err := s.router.Route(pl.from.name, user, host)
 	if err != nil {
 		return statusFor(err), err
 	}
-	to := s.trunks[dest.Name]
+	to := s.trunks[rt.To]
 	if to == nil || !to.hasURI {
 		return statusFor(ErrNoRoute), ErrNoRoute
 	}
@@ -248,6 +271,7 @@ func (p *planner) redirect(s *policySnapshot, pl *callPlan, user, host string) (
 		p.perTrunk[to.name]++
 	}
 	pl.to = to
+	pl.route = s.routeRewrites(rt)
 	pl.media.TrunkB, pl.media.AdvertiseB, pl.media.SRTPB = to.name, to.advertise, to.srtp
 	return refusal{}, nil
 }

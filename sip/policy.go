@@ -44,12 +44,14 @@ func checkRequest(req *sip.Request) *refusal {
 }
 
 // checkInvite applies the SIPS-only policy to an out-of-dialog INVITE that
-// passed checkRequest. It returns nil when the request may proceed.
-func checkInvite(req *sip.Request) *refusal {
+// passed checkRequest; allowSIP admits sip: URIs too (over TLS, from a
+// trunk with accept_sip_scheme). It returns nil when the request may
+// proceed.
+func checkInvite(req *sip.Request, allowSIP bool) *refusal {
 	if ct := req.Contact(); ct != nil && ct.Address.Wildcard {
 		return &refuseContactStar
 	}
-	if !strings.EqualFold(req.Recipient.Scheme, "sips") {
+	if !strings.EqualFold(req.Recipient.Scheme, "sips") && !(allowSIP && strings.EqualFold(req.Recipient.Scheme, "sip")) {
 		// RFC 3261 §8.2.2.1: 416 for a scheme the UAS does not serve.
 		return &refuseSIPScheme
 	}

@@ -82,7 +82,7 @@ func TestCheckInvite(t *testing.T) {
 			req := parseRequest(t, tc.text)
 			r := checkRequest(req)
 			if r == nil {
-				r = checkInvite(req)
+				r = checkInvite(req, false)
 			}
 			got := 0
 			if r != nil {
@@ -117,7 +117,7 @@ func TestCheckInviteRefusesSmuggling(t *testing.T) {
 			req := parseRequest(t, tc.text)
 			r := checkRequest(req)
 			if r == nil {
-				r = checkInvite(req)
+				r = checkInvite(req, false)
 			}
 			if r == nil || r.code != 400 {
 				t.Fatalf("checkInvite = %+v, want 400", r)

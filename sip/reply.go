@@ -86,6 +86,12 @@ var (
 	refuseRURIUserHost = refusal{code: 400, warning: "a sips: URI with a user and a host is required"}
 )
 
+// refuseNoLiveTarget is the 503 when health pings say every target of the
+// destination is down; the caller may retry after the next ping.
+func refuseNoLiveTarget(retry int) refusal {
+	return refusal{code: 503, warning: "destination unavailable", retryAfter: retry}
+}
+
 // malformed is the 400 for a request that breaks RFC 3261 itself; what is
 // named is part of the caller's own request.
 func malformed(what string) *refusal {

@@ -10,9 +10,9 @@ import (
 // Router chooses where a call goes. It is an interface so routing can be
 // tested without sockets.
 type Router interface {
-	// Route returns the trunk a call from trunk from, for Request-URI
-	// user@host, is sent to.
-	Route(from, user, host string) (*config.Trunk, error)
+	// Route returns the route a call from trunk from, for Request-URI
+	// user@host, takes (its To names the destination trunk).
+	Route(from, user, host string) (*config.Route, error)
 }
 
 // tableRouter walks config.Routes in order; the first match wins.
@@ -32,14 +32,15 @@ func NewRouter(cfg *config.Config) Router {
 	return r
 }
 
-func (r *tableRouter) Route(from, user, host string) (*config.Trunk, error) {
+func (r *tableRouter) Route(from, user, host string) (*config.Route, error) {
 	host = strings.ToLower(host)
 	if r.unauth[from] && !r.cfg.IsOwnDomain(host) {
 		// An unauthenticated peer may only reach our own domains: the
 		// SBC is never an open relay.
 		return nil, fmt.Errorf("%w: %s (trunk %s accepts unauthenticated peers)", ErrNotOwnDomain, host, from)
 	}
-	for _, rt := range r.cfg.Routes {
+	for i := range r.cfg.Routes {
+		rt := &r.cfg.Routes[i]
 		if rt.From != from {
 			continue
 		}
@@ -50,7 +51,7 @@ func (r *tableRouter) Route(from, user, host string) (*config.Trunk, error) {
 			continue
 		}
 		if t := r.cfg.Trunk(rt.To); t != nil {
-			return t, nil
+			return rt, nil
 		}
 	}
 	return nil, fmt.Errorf("%w: from trunk %s to %s@%s", ErrNoRoute, from, user, host)

@@ -67,7 +67,7 @@ func TestRouter(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got == nil || got.Name != tc.want {
+			if err != nil || got == nil || got.To != tc.want {
 				t.Fatalf("Route = %v, %v; want trunk %s", got, err, tc.want)
 			}
 		})
@@ -81,7 +81,7 @@ func TestRouterRouteToMissingTrunkSkipped(t *testing.T) {
 	cfg := routerConfig()
 	cfg.Routes = append([]config.Route{{From: "pbx", To: "ghost"}}, cfg.Routes...)
 	got, err := NewRouter(cfg).Route("pbx", "bob", "webex.com")
-	if err != nil || got == nil || got.Name != "webex" {
+	if err != nil || got == nil || got.To != "webex" {
 		t.Fatalf("Route = %v, %v; want webex", got, err)
 	}
 }

@@ -81,6 +81,7 @@ type B2BUA struct {
 	traceOff map[string]bool // trunks with trace: false
 	sipPort  int
 	planner  *planner
+	mon      *monitor
 	txl      *txLayer
 	tp       *transport
 
@@ -139,6 +140,7 @@ func New(o Options) (*B2BUA, error) {
 		idle:     make(chan struct{}, 1),
 	}
 	b.policy.Store(snap)
+	b.mon = &monitor{b: b, targets: map[string]*targetState{}}
 	for _, t := range o.Config.Trunks {
 		if t.Trace != nil && !*t.Trace {
 			b.traceOff[t.Name] = true
@@ -234,9 +236,10 @@ func (b *B2BUA) Start(ctx context.Context, lns []net.Listener) error {
 			l.serve(b.ctx)
 		}()
 	}
-	b.wg.Add(2)
+	b.wg.Add(3)
 	go func() { defer b.wg.Done(); b.tp.keepaliveLoop(b.ctx) }()
 	go func() { defer b.wg.Done(); b.housekeeping(b.ctx) }()
+	go func() { defer b.wg.Done(); b.mon.run(b.ctx) }()
 	return nil
 }
 

@@ -59,13 +59,19 @@ type serverTx struct {
 	timerH *time.Timer
 }
 
+// txOwner receives a client transaction's responses and failures as
+// events (a call, or the trunk monitor).
+type txOwner interface {
+	post(event)
+}
+
 // clientTx is one request the SBC sent.
 type clientTx struct {
 	key   string
 	req   *sip.Request
 	conn  *conn
-	owner *call
-	ref   any // what the owner sent it for (*attempt, *relay, ...)
+	owner txOwner // nil: nobody waits for the response
+	ref   any     // what the owner sent it for (*attempt, *relay, ...)
 
 	mu    sync.Mutex // guards timer
 	timer *time.Timer
@@ -275,7 +281,7 @@ func (b *B2BUA) ackedNonSuccess(tx *serverTx) {
 // send starts a client transaction for req on c, owned by owner; ref is
 // handed back with every response. The request is written before send
 // returns.
-func (b *B2BUA) send(c *conn, req *sip.Request, owner *call, ref any) (*clientTx, error) {
+func (b *B2BUA) send(c *conn, req *sip.Request, owner txOwner, ref any) (*clientTx, error) {
 	tx := &clientTx{key: clientKey(branchOf(req), req.Method), req: req, conn: c, owner: owner, ref: ref}
 	if !b.txl.addClient(tx) {
 		return nil, errDuplicateBranch

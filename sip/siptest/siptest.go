@@ -180,9 +180,9 @@ trunks:
   - { name: inside, uri: "sips:%s", identity: callee.test, srtp: %s, allow_plain_rtp: true%s }
 %s
 routes:
+%s
   - { from: outside, to: inside }
   - { from: public, to: inside }
-%s
 sip: %s
 media: { port_range: %q, bind: 127.0.0.1 }
 limits: %s
