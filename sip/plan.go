@@ -30,7 +30,7 @@ type trunkRec struct {
 	cps        float64
 	trusted    bool // identity headers from it may cross (for certificate-identified peers)
 	redirect   string
-	unauth     bool // some listener maps peers without a certificate to it
+	unauth     bool     // some listener maps peers without a certificate to it
 	rewrites   rewrites // transforms and header operations toward it
 	sipScheme  bool     // accept_sip_scheme: sip: URIs over TLS, both ways
 	refer      string   // local or refuse
