@@ -111,6 +111,8 @@ type event struct {
 	att     *attempt
 	err     error
 	reason  string
+	xfer    bool // evResolved, evDialed, evStray2xx: for the transfer in progress
+	ref     any  // evDialed of a transfer: its *xferAttempt
 }
 
 func (e event) name() string {
@@ -187,6 +189,9 @@ type call struct {
 	byeAfterAck bool // B hung up before the caller's ACK: BYE the caller once it arrives
 	cancelled   bool // the caller cancelled
 	session     sessionTimer
+	xfer        *transfer        // a blind transfer in progress
+	oldMedia    []map[string]any // media summaries of sessions replaced by transfers
+	transfers   int
 
 	// For the CDR.
 	answerAt  time.Time
@@ -265,9 +270,17 @@ func (c *call) handle(ev event) {
 	case evStart:
 		c.originate()
 	case evResolved:
-		c.onResolved(ev)
+		if ev.xfer {
+			c.onXferResolved(ev)
+		} else {
+			c.onResolved(ev)
+		}
 	case evDialed:
-		c.onDialed(ev)
+		if ev.xfer {
+			c.onXferDialed(ev)
+		} else {
+			c.onDialed(ev)
+		}
 	case evRequest:
 		c.onRequest(ev)
 	case evAck:
@@ -320,10 +333,11 @@ const (
 	tPrackWait                      // no PRACK for a reliable 18x (data: *fork)
 	tSessionExpiry                  // RFC 4028: no refresh in time
 	tRefresh                        // RFC 4028: the SBC refreshes leg B
+	tTransfer                       // the transfer target did not answer (data: *transfer)
 )
 
 func (k timerKind) String() string {
-	return [...]string{"answer", "provisional", "retransmit_2xx", "ack_wait", "prack_wait", "session_expiry", "refresh"}[k]
+	return [...]string{"answer", "provisional", "retransmit_2xx", "ack_wait", "prack_wait", "session_expiry", "refresh", "transfer"}[k]
 }
 
 // callTimer is a timer of the call: when it fires, an event is posted; a
@@ -372,6 +386,8 @@ func (c *call) onTimer(ct *callTimer) {
 		c.terminate("sbc", "session timer expired", 0)
 	case tRefresh:
 		c.refresh()
+	case tTransfer:
+		c.xferTimeout(ct.data.(*transfer))
 	}
 }
 
@@ -418,6 +434,7 @@ func (c *call) respond(tx *serverTx, res *sip.Response) {
 // sends BYE where a dialog is up, and releases the call as soon as nothing
 // is owed (maybeRelease).
 func (c *call) terminate(by, reason string, code int) {
+	c.endTransfer()
 	if !c.ended {
 		c.ended = true
 		c.endAt = time.Now()
@@ -524,6 +541,12 @@ func (c *call) release() {
 	var mstats map[string]any
 	if c.media != nil {
 		mstats = c.media.Close()
+	}
+	if len(c.oldMedia) > 0 {
+		if mstats == nil {
+			mstats = map[string]any{}
+		}
+		mstats["before_transfer"] = c.oldMedia
 	}
 	c.b.planner.release(c.plan)
 	if !c.ended {

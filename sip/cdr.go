@@ -26,6 +26,7 @@ type CDR struct {
 	HangupBy    string         `json:"hangup_by"` // a, b or sbc
 	Reason      string         `json:"reason"`
 	Media       map[string]any `json:"media,omitempty"`
+	Transfers   int            `json:"transfers,omitempty"` // completed blind transfers (REFER)
 }
 
 // CDRSink receives CDRs. Write must not block for long and must not fail

@@ -146,6 +146,15 @@ func (b *B2BUA) contactScheme(scheme string) *sip.ContactHeader {
 	return &sip.ContactHeader{Address: u}
 }
 
+// allowFor is the Allow header toward leg l: REFER only where the SBC
+// handles it (trunks[].refer: local).
+func allowFor(l *leg) string {
+	if l != nil && l.trunk != nil && l.trunk.refer == "local" {
+		return methodsAllowed + ", REFER"
+	}
+	return methodsAllowed
+}
+
 // contactFor is the SBC's Contact on leg l.
 func (c *call) contactFor(l *leg) *sip.ContactHeader { return c.b.contactScheme(l.scheme()) }
 

@@ -35,6 +35,7 @@ type relay struct {
 type ownRequest struct {
 	method  sip.RequestMethod
 	refresh bool
+	xfer    bool // the re-INVITE that connects the transferee to a transfer target
 }
 
 // pending2xx is a 2xx the SBC sent for an INVITE, awaiting its ACK.
@@ -58,6 +59,16 @@ func (c *call) other(l *leg) *leg {
 		return c.bl
 	}
 	return c.a
+}
+
+// legByCallID returns the leg with SIP Call-ID id (nil: none).
+func (c *call) legByCallID(id string) *leg {
+	for _, l := range []*leg{c.a, c.bl} {
+		if l.callID == id {
+			return l
+		}
+	}
+	return nil
 }
 
 func (c *call) legOf(s Side) *leg {
@@ -127,6 +138,8 @@ func (c *call) onRequest(ev event) {
 		c.onPrack(l, f, tx)
 	case sip.INFO, sip.NOTIFY, sip.OPTIONS:
 		c.relayRequest(l, f, tx, false)
+	case sip.REFER:
+		c.onRefer(l, tx)
 	default:
 		c.respond(tx, c.b.refusalResponse(req, refuseNotAllowed, "", ""))
 	}
@@ -477,7 +490,7 @@ func (c *call) onRelayResponse(rel *relay, res *sip.Response) {
 	out := newResponse(rel.in.req, res.StatusCode, tag)
 	if rel.method == sip.INVITE || rel.method == sip.UPDATE {
 		out.AppendHeader(c.contactFor(l))
-		out.AppendHeader(sip.NewHeader("Allow", methodsAllowed))
+		out.AppendHeader(sip.NewHeader("Allow", allowFor(l)))
 		out.AppendHeader(sip.NewHeader("Supported", optionTags))
 	}
 	copyAllowed(res, out, c.snap.allow, c.trusted(o))
@@ -594,6 +607,18 @@ func (c *call) onTxFailed(ev event) {
 		if ref.refresh {
 			c.refreshFailed(0, err)
 		}
+		if ref.xfer && c.xfer != nil {
+			c.xfer.remaining.inviteOut, c.xfer.reinvite = nil, nil
+			c.xferAbort(500, "the transferee did not answer the re-INVITE")
+		}
+	case *xferAttempt:
+		if x := c.xfer; x != nil && x.at == ref && !x.done {
+			if ref.ringing {
+				c.transferFailed(503, "transfer target lost")
+			} else {
+				c.xferNext()
+			}
+		}
 	}
 }
 
@@ -696,17 +721,6 @@ func (c *call) flushOwedAck(l *leg) {
 	cseq := l.owedAck.cseq
 	l.owedAck = nil
 	c.ackLeg(l, cseq, "", nil)
-}
-
-// reAckOwn answers a retransmitted 2xx to a re-INVITE the SBC relayed or
-// sent itself, with the ACK it sent.
-func (c *call) reAckOwn(res *sip.Response) {
-	if c.bl.owedAck != nil {
-		return
-	}
-	if cs := res.CSeq(); cs != nil {
-		c.ackLeg(c.bl, cs.SeqNo, c.bl.lastAckCT, c.bl.lastAckBody)
-	}
 }
 
 // checkStreams refuses an SDP with more m-lines than limits.max_media_streams.

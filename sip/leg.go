@@ -110,7 +110,7 @@ func (c *call) request(l *leg, method sip.RequestMethod, cseq uint32, maxForward
 	switch method {
 	case sip.INVITE, sip.UPDATE:
 		req.AppendHeader(c.contactFor(l))
-		req.AppendHeader(sip.NewHeader("Allow", methodsAllowed))
+		req.AppendHeader(sip.NewHeader("Allow", allowFor(l)))
 		req.AppendHeader(sip.NewHeader("Supported", "timer"))
 	}
 	req.SetBody(nil) // Content-Length: 0 until a body is set (RFC 3261 §18.3)

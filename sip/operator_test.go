@@ -194,3 +194,86 @@ func waitHealth(t *testing.T, sbc *siptest.SBC, trunk, port string, up bool, d t
 	}
 	t.Fatalf("target :%s of %s not up=%v within %s: %+v", port, trunk, up, d, sbc.B2BUA.Health())
 }
+
+// TestBlindTransfer: the callee (inside) REFERs the caller to carol; the
+// SBC answers 202, calls carol itself (delayed offer), reports progress in
+// NOTIFYs, re-INVITEs the caller with carol's offer, ACKs carol with the
+// caller's answer, ends the referrer's leg, and media then flows between
+// the caller and carol through the relay.
+func TestBlindTransfer(t *testing.T) {
+	bd := newBed(t, siptest.SBCOptions{})
+	c := basicCall(t, bd)
+	refer := c.invB.Request(sip.REFER, nil)
+	refer.AppendHeader(sip.NewHeader("Refer-To", "<sips:carol@sbc.test>"))
+	refer.AppendHeader(sip.NewHeader("Referred-By", "<sips:bob@callee.test>"))
+	c.b.Send(refer)
+	byCallID := func(id string, method sip.RequestMethod) func(sip.Message) bool {
+		return func(m sip.Message) bool {
+			r, ok := m.(*sip.Request)
+			return ok && r.Method == method && r.CallID().Value() == id
+		}
+	}
+	c.b.Response(wait, sip.REFER, 202)
+	n1 := c.b.Expect(wait, "NOTIFY 100", byCallID(c.reqB.CallID().Value(), sip.NOTIFY)).(*sip.Request)
+	if !strings.Contains(string(n1.Body()), "SIP/2.0 100") || n1.GetHeader("Event") == nil {
+		t.Fatalf("first NOTIFY:\n%s", n1.String())
+	}
+	c.b.Send(c.b.Reply(n1, 200, "", nil))
+	// The new call to carol, on the callee side's connection.
+	invC := c.b.Expect(wait, "INVITE to carol", func(m sip.Message) bool {
+		r, ok := m.(*sip.Request)
+		return ok && r.Method == sip.INVITE && r.Recipient.User == "carol"
+	}).(*sip.Request)
+	if len(invC.Body()) != 0 {
+		t.Fatalf("the transfer INVITE must be a delayed offer:\n%s", invC.Body())
+	}
+	tagC := siptest.Tag()
+	rtpC := siptest.NewRTP(t)
+	c.b.Send(c.b.Reply(invC, 180, tagC, nil))
+	n2 := c.b.Expect(wait, "NOTIFY 180", byCallID(c.reqB.CallID().Value(), sip.NOTIFY)).(*sip.Request)
+	c.b.Send(c.b.Reply(n2, 200, "", nil))
+	c.b.Send(c.b.Reply(invC, 200, tagC, siptest.SDP(rtpC.Port(), 1, "")))
+	// The caller is re-INVITEd with carol's (anchored) offer.
+	reA := c.a.Request(wait, sip.INVITE)
+	if len(reA.Body()) == 0 {
+		t.Fatal("the caller's re-INVITE has no offer")
+	}
+	rtpA2 := siptest.NewRTP(t)
+	c.a.Send(c.a.Reply(reA, 200, "", siptest.SDP(rtpA2.Port(), 2, "")))
+	c.a.Request(wait, sip.ACK)
+	ackC := c.b.Expect(wait, "ACK to carol", byCallID(invC.CallID().Value(), sip.ACK)).(*sip.Request)
+	if len(ackC.Body()) == 0 {
+		t.Fatal("carol's ACK has no answer")
+	}
+	n3 := c.b.Expect(wait, "NOTIFY 200", byCallID(c.reqB.CallID().Value(), sip.NOTIFY)).(*sip.Request)
+	if !strings.Contains(string(n3.Body()), "SIP/2.0 200") || !strings.Contains(n3.GetHeader("Subscription-State").Value(), "terminated") {
+		t.Fatalf("final NOTIFY:\n%s", n3.String())
+	}
+	c.b.Send(c.b.Reply(n3, 200, "", nil))
+	bye := c.b.Expect(wait, "BYE to the referrer", byCallID(c.reqB.CallID().Value(), sip.BYE)).(*sip.Request)
+	c.b.Send(c.b.Reply(bye, 200, "", nil))
+	// Media between the caller and carol through the relay.
+	if !rtpA2.Flows(siptest.MediaAddr(t, reA.Body()), rtpC, 2*time.Second) {
+		t.Fatal("no media from the caller to carol")
+	}
+	if !rtpC.Flows(siptest.MediaAddr(t, ackC.Body()), rtpA2, 2*time.Second) {
+		t.Fatal("no media from carol to the caller")
+	}
+	// The caller hangs up: carol gets the BYE.
+	c.a.Send(c.inv.Request(sip.BYE, nil))
+	byeC := c.b.Expect(wait, "BYE to carol", byCallID(invC.CallID().Value(), sip.BYE)).(*sip.Request)
+	c.b.Send(c.b.Reply(byeC, 200, "", nil))
+	c.a.Response(wait, sip.BYE, 200)
+	bd.sbc.WaitIdle(t, wait)
+}
+
+// TestAttendedTransferRefused: a Refer-To with Replaces gets 501.
+func TestAttendedTransferRefused(t *testing.T) {
+	bd := newBed(t, siptest.SBCOptions{})
+	c := basicCall(t, bd)
+	refer := c.invB.Request(sip.REFER, nil)
+	refer.AppendHeader(sip.NewHeader("Refer-To", "<sips:carol@sbc.test?Replaces=abc%3Bto-tag%3D1%3Bfrom-tag%3D2>"))
+	c.b.Send(refer)
+	c.b.Response(wait, sip.REFER, 501)
+	c.hangup(t, bd)
+}

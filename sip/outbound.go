@@ -288,6 +288,8 @@ func (c *call) onResponse(ev event) {
 		c.onRelayResponse(ref, ev.res)
 	case *ownRequest:
 		c.onOwnResponse(ref, ev.res)
+	case *xferAttempt:
+		c.onXferResponse(ref, ev.res)
 	}
 }
 
@@ -603,7 +605,7 @@ func (c *call) answered(at *attempt, res *sip.Response) {
 	tag := toTag(res)
 	if c.winner != nil || at.abandoned || c.ended || !c.inSetup() {
 		if c.winner != nil && c.winner.att == at && c.winner.tagB == tag {
-			c.reAckB(res)
+			c.ackLeg(c.bl, res.CSeq().SeqNo, c.bl.lastAckCT, c.bl.lastAckBody)
 			return
 		}
 		c.log.Info().Str("target", at.addr).Msg("2xx from a fork or abandoned target: ACK and BYE")
@@ -662,7 +664,7 @@ func (c *call) answered(at *attempt, res *sip.Response) {
 	}
 	out := newResponse(c.inv.req, res.StatusCode, f.tagA)
 	out.AppendHeader(c.contactFor(c.a))
-	out.AppendHeader(sip.NewHeader("Allow", methodsAllowed))
+	out.AppendHeader(sip.NewHeader("Allow", allowFor(c.a)))
 	out.AppendHeader(sip.NewHeader("Supported", optionTags))
 	copyAllowed(res, out, c.snap.allow, c.plan.to.trusted)
 	c.sessionAnswer(res, out)
@@ -722,15 +724,6 @@ func (c *call) answerOf(f *fork, sdp []byte) (out []byte, owe bool, err error) {
 	return nil, false, nil // stable: answered in a reliable 18x
 }
 
-// reAckB answers a retransmitted 2xx of the callee with the same ACK.
-func (c *call) reAckB(res *sip.Response) {
-	cs := res.CSeq()
-	if cs == nil || c.bl.owedAck != nil {
-		return
-	}
-	c.ackB(cs.SeqNo, c.bl.lastAckCT, c.bl.lastAckBody)
-}
-
 // ackB sends the ACK for a 2xx of leg B (its own transaction, RFC 3261
 // §13.2.2.4).
 func (c *call) ackB(cseq uint32, ct string, body []byte) {
@@ -753,17 +746,19 @@ func (c *call) ackLeg(l *leg, cseq uint32, ct string, body []byte) {
 	}
 }
 
-// onStray2xx handles a 2xx to leg B's INVITE that arrived after its
-// transaction ended: the winner's retransmission is ACKed again, any other
-// fork's gets ACK and BYE.
+// onStray2xx handles a 2xx to an INVITE of the call that arrived after
+// its transaction ended: a retransmission in a dialog the call keeps gets
+// the same ACK again, any other dialog's (another fork's) ACK and BYE.
 func (c *call) onStray2xx(ev event) {
 	res := ev.res
-	if c.winner != nil && toTag(res) == c.winner.tagB && ev.conn == c.bl.conn {
-		if cs := res.CSeq(); cs != nil && cs.SeqNo == c.bl.inviteCSeq {
-			c.reAckB(res)
-			return
+	if ev.xfer && c.xfer != nil {
+		return // the transfer target retransmits: its ACK follows the transferee's answer
+	}
+	l := c.legByCallID(callIDOf(res))
+	if l != nil && l.remoteTag != "" && l.remoteTag == toTag(res) && ev.conn == l.conn {
+		if l.owedAck == nil {
+			c.ackLeg(l, res.CSeq().SeqNo, l.lastAckCT, l.lastAckBody)
 		}
-		c.reAckOwn(res)
 		return
 	}
 	c.log.Info().Msg("2xx from another fork: ACK and BYE")

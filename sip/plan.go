@@ -276,6 +276,53 @@ func (p *planner) redirect(s *policySnapshot, pl *callPlan, user, host string) (
 	return refusal{}, nil
 }
 
+// transferTarget routes a blind transfer's new call, placed for the
+// transferee (from its trunk), and checks the destination trunk has room.
+func (p *planner) transferTarget(s *policySnapshot, from string, unauth bool, user, host string) (*trunkRec, rewrites, refusal, error) {
+	if unauth && !s.cfg.IsOwnDomain(host) {
+		return nil, rewrites{}, statusFor(ErrNotOwnDomain), ErrNotOwnDomain
+	}
+	rt, err := s.router.Route(from, user, host)
+	if err != nil {
+		return nil, rewrites{}, statusFor(err), err
+	}
+	to := s.trunks[rt.To]
+	if to == nil || !to.hasURI {
+		return nil, rewrites{}, statusFor(ErrNoRoute), ErrNoRoute
+	}
+	p.mu.Lock()
+	full := to.maxCalls > 0 && p.perTrunk[to.name] >= to.maxCalls
+	p.mu.Unlock()
+	if full {
+		return nil, rewrites{}, refuseCallLimit, fmt.Errorf("trunk %s is full", to.name)
+	}
+	return to, s.routeRewrites(rt), refusal{}, nil
+}
+
+// retrunk moves a plan's leg on side to trunk to (a completed transfer):
+// the old trunk's slot is given back, the new one's taken.
+func (p *planner) retrunk(pl *callPlan, side Side, to *trunkRec) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if side == SideA {
+		if pl.from.name != pl.to.name {
+			p.dropTrunkLocked(pl.from.name, "")
+		}
+		if to.name != pl.to.name {
+			p.perTrunk[to.name]++
+		}
+		pl.from = to
+		return
+	}
+	if pl.to.name != pl.from.name {
+		p.dropTrunkLocked(pl.to.name, "")
+	}
+	if to.name != pl.from.name {
+		p.perTrunk[to.name]++
+	}
+	pl.to = to
+}
+
 // release gives back a plan's admission slot; it runs once per plan.
 func (p *planner) release(pl *callPlan) {
 	p.mu.Lock()

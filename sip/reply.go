@@ -76,6 +76,8 @@ var (
 	refuseTerminated     = refusal{code: 487}
 	refuseNotParty       = refusal{code: 403, warning: "not a party of this dialog"}
 	refuseRequestTimeout = refusal{code: 408}
+	refuseTransferPolicy = refusal{code: 403, warning: "transfer not permitted"}
+	refuseAttended       = refusal{code: 501, warning: "attended transfer (Replaces) is not supported"}
 
 	// The SIPS-only policy (policy.go): about the caller's own request.
 	refuseVersion      = refusal{code: 505}

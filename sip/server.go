@@ -105,6 +105,7 @@ type B2BUA struct {
 type dialogRef struct {
 	c    *call
 	side Side
+	xfer bool // the dialog of a transfer target not connected yet
 }
 
 // New builds the B2BUA; it opens nothing.
@@ -395,6 +396,16 @@ func (b *B2BUA) register(c *call, callID, tag string, side Side) {
 	c.dialogKeys = append(c.dialogKeys, k)
 }
 
+// registerXfer registers a transfer target's dialog for its
+// retransmitted 2xx until the transfer completes.
+func (b *B2BUA) registerXfer(c *call, callID, tag string) {
+	k := dialogKey(callID, tag)
+	b.mu.Lock()
+	b.dialogs[k] = dialogRef{c: c, xfer: true}
+	b.mu.Unlock()
+	c.dialogKeys = append(c.dialogKeys, k)
+}
+
 func (b *B2BUA) unregister(callID, tag string) {
 	b.mu.Lock()
 	delete(b.dialogs, dialogKey(callID, tag))
@@ -545,7 +556,7 @@ func (b *B2BUA) handler(m sip.RequestMethod) (func(*conn, *sip.Request), bool) {
 // inDialog hands a request with a To tag to its call.
 func (b *B2BUA) inDialog(cn *conn, req *sip.Request, tag string) {
 	ref, ok := b.findDialog(callIDOf(req), tag)
-	if !ok {
+	if !ok || ref.xfer {
 		if !req.IsAck() {
 			b.rejectInline(cn, req, refuseNoDialog)
 		}
@@ -555,7 +566,7 @@ func (b *B2BUA) inDialog(cn *conn, req *sip.Request, tag string) {
 	case sip.ACK:
 		ref.c.post(event{kind: evAck, req: req, conn: cn, side: ref.side})
 		return
-	case sip.BYE, sip.INVITE, sip.UPDATE, sip.INFO, sip.PRACK, sip.NOTIFY, sip.OPTIONS:
+	case sip.BYE, sip.INVITE, sip.UPDATE, sip.INFO, sip.PRACK, sip.NOTIFY, sip.OPTIONS, sip.REFER:
 	default:
 		b.rejectInline(cn, req, refuseNotAllowed)
 		return
@@ -631,8 +642,8 @@ func (b *B2BUA) strayResponse(cn *conn, res *sip.Response) {
 		_ = b.sendAck(cn, ackFromResponse(res))
 		return
 	}
-	if ref, ok := b.findDialog(callIDOf(res), fromTag(res)); ok && ref.side == SideB {
-		ref.c.post(event{kind: evStray2xx, res: res, conn: cn})
+	if ref, ok := b.findDialog(callIDOf(res), fromTag(res)); ok {
+		ref.c.post(event{kind: evStray2xx, res: res, conn: cn, xfer: ref.xfer})
 		return
 	}
 	b.ackAndBye(cn, res)

@@ -119,6 +119,10 @@ func (c *call) refresh() {
 
 // onOwnResponse handles the response to a request the SBC sent itself.
 func (c *call) onOwnResponse(own *ownRequest, res *sip.Response) {
+	if res.StatusCode >= 200 && own.xfer {
+		c.onXferReinvite(res)
+		return
+	}
 	if res.StatusCode < 200 || !own.refresh {
 		return
 	}
