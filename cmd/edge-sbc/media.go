@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 
@@ -9,7 +8,6 @@ import (
 
 	"github.com/edge-sbc/edge-sbc/config"
 	"github.com/edge-sbc/edge-sbc/media"
-	"github.com/edge-sbc/edge-sbc/sip"
 )
 
 // mediaConfig maps the media: section of cfg to the relay's Config.
@@ -56,29 +54,25 @@ func mediaConfig(cfg *config.Config) (media.Config, error) {
 	}, nil
 }
 
-// newMediaAnchor builds the media relay engine and starts it with ctx;
-// close it with the returned engine's Close.
-func newMediaAnchor(ctx context.Context, cfg *config.Config, m *sip.Metrics, log zerolog.Logger) (sip.MediaAnchor, *media.Engine, error) {
+// newMediaEngine builds the media relay engine; it opens nothing until
+// Start (which start does, with Close on its stack of closers).
+func newMediaEngine(cfg *config.Config, log zerolog.Logger) (*media.Engine, error) {
 	mc, err := mediaConfig(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	bind, learning := mc.BindAddr, mc.Learning
 	mlog := log.With().Str("part", "media").Logger()
 	eng, err := media.NewEngine(mc, mlog)
 	if err != nil {
-		return nil, nil, fmt.Errorf("media: %w", err)
+		return nil, fmt.Errorf("media: %w", err)
 	}
 	// Not fatal: keepalived may add the address to this node later; until
 	// then calls get 503.
-	if err := media.CheckBindAddress(bind); err != nil {
+	if err := media.CheckBindAddress(mc.BindAddr); err != nil {
 		mlog.Warn().Err(err).Str("media.bind", cfg.Media.Bind).Msg("media: relay ports cannot be allocated until the bind address is on this host")
 	}
-	if learning == media.LearningOff && !cfg.Media.StrictSource {
+	if mc.Learning == media.LearningOff && !cfg.Media.StrictSource {
 		mlog.Warn().Msg("media.learning: off lets anyone who guesses a relay port take over a stream")
 	}
-	if err := eng.Start(ctx); err != nil {
-		return nil, nil, fmt.Errorf("media: %w", err)
-	}
-	return sip.NewMediaAnchor(eng, m), eng, nil
+	return eng, nil
 }
