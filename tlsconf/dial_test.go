@@ -63,11 +63,17 @@ func tlsServer(t *testing.T, cfg *tls.Config) (addr string, sni func() []string)
 	}
 }
 
-func TestDial(t *testing.T) {
+// dialBed is a TLS server presenting sbc.example.net (with mode) and the
+// client's Store (client.example.org), from one development CA.
+func dialBed(t *testing.T, mode ClientAuth) (cli *Store, addr string, sni func() []string) {
+	t.Helper()
 	p := newPKI(t)
-	srv := p.store(t, "sbc.example.net")
-	cli := p.store(t, "client.example.org")
-	addr, sni := tlsServer(t, NewServerConfig(srv, ClientAuthRequired, 0))
+	addr, sni = tlsServer(t, NewServerConfig(p.store(t, "sbc.example.net"), mode, 0))
+	return p.store(t, "client.example.org"), addr, sni
+}
+
+func TestDial(t *testing.T) {
+	cli, addr, sni := dialBed(t, ClientAuthRequired)
 	ctx := t.Context()
 
 	var controlled []string
@@ -106,10 +112,7 @@ func TestDial(t *testing.T) {
 // refused certificate (the same for the B2BUA and for check), and the
 // chain the server presented is in the error.
 func TestDialRefused(t *testing.T) {
-	p := newPKI(t)
-	cli := p.store(t, "client.example.org")
-	srv := p.store(t, "sbc.example.net")
-	addr, _ := tlsServer(t, NewServerConfig(srv, ClientAuthNone, 0))
+	cli, addr, _ := dialBed(t, ClientAuthNone)
 	ctx := t.Context()
 
 	_, _, err := Dial(ctx, DialOptions{Addr: addr, SNI: "other.example.net", Store: cli, Timeout: 5 * time.Second})

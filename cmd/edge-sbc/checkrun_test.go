@@ -2,25 +2,19 @@ package main
 
 import (
 	"bytes"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/emiago/sipgo/sip"
 
 	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
 // wrongNameCallee listens on f.callee (trunk "inside", identity
-// inside.test) with a certificate from the fixture's CA for another name,
-// and completes server handshakes until the test ends.
+// inside.test) with a certificate from the fixture's CA for another name.
 func wrongNameCallee(t *testing.T, f *fixture) {
 	t.Helper()
 	lf, err := tlsconf.IssueDevLeaf(filepath.Join(f.dir, "pki"), tlsconf.LeafOptions{
@@ -28,53 +22,7 @@ func wrongNameCallee(t *testing.T, f *fixture) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", f.callee, &tls.Config{Certificates: []tls.Certificate{leafTLS(t, lf)}, MinVersion: tls.VersionTLS12})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				_ = c.(*tls.Conn).Handshake() // the client refuses our certificate
-			})
-		}
-	})
-	t.Cleanup(func() {
-		_ = ln.Close()
-		wg.Wait()
-	})
-}
-
-// invite sends an INVITE for sips:alice@sbc.test and returns its final
-// response.
-func (c *caller) invite(t *testing.T, callID string) *sip.Response {
-	t.Helper()
-	body := sdp(40000)
-	msg := "INVITE sips:alice@sbc.test SIP/2.0\r\n" +
-		"Via: SIP/2.0/TLS " + c.local + ";branch=z9hG4bK-" + callID + "\r\n" +
-		"Max-Forwards: 70\r\n" +
-		"From: <sips:bob@outside.test>;tag=caller-" + callID + "\r\n" +
-		"To: <sips:alice@sbc.test>\r\n" +
-		"Call-ID: " + callID + "\r\n" +
-		"CSeq: 1 INVITE\r\n" +
-		"Contact: <sips:bob@" + c.local + ";transport=tls>\r\n" +
-		"Content-Type: application/sdp\r\n" +
-		fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)) + body
-	if _, err := io.WriteString(c.conn, msg); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if res, ok := c.next(t, "response to INVITE").(*sip.Response); ok && !res.IsProvisional() {
-			return res
-		}
-	}
+	servePeerOn(t, f.callee, lf)
 }
 
 // logLine returns the first JSON log line of p whose message is msg.
