@@ -55,15 +55,11 @@ func newResolver(cfg *config.Config, resolvConf string) (*dnsresolve.Resolver, R
 }
 
 // lookup asks our DNS client for the records of name and qtype, within
-// the step timeout.
+// the step timeout; its errors name the question.
 func lookup(ctx context.Context, e *env, name string, qtype uint16) ([]dns.RR, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
 	defer cancel()
-	rrs, err := e.res.Client().Lookup(ctx, name, qtype)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", dns.TypeToString[qtype], name, err)
-	}
-	return rrs, nil
+	return e.res.Client().Lookup(ctx, name, qtype)
 }
 
 // checkDNS runs the checks of our own names: the A record of node.fqdn,
