@@ -305,9 +305,10 @@ type Media struct {
 type DSCP struct {
 	// Audio default 46 (EF).
 	Audio int `yaml:"audio"`
-	// Video default 34 (AF41).
+	// Video default 34 (AF41): main and content video (a=content:slides).
 	Video int `yaml:"video"`
-	// Signalling default 24 (CS3).
+	// Signalling default 24 (CS3): SIP over TLS, and the media relay's
+	// application streams (BFCP floor control is call control).
 	Signalling int `yaml:"signalling"`
 }
 

@@ -45,6 +45,14 @@
 //
 // # DNS transport and caching
 //
+// The package has two layers. [Client] is the wire client: the servers
+// of Config.Servers (else the nameservers of resolv.conf), one question at
+// a time, no cache. [Resolver] implements RFC 3263 on top of a Client and
+// caches; [Resolver.Client] returns the Client it queries through, so that
+// `edge-sbc check` asks the SBC's own names (A, PTR, SRV) with the very
+// client `edge-sbc run` resolves trunks with. [FromConfig] maps the dns:
+// section of the configuration, for both commands.
+//
 // Queries go over UDP with an EDNS0 OPT record advertising 4096 bytes
 // (RFC 6891) and are retried over TCP when the response is truncated (TC
 // bit, RFC 1035 §4.2.1, RFC 7766). SERVFAIL, REFUSED, network errors and
@@ -60,7 +68,7 @@
 //
 // # Concurrency
 //
-// A Resolver and a Health are safe for concurrent use by multiple
+// A Client, a Resolver and a Health are safe for concurrent use by multiple
 // goroutines. The package keeps no mutable package-level state and starts
 // no background goroutines.
 package dnsresolve

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -13,6 +12,9 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/rs/zerolog"
+
+	"github.com/edge-sbc/edge-sbc/config"
+	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
 // Defaults applied by New to zero Config fields.
@@ -54,7 +56,21 @@ type Config struct {
 	IPv6 bool
 }
 
-// Option customises a Resolver beyond Config.
+// FromConfig returns the Config of the dns: section of an edge-sbc
+// configuration. `edge-sbc run` and `edge-sbc check` both build their
+// Resolver (and so their Client) from it.
+func FromConfig(d config.DNS) Config {
+	return Config{
+		Servers:     d.Servers,
+		Timeout:     d.Timeout,
+		Attempts:    d.Attempts,
+		MinTTL:      d.MinTTL,
+		MaxTTL:      d.MaxTTL,
+		NegativeTTL: d.NegativeTTL,
+	}
+}
+
+// Option customises a Resolver or a Client beyond Config.
 type Option func(*options)
 
 type options struct {
@@ -65,8 +81,8 @@ type options struct {
 	intn       func(n int) int
 }
 
-// WithLogger makes the Resolver log queries and resolutions at debug
-// level. The default is no logging.
+// WithLogger makes the Resolver (and its Client) log queries and
+// resolutions at debug level. The default is no logging.
 func WithLogger(l zerolog.Logger) Option {
 	return func(o *options) { o.log = l }
 }
@@ -90,6 +106,25 @@ func WithResolvConf(path string) Option {
 	return func(o *options) { o.resolvConf = path }
 }
 
+func newOptions(opts []Option) options {
+	o := options{
+		log:        zerolog.Nop(),
+		now:        time.Now,
+		cacheSize:  defaultCacheSize,
+		resolvConf: defaultResolvConf,
+		intn:       rand.IntN,
+	}
+	for _, opt := range opts {
+		if opt != nil {
+			opt(&o)
+		}
+	}
+	if o.now == nil {
+		o.now = time.Now
+	}
+	return o
+}
+
 // Target is one address to try, in the order returned by Resolve.
 type Target struct {
 	// Host is the SRV target name, or the URI host when no SRV record was
@@ -107,56 +142,29 @@ type Target struct {
 }
 
 // Resolver resolves sips: URI hosts to TLS targets per RFC 3263 §4. It
-// caches answers and collapses concurrent identical queries. A Resolver is
-// safe for concurrent use by multiple goroutines and owns no goroutines;
-// it needs no closing.
+// caches answers and collapses concurrent identical queries; the queries
+// themselves go through its Client. A Resolver is safe for concurrent use
+// by multiple goroutines and owns no goroutines; it needs no closing.
 type Resolver struct {
-	cfg     Config
-	servers []string
-	log     zerolog.Logger
-	now     func() time.Time
-	intn    func(n int) int
-	cache   *cache
-	flight  flight
-	udp     *dns.Client
-	tcp     *dns.Client
+	cfg    Config
+	client *Client
+	log    zerolog.Logger
+	now    func() time.Time
+	intn   func(n int) int
+	cache  *cache
+	flight flight
 }
 
-// New validates cfg, applies defaults and returns a Resolver. It performs
-// no network I/O; when cfg.Servers is empty it reads the resolv.conf file.
+// New validates cfg, applies defaults and returns a Resolver with its own
+// Client (NewClient with the same cfg and options). It performs no network
+// I/O; when cfg.Servers is empty it reads the resolv.conf file.
 func New(cfg Config, opts ...Option) (*Resolver, error) {
-	o := options{
-		log:        zerolog.Nop(),
-		now:        time.Now,
-		cacheSize:  defaultCacheSize,
-		resolvConf: defaultResolvConf,
-		intn:       rand.IntN,
-	}
-	for _, opt := range opts {
-		if opt != nil {
-			opt(&o)
-		}
-	}
-	if o.now == nil {
-		o.now = time.Now
-	}
+	o := newOptions(opts)
 	if o.cacheSize <= 0 {
 		return nil, fmt.Errorf("%w: cache size %d must be positive", ErrInvalidConfig, o.cacheSize)
 	}
-
-	switch {
-	case cfg.Timeout < 0:
-		return nil, fmt.Errorf("%w: negative Timeout %s", ErrInvalidConfig, cfg.Timeout)
-	case cfg.Attempts < 0:
-		return nil, fmt.Errorf("%w: negative Attempts %d", ErrInvalidConfig, cfg.Attempts)
-	case cfg.MinTTL < 0 || cfg.MaxTTL < 0 || cfg.NegativeTTL < 0:
+	if cfg.MinTTL < 0 || cfg.MaxTTL < 0 || cfg.NegativeTTL < 0 {
 		return nil, fmt.Errorf("%w: negative TTL bound", ErrInvalidConfig)
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.Attempts == 0 {
-		cfg.Attempts = DefaultAttempts
 	}
 	if cfg.MinTTL == 0 {
 		cfg.MinTTL = DefaultMinTTL
@@ -170,67 +178,29 @@ func New(cfg Config, opts ...Option) (*Resolver, error) {
 	if cfg.MinTTL > cfg.MaxTTL {
 		return nil, fmt.Errorf("%w: MinTTL %s above MaxTTL %s", ErrInvalidConfig, cfg.MinTTL, cfg.MaxTTL)
 	}
-
-	servers, err := serverList(cfg.Servers, o.resolvConf)
+	client, err := NewClient(cfg, opts...)
 	if err != nil {
 		return nil, err
 	}
-	cfg.Servers = servers
-
+	cfg.Timeout, cfg.Attempts, cfg.Servers = client.timeout, client.attempts, client.servers
 	return &Resolver{
-		cfg:     cfg,
-		servers: servers,
-		log:     o.log,
-		now:     o.now,
-		intn:    o.intn,
-		cache:   newCache(o.cacheSize),
-		udp:     &dns.Client{Net: "udp", Timeout: cfg.Timeout, UDPSize: ednsUDPSize},
-		tcp:     &dns.Client{Net: "tcp", Timeout: cfg.Timeout},
+		cfg:    cfg,
+		client: client,
+		log:    o.log,
+		now:    o.now,
+		intn:   o.intn,
+		cache:  newCache(o.cacheSize),
 	}, nil
 }
 
-// serverList normalises configured servers to "ip:port", or reads them from
-// the resolv.conf file at path when none are configured.
-func serverList(cfgServers []string, path string) ([]string, error) {
-	if len(cfgServers) == 0 {
-		cc, err := dns.ClientConfigFromFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("%w: no Servers and reading %s: %w", ErrInvalidConfig, path, err)
-		}
-		port := cc.Port
-		if port == "" {
-			port = "53"
-		}
-		for _, s := range cc.Servers {
-			cfgServers = append(cfgServers, net.JoinHostPort(s, port))
-		}
-		if len(cfgServers) == 0 {
-			return nil, fmt.Errorf("%w: no nameserver in %s", ErrInvalidConfig, path)
-		}
-	}
-	out := make([]string, 0, len(cfgServers))
-	for _, s := range cfgServers {
-		ap, err := netip.ParseAddrPort(s)
-		if err != nil {
-			ip, ipErr := netip.ParseAddr(s)
-			if ipErr != nil {
-				return nil, fmt.Errorf("%w: server %q is not ip:port: %w", ErrInvalidConfig, s, err)
-			}
-			ap = netip.AddrPortFrom(ip, 53)
-		}
-		if ap.Port() == 0 {
-			return nil, fmt.Errorf("%w: server %q has port 0", ErrInvalidConfig, s)
-		}
-		out = append(out, ap.String())
-	}
-	return out, nil
-}
+// Client returns the wire client the Resolver queries through (uncached).
+func (r *Resolver) Client() *Client { return r.client }
 
 // Config returns the effective configuration: defaults applied and Servers
 // filled in.
 func (r *Resolver) Config() Config {
 	c := r.cfg
-	c.Servers = append([]string(nil), r.servers...)
+	c.Servers = r.client.Servers()
 	return c
 }
 
@@ -251,7 +221,7 @@ func (r *Resolver) Config() Config {
 // ErrNXDomain, ErrServFail, ErrTimeout, ErrServiceUnavailable,
 // ErrInvalidHost or the context's error.
 func (r *Resolver) Resolve(ctx context.Context, host string, port uint16) ([]Target, error) {
-	if ip, ok := parseIPLiteral(host); ok {
+	if ip, ok := tlsconf.ParseIPLiteral(host); ok {
 		if ip.Is6() && !r.cfg.IPv6 {
 			return nil, fmt.Errorf("%w: IPv6 literal %s with IPv6 disabled", ErrInvalidHost, host)
 		}
@@ -408,7 +378,7 @@ func (r *Resolver) query(ctx context.Context, k cacheKey) (rrset, error) {
 		return set, nil
 	}
 	start := time.Now()
-	resp, server, err := r.exchange(ctx, k.name, k.qtype)
+	resp, server, err := r.client.Exchange(ctx, k.name, k.qtype)
 	if err != nil {
 		return rrset{}, err
 	}
@@ -430,145 +400,19 @@ func (r *Resolver) query(ctx context.Context, k cacheKey) (rrset, error) {
 	return set, nil
 }
 
-// exchange sends the query to each server in turn, Config.Attempts passes
-// over the list, and returns the first NOERROR or NXDOMAIN response.
-func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dns.Msg, string, error) {
-	var (
-		timeouts, failures int
-		lastErr            error
-	)
-	for range r.cfg.Attempts {
-		for _, server := range r.servers {
-			if ctx.Err() != nil {
-				return nil, "", fmt.Errorf("dnsresolve: query %s %s: %w", name, dns.TypeToString[qtype], context.Cause(ctx))
-			}
-			resp, err := r.exchangeServer(ctx, server, name, qtype)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil, "", fmt.Errorf("dnsresolve: query %s %s: %w", name, dns.TypeToString[qtype], context.Cause(ctx))
-				}
-				if isTimeout(err) {
-					timeouts++
-				} else {
-					failures++
-				}
-				lastErr = fmt.Errorf("server %s: %w", server, err)
-				r.log.Debug().Str("name", name).Str("type", dns.TypeToString[qtype]).Str("server", server).Err(err).Msg("dnsresolve: query attempt failed")
-				continue
-			}
-			switch resp.Rcode {
-			case dns.RcodeSuccess, dns.RcodeNameError:
-				return resp, server, nil
-			}
-			// SERVFAIL, REFUSED, NOTIMP, FORMERR...: try the next server.
-			failures++
-			lastErr = fmt.Errorf("server %s answered %s", server, dns.RcodeToString[resp.Rcode])
-			r.log.Debug().Str("name", name).Str("type", dns.TypeToString[qtype]).Str("server", server).Str("rcode", dns.RcodeToString[resp.Rcode]).Msg("dnsresolve: query attempt failed")
-		}
-	}
-	sentinel := ErrServFail
-	if failures == 0 {
-		sentinel = ErrTimeout
-	}
-	return nil, "", fmt.Errorf("%w: %s %s: %d attempts failed, last: %v", sentinel, name, dns.TypeToString[qtype], timeouts+failures, lastErr)
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
-
-// exchangeServer makes one attempt against server: UDP with EDNS0, then TCP
-// if the UDP response is truncated (RFC 7766 §5).
-func (r *Resolver) exchangeServer(ctx context.Context, server, name string, qtype uint16) (*dns.Msg, error) {
-	m := new(dns.Msg)
-	m.SetQuestion(name, qtype) // random ID, RD set
-	m.SetEdns0(ednsUDPSize, false)
-
-	resp, err := r.exchangeOnce(ctx, r.udp, m, server)
-	if err != nil {
-		return nil, err
-	}
-	if resp.Truncated {
-		m.Id = dns.Id()
-		resp, err = r.exchangeOnce(ctx, r.tcp, m, server)
-		if err != nil {
-			return nil, fmt.Errorf("tcp retry of truncated answer: %w", err)
-		}
-	}
-	if err := checkResponse(m, resp); err != nil {
-		return nil, err
-	}
-	return resp, nil
-}
-
-// exchangeOnce sends m to server with client c, bounded by Config.Timeout
-// and ctx; cancelling ctx aborts the read at once.
-func (r *Resolver) exchangeOnce(ctx context.Context, c *dns.Client, m *dns.Msg, server string) (*dns.Msg, error) {
-	actx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-	defer cancel()
-	co, err := c.DialContext(actx, server)
-	if err != nil {
-		return nil, err
-	}
-	defer co.Close()
-	// The client only honours deadlines; close the socket on cancellation.
-	stop := context.AfterFunc(ctx, func() { co.Close() })
-	defer stop()
-	resp, _, err := c.ExchangeWithConnContext(actx, m, co)
-	return resp, err
-}
-
-// errBadResponse marks a response that does not answer the query sent.
-var errBadResponse = errors.New("response does not match query")
-
-func checkResponse(q, resp *dns.Msg) error {
-	if !resp.Response || resp.Opcode != dns.OpcodeQuery {
-		return fmt.Errorf("%w: not a query response", errBadResponse)
-	}
-	if resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError {
-		return nil // question echo is optional on errors; caller handles rcode
-	}
-	if len(resp.Question) != 1 {
-		return fmt.Errorf("%w: %d questions", errBadResponse, len(resp.Question))
-	}
-	got, want := resp.Question[0], q.Question[0]
-	if got.Qtype != want.Qtype || got.Qclass != want.Qclass || !strings.EqualFold(got.Name, want.Name) {
-		return fmt.Errorf("%w: question %s", errBadResponse, got.String())
-	}
-	return nil
-}
-
 // parse turns a NOERROR or NXDOMAIN response into an rrset and its cache
 // lifetime. CNAME chains in the answer section are followed.
 func (r *Resolver) parse(resp *dns.Msg, k cacheKey) (rrset, time.Duration) {
 	if resp.Rcode == dns.RcodeNameError {
 		return rrset{neg: negNXDomain}, r.negativeTTL(resp)
 	}
-	owner := k.name
-	minTTL := uint32(0)
-	haveTTL := false
+	// Follow the CNAME chain from the query name (RFC 1034 §3.6.2).
+	owner, minTTL, haveTTL := followCNAME(resp, k.name)
 	noteTTL := func(t uint32) {
 		if !haveTTL || t < minTTL {
 			minTTL, haveTTL = t, true
 		}
 	}
-	// Follow the CNAME chain from the query name (RFC 1034 §3.6.2).
-	for range maxCNAMEChain {
-		next := ""
-		for _, rr := range resp.Answer {
-			if c, ok := rr.(*dns.CNAME); ok && strings.EqualFold(c.Hdr.Name, owner) {
-				next = strings.ToLower(dns.Fqdn(c.Target))
-				noteTTL(c.Hdr.Ttl)
-				break
-			}
-		}
-		if next == "" {
-			break
-		}
-		owner = next
-	}
-
 	var set rrset
 	for _, rr := range resp.Answer {
 		h := rr.Header()
@@ -684,26 +528,6 @@ func (r *Resolver) negativeTTL(resp *dns.Msg) time.Duration {
 		}
 	}
 	return r.cfg.NegativeTTL
-}
-
-// parseIPLiteral parses host as an IP address, accepting an IPv6 literal in
-// brackets as in a SIP URI (RFC 3261 §25.1).
-func parseIPLiteral(host string) (netip.Addr, bool) {
-	h := host
-	if len(h) > 2 && h[0] == '[' && h[len(h)-1] == ']' {
-		h = h[1 : len(h)-1]
-	}
-	// Cheap pre-check so that domain names do not pay for ParseAddr's
-	// error: an IPv6 literal has a colon, an IPv4 literal only digits and
-	// dots (a domain name's last label is never all-numeric).
-	if !strings.Contains(h, ":") && strings.Trim(h, "0123456789.") != "" {
-		return netip.Addr{}, false
-	}
-	ip, err := netip.ParseAddr(h)
-	if err != nil {
-		return netip.Addr{}, false
-	}
-	return ip.Unmap(), true
 }
 
 // canonicalName returns host lower-cased without and with the trailing dot,

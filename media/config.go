@@ -22,13 +22,17 @@ type Config struct {
 	// DSCPAudio is the DSCP of audio streams. Default 46 (EF); a negative
 	// value sends best effort (0).
 	DSCPAudio int
-	// DSCPVideo is the DSCP of main video streams. Default 34 (AF41); a
-	// negative value sends best effort.
+	// DSCPVideo is the DSCP of video streams, main video and content
+	// video (a=content:slides) alike: both are video (RFC 4594
+	// multimedia conferencing). Default 34 (AF41); a negative value sends
+	// best effort.
 	DSCPVideo int
-	// DSCPOther is the DSCP of content video (a=content:slides) and
-	// application streams such as BFCP. Default 34 (AF41); a negative
-	// value sends best effort.
-	DSCPOther int
+	// DSCPApplication is the DSCP of application streams, such as BFCP
+	// (RFC 8855), and of any other media type that is not audio or video.
+	// BFCP is floor control, i.e. call control, so it is marked like the
+	// SIP signalling, not like the video whose floor it controls. Default
+	// 24 (CS3, RFC 4594 signaling); a negative value sends best effort.
+	DSCPApplication int
 	// Timeout is the dead-media timeout: when no packet was received from
 	// either side on any answered, non-held RTP stream for this long, the
 	// session's OnTimeout is called once (non-RTP streams such as BFCP do
@@ -57,13 +61,13 @@ type Config struct {
 
 // Defaults of Config, applied by withDefaults.
 const (
-	DefaultPortMin    = 36000
-	DefaultPortMax    = 59999
-	DefaultDSCPAudio  = 46 // EF
-	DefaultDSCPVideo  = 34 // AF41
-	DefaultDSCPOther  = 34 // AF41
-	DefaultTimeout    = 60 * time.Second
-	DefaultQuarantine = 2 * time.Second
+	DefaultPortMin         = 36000
+	DefaultPortMax         = 59999
+	DefaultDSCPAudio       = 46 // EF
+	DefaultDSCPVideo       = 34 // AF41
+	DefaultDSCPApplication = 24 // CS3
+	DefaultTimeout         = 60 * time.Second
+	DefaultQuarantine      = 2 * time.Second
 )
 
 // withDefaults returns c with defaults applied, or an error if the result is
@@ -85,8 +89,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.DSCPVideo == 0 {
 		c.DSCPVideo = DefaultDSCPVideo
 	}
-	if c.DSCPOther == 0 {
-		c.DSCPOther = DefaultDSCPOther
+	if c.DSCPApplication == 0 {
+		c.DSCPApplication = DefaultDSCPApplication
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
@@ -94,7 +98,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Timeout < 0 {
 		c.Timeout = 0 // no dead-media timeout
 	}
-	c.DSCPAudio, c.DSCPVideo, c.DSCPOther = max(c.DSCPAudio, 0), max(c.DSCPVideo, 0), max(c.DSCPOther, 0)
+	c.DSCPAudio, c.DSCPVideo, c.DSCPApplication = max(c.DSCPAudio, 0), max(c.DSCPVideo, 0), max(c.DSCPApplication, 0)
 	if c.Quarantine == 0 {
 		c.Quarantine = DefaultQuarantine
 	}
@@ -113,7 +117,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PortMin < 1024 || c.PortMax > 65535 || c.PortMax < c.PortMin+1 {
 		return c, fmt.Errorf("media: invalid port range %d-%d", c.PortMin, c.PortMax)
 	}
-	for _, d := range []int{c.DSCPAudio, c.DSCPVideo, c.DSCPOther} {
+	for _, d := range []int{c.DSCPAudio, c.DSCPVideo, c.DSCPApplication} {
 		if d < 0 || d > 63 {
 			return c, fmt.Errorf("media: invalid DSCP %d", d)
 		}

@@ -94,7 +94,6 @@
 // sendmmsg directly through syscall.RawConn with bound method values. On
 // other systems a portable fallback uses ReadFromUDPAddrPort and
 // WriteToUDPAddrPort, one datagram per call, also without allocation.
-// x/net/ipv4 and x/net/ipv6 are used to set the DSCP.
 //
 // One goroutine per socket was chosen over an epoll loop of our own: the
 // netpoller parks blocked readers for free (no thread, no wakeup), the
@@ -266,7 +265,10 @@
 // # DSCP
 //
 // Relay sockets carry IP_TOS (or IPV6_TCLASS) = DSCP<<2: Config.DSCPAudio
-// for audio, DSCPVideo for main video, DSCPOther for content video
-// (a=content other than main) and application streams such as BFCP.
-// SetDSCP is exported for the SIP layer's signalling sockets (CS3 = 24).
+// for audio, DSCPVideo for video (main and content video, a=content:slides),
+// DSCPApplication for application streams such as BFCP (floor control is
+// call control: the signalling code point, CS3, by default). SetDSCP (an
+// established connection) and DSCPControl (a socket before it connects)
+// are the one way edge-sbc marks packets: the SIP layer uses them for its
+// signalling sockets (CS3 = 24), and `edge-sbc check` to test the marking.
 package media

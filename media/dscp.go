@@ -3,10 +3,14 @@ package media
 import (
 	"fmt"
 	"net"
-
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
+	"syscall"
 )
+
+// DSCP marking is done here once for every socket of the SBC: the relay's
+// UDP sockets (SetDSCP), accepted SIP connections (SetDSCP) and dialed SIP
+// connections (DSCPControl, before they connect). All three set the IPv4
+// TOS byte, or the IPv6 traffic class, to dscp<<2 (ECN bits zero) with the
+// same setsockopt (dscp_unix.go).
 
 // SetDSCP sets the DiffServ code point (0-63) of packets sent on c: the
 // IPv4 TOS byte, or the IPv6 traffic class, is set to dscp<<2 (ECN bits
@@ -15,9 +19,53 @@ import (
 // Typical values: 46 (EF) for audio, 34 (AF41) for video, 24 (CS3) for SIP
 // signalling. It is safe for concurrent use with I/O on c.
 func SetDSCP(c net.Conn, dscp int) error {
+	if err := checkDSCP(dscp); err != nil {
+		return err
+	}
+	rc, v6, err := rawConn(c)
+	if err != nil {
+		return err
+	}
+	return setTOS(rc, v6, dscp<<2)
+}
+
+// GetDSCP returns the DiffServ code point set on c (as SetDSCP sets it),
+// read back from the socket.
+func GetDSCP(c net.Conn) (int, error) {
+	rc, v6, err := rawConn(c)
+	if err != nil {
+		return 0, err
+	}
+	tos, err := getTOS(rc, v6)
+	return tos >> 2, err
+}
+
+// DSCPControl returns a net.Dialer (or net.ListenConfig) Control function
+// that marks the socket with dscp before it connects, as SetDSCP marks an
+// established one; nil when dscp is 0 or negative (best effort, nothing to
+// set). A dscp above 63 makes the dial fail.
+func DSCPControl(dscp int) func(network, address string, c syscall.RawConn) error {
+	if dscp <= 0 {
+		return nil
+	}
+	return func(network, _ string, c syscall.RawConn) error {
+		if err := checkDSCP(dscp); err != nil {
+			return err
+		}
+		return setTOS(c, network == "tcp6" || network == "udp6", dscp<<2)
+	}
+}
+
+func checkDSCP(dscp int) error {
 	if dscp < 0 || dscp > 63 {
 		return fmt.Errorf("media: invalid DSCP %d", dscp)
 	}
+	return nil
+}
+
+// rawConn returns c's socket (unwrapping *tls.Conn and the like) and
+// whether it is an IPv6 socket.
+func rawConn(c net.Conn) (syscall.RawConn, bool, error) {
 	for {
 		u, ok := c.(interface{ NetConn() net.Conn })
 		if !ok {
@@ -32,19 +80,15 @@ func SetDSCP(c net.Conn, dscp int) error {
 	case *net.TCPAddr:
 		ip = a.IP
 	default:
-		return fmt.Errorf("media: SetDSCP: unsupported connection %T", c)
+		return nil, false, fmt.Errorf("media: DSCP: unsupported connection %T", c)
 	}
-	tos := dscp << 2
-	if ip.To4() != nil {
-		if err := ipv4.NewConn(c).SetTOS(tos); err != nil {
-			return fmt.Errorf("media: set IP_TOS: %w", err)
-		}
-		return nil
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, false, fmt.Errorf("media: DSCP: %T has no socket", c)
 	}
-	if err := ipv6.NewConn(c).SetTrafficClass(tos); err != nil {
-		return fmt.Errorf("media: set IPV6_TCLASS: %w", err)
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, false, fmt.Errorf("media: DSCP: %w", err)
 	}
-	// A dual-stack socket may also carry IPv4; best effort.
-	_ = ipv4.NewConn(c).SetTOS(tos)
-	return nil
+	return rc, ip.To4() == nil, nil
 }

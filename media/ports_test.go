@@ -116,7 +116,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.PortMin != 36000 || c.PortMax != 59999 || c.DSCPAudio != 46 || c.DSCPVideo != 34 ||
-		c.DSCPOther != 34 || c.Timeout != 60*time.Second || c.Quarantine != 2*time.Second ||
+		c.DSCPApplication != 24 || c.Timeout != 60*time.Second || c.Quarantine != 2*time.Second ||
 		c.StrictSource || c.BindAddr.String() != "0.0.0.0" {
 		t.Fatalf("defaults %+v", c)
 	}

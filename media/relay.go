@@ -72,10 +72,17 @@ func (s *slotPool) put(b *slotBuf) {
 // mediaKind selects the DSCP of a stream.
 type mediaKind uint8
 
+// Content video and application streams were one class ("other") marked
+// like video; they are two now. Content video (slides shared in a call) is
+// video and is marked Config.DSCPVideo (AF41). An application stream such
+// as BFCP carries floor control, i.e. call control: it is marked
+// Config.DSCPApplication, the signalling code point (CS3) by default, so
+// that a floor request is not queued behind the video it is about.
 const (
-	kindAudio mediaKind = iota
-	kindVideo
-	kindOther // content video (a=content:slides), application (BFCP), ...
+	kindAudio       mediaKind = iota
+	kindVideo                 // main video (no a=content, or a=content:main)
+	kindContent               // content video (a=content:slides, alt, ...)
+	kindApplication           // application (BFCP) and any other media type
 )
 
 func classify(media, content string) mediaKind {
@@ -86,8 +93,9 @@ func classify(media, content string) mediaKind {
 		if content == "" || content == "main" {
 			return kindVideo
 		}
+		return kindContent
 	}
-	return kindOther
+	return kindApplication
 }
 
 // clockTable maps RTP payload types to clock rates (0: no jitter, e.g.
@@ -206,10 +214,10 @@ func (st *stream) dscp() int {
 	switch st.kind {
 	case kindAudio:
 		return st.eng.cfg.DSCPAudio
-	case kindVideo:
+	case kindVideo, kindContent:
 		return st.eng.cfg.DSCPVideo
 	}
-	return st.eng.cfg.DSCPOther
+	return st.eng.cfg.DSCPApplication
 }
 
 // applyDSCP sets the DSCP of every socket of the stream from its kind.

@@ -139,7 +139,7 @@ func TestOfferRewrite(t *testing.T) {
 	}{
 		{name: "audio two crypto suites", offer: audioTwoCrypto, wantPorts: []bool{true}, wantDSCP: []mediaKind{kindAudio}},
 		{name: "audio video content bfcp", offer: webexOffer, wantPorts: []bool{true, true, true, true},
-			wantDSCP: []mediaKind{kindAudio, kindVideo, kindOther, kindOther}},
+			wantDSCP: []mediaKind{kindAudio, kindVideo, kindContent, kindApplication}},
 		{name: "ice removed", offer: iceOffer, wantPorts: []bool{true}, wantDSCP: []mediaKind{kindAudio}},
 		{name: "port zero stays zero", offer: rejectedVideoOffer, wantPorts: []bool{true, false}},
 		{name: "plain RTP refused", offer: plainOffer, wantErr: ErrNotAcceptable},

@@ -610,16 +610,15 @@ func (t *transport) dialNew(ctx context.Context, addr, sni, identity string) (*c
 	if lim := t.limits(); lim.MaxConnections > 0 && t.total.Load() >= int64(lim.MaxConnections) {
 		return nil, fmt.Errorf("%w: %s: limits.max_connections reached", ErrUnreachable, addr)
 	}
-	hctx, cancel := context.WithTimeout(ctx, t.hsTimeout)
-	defer cancel()
-	d := net.Dialer{Control: dscpControl(t.dscp)}
-	raw, err := d.DialContext(hctx, "tcp", addr)
-	if err != nil {
+	// The one dial + handshake + identity check, shared with edge-sbc check.
+	tc, raw, err := tlsconf.Dial(ctx, tlsconf.DialOptions{
+		Addr: addr, SNI: sni, Identity: identity, Store: t.store, MinVersion: t.minTLS,
+		Timeout: t.hsTimeout, Control: dscpControl(t.dscp),
+	})
+	if _, ok := errors.AsType[*tlsconf.ConnectError](err); ok {
 		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, addr, err)
 	}
-	tc := tls.Client(raw, tlsconf.NewClientConfig(t.store, sni, identity, t.minTLS))
-	if err := tc.HandshakeContext(hctx); err != nil {
-		_ = raw.Close()
+	if err != nil {
 		reason, why := tlsconf.Classify(err)
 		t.metrics.TLSHandshakes.WithLabelValues("outbound", "refused", string(reason)).Inc()
 		t.log.Warn().Str("remote", addr).Str("sni", sni).Str("identity", identity).
@@ -702,23 +701,7 @@ func appendUnique(s []string, v string) []string {
 }
 
 // dscpControl marks an outbound signalling socket before it connects (CS3
-// by default, RFC 4594).
+// by default, RFC 4594), with the one DSCP primitive of media.
 func dscpControl(dscp int) func(network, address string, c syscall.RawConn) error {
-	return func(network, address string, c syscall.RawConn) error {
-		if dscp <= 0 {
-			return nil
-		}
-		var serr error
-		err := c.Control(func(fd uintptr) {
-			level, opt := syscall.IPPROTO_IP, syscall.IP_TOS
-			if network == "tcp6" {
-				level, opt = syscall.IPPROTO_IPV6, syscall.IPV6_TCLASS
-			}
-			serr = syscall.SetsockoptInt(int(fd), level, opt, dscp<<2)
-		})
-		if err != nil {
-			return err
-		}
-		return serr
-	}
+	return media.DSCPControl(dscp)
 }

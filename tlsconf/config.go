@@ -3,6 +3,7 @@ package tlsconf
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"strings"
 	"time"
 )
 
@@ -80,7 +81,7 @@ func VerifyClient(s *Store, chain []*x509.Certificate) error {
 // not be modified after first use.
 func NewClientConfig(s *Store, serverName, identity string, minVersion uint16) *tls.Config {
 	c := baseConfig(minVersion)
-	if _, isIP := parseIPLiteral(serverName); !isIP {
+	if _, isIP := ParseIPLiteral(strings.TrimSpace(serverName)); !isIP {
 		c.ServerName = serverName
 	}
 	want := identity

@@ -166,7 +166,7 @@ func IssueDevLeaf(dir string, opt LeafOptions) (LeafFiles, error) {
 		}
 	}
 	for _, n := range opt.Names {
-		if ip, ok := parseIPLiteral(n); ok {
+		if ip, ok := ParseIPLiteral(strings.TrimSpace(n)); ok {
 			addIP(ip)
 		} else if n = strings.TrimSpace(n); n != "" {
 			tmpl.DNSNames = append(tmpl.DNSNames, n)

@@ -113,15 +113,16 @@ func matchKind(cert *x509.Certificate, name string) match {
 	if cert == nil {
 		return matchNone
 	}
-	if ip, ok := parseIPLiteral(name); ok {
+	if ip, ok := ParseIPLiteral(strings.TrimSpace(name)); ok {
+		ip = ip.WithZone("") // a certificate's IP SANs have no zone
 		for _, c := range cert.IPAddresses {
-			if a, ok := netip.AddrFromSlice(c); ok && a.Unmap() == ip.Unmap() {
+			if a, ok := netip.AddrFromSlice(c); ok && a.Unmap() == ip {
 				return matchExact
 			}
 		}
 		for _, u := range cert.URIs {
 			if h, ok := sipURIHost(u); ok {
-				if a, ok := parseIPLiteral(h); ok && a.Unmap() == ip.Unmap() {
+				if a, ok := ParseIPLiteral(h); ok && a.WithZone("") == ip {
 					return matchExact
 				}
 			}
@@ -214,16 +215,29 @@ func normalizeName(n string) string {
 	return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(n)), ".")
 }
 
-// parseIPLiteral accepts "192.0.2.1", "2001:db8::1", "[2001:db8::1]" and
-// zoned forms; the zone is dropped.
-func parseIPLiteral(s string) (netip.Addr, bool) {
-	s = strings.TrimSpace(s)
-	if strings.HasPrefix(s, "[") && strings.HasSuffix(s, "]") {
-		s = s[1 : len(s)-1]
+// ParseIPLiteral reports whether host is an IP literal, and returns the
+// address: an IPv4 dotted quad or an IPv6 address, optionally in brackets
+// as in a SIP URI host (RFC 3261 §25.1: "[2001:db8::1]"), optionally with
+// a zone. An IPv4-mapped IPv6 address is returned as IPv4; a zone is kept
+// (drop it with WithZone("") before comparing with a certificate). White
+// space is not trimmed. This is the one test of "is this host an IP
+// address" in edge-sbc: the resolver uses it to skip DNS for a literal
+// URI host, and NewClientConfig (so Dial) to never send an IP literal as
+// SNI (RFC 6066 §3).
+func ParseIPLiteral(host string) (netip.Addr, bool) {
+	h := host
+	if len(h) > 2 && h[0] == '[' && h[len(h)-1] == ']' {
+		h = h[1 : len(h)-1]
 	}
-	a, err := netip.ParseAddr(s)
+	// Cheap pre-check so that domain names do not pay for ParseAddr's
+	// error: an IPv6 literal has a colon, an IPv4 literal only digits and
+	// dots (a domain name's last label is never all-numeric).
+	if !strings.Contains(h, ":") && strings.Trim(h, "0123456789.") != "" {
+		return netip.Addr{}, false
+	}
+	ip, err := netip.ParseAddr(h)
 	if err != nil {
 		return netip.Addr{}, false
 	}
-	return a.WithZone(""), true
+	return ip.Unmap(), true
 }

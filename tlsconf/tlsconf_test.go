@@ -208,7 +208,7 @@ func TestSNI(t *testing.T) {
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			cfg := NewClientConfig(cli, tc.target, "", 0)
-			if _, isIP := parseIPLiteral(tc.target); isIP && cfg.ServerName != "" {
+			if _, isIP := ParseIPLiteral(tc.target); isIP && cfg.ServerName != "" {
 				t.Fatalf("ServerName = %q for IP literal", cfg.ServerName)
 			}
 			r := handshake(t, NewServerConfig(srv, ClientAuthRequired, 0), cfg)

@@ -52,7 +52,8 @@ func (e *VerifyError) Unwrap() error { return e.Err }
 
 // Classify maps an error from a TLS handshake or certificate verification,
 // on either side of the connection, to a Reason and a short human
-// explanation for log lines. It understands *VerifyError, the crypto/x509
+// explanation for log lines. It understands the *HandshakeError of Dial
+// (through what it wraps), *VerifyError, the crypto/x509
 // verification errors (possibly wrapped in *tls.CertificateVerificationError),
 // TLS alerts received from the peer, tls.RecordHeaderError, io.EOF,
 // timeouts and resets. Unrecognised errors map to ReasonHandshake with the

@@ -178,11 +178,17 @@ func serveDNS(t *testing.T, records []string) string {
 // servePeer runs a SIPS server answering each request with 200 OK.
 func servePeer(t *testing.T, lf tlsconf.LeafFiles) string {
 	t.Helper()
+	return servePeerOn(t, "127.0.0.1:0", lf)
+}
+
+// servePeerOn is servePeer on addr.
+func servePeerOn(t *testing.T, addr string, lf tlsconf.LeafFiles) string {
+	t.Helper()
 	cert, err := tls.LoadX509KeyPair(lf.Cert, lf.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	ln, err := tls.Listen("tcp", addr, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -31,9 +33,11 @@ func isStop(s os.Signal) bool {
 	return s == syscall.SIGTERM || s == syscall.SIGINT
 }
 
-// callCounter is what the drain waits on (*sip.B2BUA).
-type callCounter interface {
+// idleWaiter is what the drain waits on (*sip.B2BUA).
+type idleWaiter interface {
 	ActiveCalls() int
+	// WaitIdle returns nil when the last call has ended, or ctx's error.
+	WaitIdle(ctx context.Context) error
 }
 
 // drainCalls waits, once new calls are refused, until no call is left, the
@@ -41,34 +45,67 @@ type callCounter interface {
 // does not want to wait); the caller then ends the remaining calls with BYE
 // and writes their CDRs. A SIGHUP during the drain is ignored (logged).
 // While it waits, tick (the systemd watchdog ticker, nil without one)
-// still pings through ping.
-func drainCalls(calls callCounter, drain time.Duration, sigs <-chan os.Signal, tick <-chan time.Time, ping func(), log zerolog.Logger) {
-	deadline := time.NewTimer(drain)
-	defer deadline.Stop()
-	poll := time.NewTicker(100 * time.Millisecond)
-	defer poll.Stop()
+// still pings through ping. The end of the last call is signalled by
+// WaitIdle, not polled; its goroutine ends before drainCalls returns.
+func drainCalls(calls idleWaiter, drain time.Duration, sigs <-chan os.Signal, tick <-chan time.Time, ping func(), log zerolog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), drain)
+	idle := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Go(func() { idle <- calls.WaitIdle(ctx) })
+	defer wg.Wait()
+	defer cancel()
 	for {
-		n := calls.ActiveCalls()
-		if n == 0 {
-			return
-		}
 		select {
-		case <-deadline.C:
-			log.Info().Int("calls", n).Msg("drain timeout: ending the remaining calls with BYE")
+		case err := <-idle:
+			if err != nil {
+				log.Info().Int("calls", calls.ActiveCalls()).Msg("drain timeout: ending the remaining calls with BYE")
+			}
 			return
 		case s := <-sigs:
 			if !isStop(s) {
 				log.Warn().Str("signal", s.String()).Msg("reload ignored: shutting down")
 				continue
 			}
-			log.Warn().Str("signal", s.String()).Int("calls", n).
+			log.Warn().Str("signal", s.String()).Int("calls", calls.ActiveCalls()).
 				Msg("second stop signal during drain: ending the remaining calls with BYE now")
 			return
 		case <-tick:
 			ping()
-		case <-poll.C:
 		}
 	}
+}
+
+// closers is the stack of what start opened. close runs them newest first,
+// each once, and logs (never stops on) a failure; after close the stack is
+// empty. It is used by one goroutine (the main one).
+type closers struct {
+	fns []namedCloser
+}
+
+type namedCloser struct {
+	name  string
+	close func() error
+}
+
+// push adds what closes one part that has just been opened or started.
+func (c *closers) push(name string, close func() error) {
+	c.fns = append(c.fns, namedCloser{name, close})
+}
+
+// close closes every part, newest first, and returns the failures joined.
+// A part already closed by one closed after it (the B2BUA closes its
+// listeners) is not a failure.
+func (c *closers) close(log zerolog.Logger) error {
+	var errs []error
+	for i := len(c.fns) - 1; i >= 0; i-- {
+		f := c.fns[i]
+		if err := f.close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			log.Error().Err(err).Str("part", f.name).Msg("close failed")
+			errs = append(errs, fmt.Errorf("close %s: %w", f.name, err))
+		}
+	}
+	c.fns = nil
+	return errors.Join(errs...)
 }
 
 // aliver is a part that can tell whether it still works: the systemd

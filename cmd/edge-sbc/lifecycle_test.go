@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -43,6 +44,13 @@ type fakeB2BUA struct {
 	conf     *config.Config
 	reloaded []*config.Config
 	calls    atomic.Int32
+	idle     chan struct{} // signalled when calls drop to 0, as the B2BUA does
+}
+
+func newFakeB2BUA(calls int) *fakeB2BUA {
+	f := &fakeB2BUA{idle: make(chan struct{}, 1)}
+	f.calls.Store(int32(calls))
+	return f
 }
 
 func (f *fakeB2BUA) Conf() *config.Config { return f.conf }
@@ -52,6 +60,28 @@ func (f *fakeB2BUA) Reload(c *config.Config) error {
 	return nil
 }
 func (f *fakeB2BUA) ActiveCalls() int { return int(f.calls.Load()) }
+
+// setCalls changes the number of calls; reaching 0 wakes WaitIdle.
+func (f *fakeB2BUA) setCalls(n int) {
+	f.calls.Store(int32(n))
+	if n == 0 {
+		select {
+		case f.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (f *fakeB2BUA) WaitIdle(ctx context.Context) error {
+	for f.ActiveCalls() > 0 {
+		select {
+		case <-f.idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
 
 // reloadFixture writes a dev PKI and a config file; yaml(extra) renders
 // the file with extra appended.
@@ -296,8 +326,7 @@ func TestAliveOf(t *testing.T) {
 // TestDrainCallsSecondSignal: the drain waits for calls, ignores SIGHUP,
 // and a second SIGTERM ends it at once, long before the drain timeout.
 func TestDrainCallsSecondSignal(t *testing.T) {
-	calls := &fakeB2BUA{}
-	calls.calls.Store(2)
+	calls := newFakeB2BUA(2)
 	sigs := make(chan os.Signal, 2)
 	var logs syncBuffer
 	done := make(chan time.Duration, 1)
@@ -327,15 +356,37 @@ func TestDrainCallsSecondSignal(t *testing.T) {
 		}
 	}
 
-	// Calls that end by themselves end the drain too.
-	calls.calls.Store(1)
+	// Calls that end by themselves end the drain too, as soon as the last
+	// one ends (signalled, not polled).
+	calls.setCalls(1)
 	go func() {
 		time.Sleep(150 * time.Millisecond)
-		calls.calls.Store(0)
+		calls.setCalls(0)
 	}()
 	start = time.Now()
 	drainCalls(calls, time.Minute, make(chan os.Signal), nil, func() {}, zerolog.Nop())
 	if d := time.Since(start); d > 2*time.Second {
 		t.Errorf("drain went on %s after the last call ended", d)
+	}
+}
+
+// TestDrainCallsTimeout: calls still up when the drain timeout passes end
+// the drain (the caller then ends them); the watchdog is pinged meanwhile.
+func TestDrainCallsTimeout(t *testing.T) {
+	calls := newFakeB2BUA(3)
+	var logs syncBuffer
+	tick := make(chan time.Time, 1)
+	tick <- time.Now()
+	pinged := 0
+	start := time.Now()
+	drainCalls(calls, 200*time.Millisecond, make(chan os.Signal), tick, func() { pinged++ }, zerolog.New(&logs))
+	if d := time.Since(start); d < 200*time.Millisecond || d > 2*time.Second {
+		t.Errorf("drain of 200ms took %s", d)
+	}
+	if pinged != 1 {
+		t.Errorf("watchdog pinged %d times during the drain, want 1", pinged)
+	}
+	if !strings.Contains(logs.String(), "drain timeout: ending the remaining calls with BYE") || !strings.Contains(logs.String(), `"calls":3`) {
+		t.Errorf("log:\n%s", logs.String())
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 
@@ -9,24 +8,22 @@ import (
 
 	"github.com/edge-sbc/edge-sbc/config"
 	"github.com/edge-sbc/edge-sbc/media"
-	"github.com/edge-sbc/edge-sbc/sip"
 )
 
-// newMediaAnchor starts the media relay engine; the returned func stops it.
-func newMediaAnchor(ctx context.Context, cfg *config.Config, m *sip.Metrics, log zerolog.Logger) (sip.MediaAnchor, *media.Engine, error) {
+// mediaConfig maps the media: section of cfg to the relay's Config.
+func mediaConfig(cfg *config.Config) (media.Config, error) {
 	lo, hi, err := config.ParsePortRange(cfg.Media.PortRange)
 	if err != nil {
-		return nil, nil, fmt.Errorf("media.port_range: %w", err)
+		return media.Config{}, fmt.Errorf("media.port_range: %w", err)
 	}
 	bind, err := netip.ParseAddr(cfg.Media.Bind)
 	if err != nil {
-		return nil, nil, fmt.Errorf("media.bind: %w", err)
+		return media.Config{}, fmt.Errorf("media.bind: %w", err)
 	}
 	learning, err := media.ParseLearningMode(cfg.Media.Learning)
 	if err != nil {
-		return nil, nil, fmt.Errorf("media.learning: %w", err)
+		return media.Config{}, fmt.Errorf("media.learning: %w", err)
 	}
-	mlog := log.With().Str("part", "media").Logger()
 	// config keeps an explicit 0 (off, best effort); media.Config's zero
 	// values mean "default" and its negative ones "off".
 	off := func(v int) int {
@@ -39,32 +36,43 @@ func newMediaAnchor(ctx context.Context, cfg *config.Config, m *sip.Metrics, log
 	if timeout == 0 {
 		timeout = -1
 	}
-	eng, err := media.NewEngine(media.Config{
+	return media.Config{
 		PortMin:   lo,
 		PortMax:   hi,
 		BindAddr:  bind,
 		DSCPAudio: off(cfg.Media.DSCP.Audio),
+		// Main and content video (a=content:slides) are video: AF41
+		// (RFC 4594 multimedia conferencing).
 		DSCPVideo: off(cfg.Media.DSCP.Video),
-		// Content video (a=content:slides) is video: AF41, like main
-		// video (RFC 4594 multimedia conferencing); BFCP rides with it.
-		DSCPOther:    off(cfg.Media.DSCP.Video),
-		Timeout:      timeout,
-		StrictSource: cfg.Media.StrictSource,
-		Learning:     learning,
-	}, mlog)
+		// Application streams are BFCP: floor control is call control,
+		// marked with the signalling code point (CS3), not with the
+		// video's.
+		DSCPApplication: off(cfg.Media.DSCP.Signalling),
+		Timeout:         timeout,
+		StrictSource:    cfg.Media.StrictSource,
+		Learning:        learning,
+	}, nil
+}
+
+// newMediaEngine builds the media relay engine; it opens nothing until
+// Start (which start does, with Close on its stack of closers).
+func newMediaEngine(cfg *config.Config, log zerolog.Logger) (*media.Engine, error) {
+	mc, err := mediaConfig(cfg)
 	if err != nil {
-		return nil, nil, fmt.Errorf("media: %w", err)
+		return nil, err
+	}
+	mlog := log.With().Str("part", "media").Logger()
+	eng, err := media.NewEngine(mc, mlog)
+	if err != nil {
+		return nil, fmt.Errorf("media: %w", err)
 	}
 	// Not fatal: keepalived may add the address to this node later; until
 	// then calls get 503.
-	if err := media.CheckBindAddress(bind); err != nil {
+	if err := media.CheckBindAddress(mc.BindAddr); err != nil {
 		mlog.Warn().Err(err).Str("media.bind", cfg.Media.Bind).Msg("media: relay ports cannot be allocated until the bind address is on this host")
 	}
-	if learning == media.LearningOff && !cfg.Media.StrictSource {
+	if mc.Learning == media.LearningOff && !cfg.Media.StrictSource {
 		mlog.Warn().Msg("media.learning: off lets anyone who guesses a relay port take over a stream")
 	}
-	if err := eng.Start(ctx); err != nil {
-		return nil, nil, fmt.Errorf("media: %w", err)
-	}
-	return sip.NewMediaAnchor(eng, m), eng, nil
+	return eng, nil
 }

@@ -547,33 +547,38 @@ func dialCaller(t *testing.T, f *fixture) *caller {
 	return &caller{sipPeer: newSIPPeer(c), local: c.LocalAddr().String()}
 }
 
-// call sends an INVITE to sips:alice@sbc.test, waits for the 200 and ACKs.
-func (c *caller) call(t *testing.T) {
+// invite sends an INVITE for sips:alice@sbc.test (Call-ID callID, From
+// tag caller-<callID>) and returns its final response.
+func (c *caller) invite(t *testing.T, callID string) *sip.Response {
 	t.Helper()
 	body := sdp(40000)
-	invite := "INVITE sips:alice@sbc.test SIP/2.0\r\n" +
-		"Via: SIP/2.0/TLS " + c.local + ";branch=z9hG4bK-drain-1\r\n" +
+	msg := "INVITE sips:alice@sbc.test SIP/2.0\r\n" +
+		"Via: SIP/2.0/TLS " + c.local + ";branch=z9hG4bK-" + callID + "\r\n" +
 		"Max-Forwards: 70\r\n" +
-		"From: <sips:bob@outside.test>;tag=caller-1\r\n" +
+		"From: <sips:bob@outside.test>;tag=caller-" + callID + "\r\n" +
 		"To: <sips:alice@sbc.test>\r\n" +
-		"Call-ID: drain-test-1\r\n" +
+		"Call-ID: " + callID + "\r\n" +
 		"CSeq: 1 INVITE\r\n" +
 		"Contact: <sips:bob@" + c.local + ";transport=tls>\r\n" +
 		"Content-Type: application/sdp\r\n" +
 		fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)) + body
-	if _, err := io.WriteString(c.conn, invite); err != nil {
+	if _, err := io.WriteString(c.conn, msg); err != nil {
 		t.Fatal(err)
 	}
-	var ok *sip.Response
-	for ok == nil {
-		res, isRes := c.next(t, "response to INVITE").(*sip.Response)
-		switch {
-		case !isRes || res.IsProvisional():
-		case res.StatusCode == 200:
-			ok = res
-		default:
-			t.Fatalf("INVITE answered %d %s", res.StatusCode, res.Reason)
+	for {
+		if res, ok := c.next(t, "response to INVITE").(*sip.Response); ok && !res.IsProvisional() {
+			return res
 		}
+	}
+}
+
+// call sends an INVITE to sips:alice@sbc.test, waits for the 200 and ACKs.
+func (c *caller) call(t *testing.T) {
+	t.Helper()
+	const callID = "drain-test-1"
+	ok := c.invite(t, callID)
+	if ok.StatusCode != 200 {
+		t.Fatalf("INVITE answered %d %s", ok.StatusCode, ok.Reason)
 	}
 	target := "sips:sbc.test"
 	if ct := ok.Contact(); ct != nil {
@@ -583,9 +588,9 @@ func (c *caller) call(t *testing.T) {
 	ack := "ACK " + target + " SIP/2.0\r\n" +
 		"Via: SIP/2.0/TLS " + c.local + ";branch=z9hG4bK-drain-ack\r\n" +
 		"Max-Forwards: 70\r\n" +
-		"From: <sips:bob@outside.test>;tag=caller-1\r\n" +
+		"From: <sips:bob@outside.test>;tag=caller-" + callID + "\r\n" +
 		"To: <sips:alice@sbc.test>;tag=" + toTag + "\r\n" +
-		"Call-ID: drain-test-1\r\n" +
+		"Call-ID: " + callID + "\r\n" +
 		"CSeq: 1 ACK\r\n" +
 		"Content-Length: 0\r\n\r\n"
 	if _, err := io.WriteString(c.conn, ack); err != nil {

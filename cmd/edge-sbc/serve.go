@@ -125,175 +125,223 @@ func notify(log zerolog.Logger, state string) {
 // serve runs the SBC until a SIGTERM or SIGINT arrives on sigs, then
 // drains and shuts down; a SIGHUP reloads. Signals that arrive while it
 // starts wait in sigs and are handled once it has started.
+//
+// The life of the process is build (read everything, open nothing), start
+// (open and start every part, each pushed on a stack of closers, so that a
+// start that fails half way closes what it opened), run (until a stop
+// signal), drain (no new calls; wait for the calls in progress) and close
+// (the stack, newest first).
 func serve(sigs <-chan os.Signal, path, stateDir string, stderr io.Writer) error {
-	var (
-		cfg *config.Config
-		pki string
-		err error
-	)
-	if path != "" {
-		if cfg, err = config.Load(path); err != nil {
-			return err
-		}
-	} else {
-		if cfg, pki, err = embeddedDefault(stateDir); err != nil {
-			return err
-		}
-	}
-	log := newLogger(cfg, stderr)
-
-	store, err := tlsconf.LoadStore(cfg.TLS.Cert, cfg.TLS.Key, cfg.TLS.CA)
-	if err != nil {
-		return fmt.Errorf("tls: %w", err)
-	}
-	logCertificate(log, store)
-	res, err := dnsresolve.New(dnsresolve.Config{
-		Servers:     cfg.DNS.Servers,
-		Timeout:     cfg.DNS.Timeout,
-		Attempts:    cfg.DNS.Attempts,
-		MinTTL:      cfg.DNS.MinTTL,
-		MaxTTL:      cfg.DNS.MaxTTL,
-		NegativeTTL: cfg.DNS.NegativeTTL,
-	}, dnsresolve.WithLogger(log.With().Str("part", "dns").Logger()))
-	if err != nil {
-		return fmt.Errorf("dns: %w", err)
-	}
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := sip.NewMetrics(reg)
-
-	mctx, stopMedia := context.WithCancel(context.Background())
-	defer stopMedia()
-	anchor, eng, err := newMediaAnchor(mctx, cfg, metrics, log)
+	s, err := build(path, stateDir, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = eng.Close() }()
-	registerStoreMetrics(reg, store, eng)
+	if err := s.start(); err != nil {
+		return err
+	}
+	stop := s.run(sigs)
+	s.drain(stop, sigs)
+	s.close()
+	return nil
+}
+
+// sbc is one edge-sbc process: what build reads and start opens.
+type sbc struct {
+	path    string // the configuration file; "" for the embedded default
+	pki     string // the embedded default's development PKI, else ""
+	cfg     *config.Config
+	log     zerolog.Logger
+	store   *tlsconf.Store
+	res     *dnsresolve.Resolver
+	reg     *prometheus.Registry
+	metrics *sip.Metrics
+	eng     *media.Engine
+
+	// Set by start.
+	b2b     *sip.B2BUA
+	watched []*watchedListener
+	wdog    <-chan time.Time // the systemd watchdog tick; nil without one
+	wd      *watchdog
+	closers closers
+}
+
+// build reads the configuration and the certificates and builds the parts
+// that open nothing yet: resolver, metrics registry, media engine.
+func build(path, stateDir string, stderr io.Writer) (*sbc, error) {
+	s := &sbc{path: path}
+	var err error
+	if path != "" {
+		if s.cfg, err = config.Load(path); err != nil {
+			return nil, err
+		}
+	} else if s.cfg, s.pki, err = embeddedDefault(stateDir); err != nil {
+		return nil, err
+	}
+	s.log = newLogger(s.cfg, stderr)
+	if s.store, err = tlsconf.LoadStore(s.cfg.TLS.Cert, s.cfg.TLS.Key, s.cfg.TLS.CA); err != nil {
+		return nil, fmt.Errorf("tls: %w", err)
+	}
+	logCertificate(s.log, s.store)
+	s.res, err = dnsresolve.New(dnsresolve.FromConfig(s.cfg.DNS), dnsresolve.WithLogger(s.log.With().Str("part", "dns").Logger()))
+	if err != nil {
+		return nil, fmt.Errorf("dns: %w", err)
+	}
+	s.reg = prometheus.NewRegistry()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics = sip.NewMetrics(s.reg)
+	if s.eng, err = newMediaEngine(s.cfg, s.log); err != nil {
+		return nil, err
+	}
+	registerStoreMetrics(s.reg, s.store, s.eng)
+	return s, nil
+}
+
+// start opens and starts every part, in order: media relay, CDR file,
+// metrics server, SIP listeners, B2BUA, certificate watch, watchdog tick.
+// Each is pushed on s.closers once open; when a step fails, what the
+// earlier steps opened is closed (newest first) before start returns.
+func (s *sbc) start() (err error) {
+	defer func() {
+		if err != nil {
+			s.closers.close(s.log)
+		}
+	}()
+	mctx, stopMedia := context.WithCancel(context.Background())
+	s.closers.push("media relay", func() error { stopMedia(); return s.eng.Close() })
+	if err := s.eng.Start(mctx); err != nil {
+		return fmt.Errorf("media: %w", err)
+	}
 
 	var cdrs sip.CDRSink
-	if cfg.CDR.File != "" {
-		f, err := sip.OpenCDRFile(cfg.CDR.File, cfg.CDR.SyncInterval, log)
+	if s.cfg.CDR.File != "" {
+		f, err := sip.OpenCDRFile(s.cfg.CDR.File, s.cfg.CDR.SyncInterval, s.log)
 		if err != nil {
 			// CDR trouble never stops calls: they stay in the log.
-			log.Error().Err(err).Str("file", cfg.CDR.File).Msg("CDR file cannot be opened; CDRs stay in the log")
+			s.log.Error().Err(err).Str("file", s.cfg.CDR.File).Msg("CDR file cannot be opened; CDRs stay in the log")
 		} else {
-			defer func() { _ = f.Close() }()
+			s.closers.push("CDR file", f.Close)
 			cdrs = f
 		}
 	}
 
-	b2b, err := sip.New(sip.Options{Config: cfg, Store: store, Resolver: res, Log: log, Media: anchor, Metrics: metrics, CDRs: cdrs})
+	// New opens nothing: its Close is pushed once it has something to
+	// close, before Start.
+	s.b2b, err = sip.New(sip.Options{Config: s.cfg, Store: s.store, Resolver: s.res, Log: s.log,
+		Media: sip.NewMediaAnchor(s.eng, s.metrics), Metrics: s.metrics, CDRs: cdrs})
 	if err != nil {
 		return err
 	}
-	lns, err := listenAll(cfg)
-	if err != nil {
-		return err
-	}
-	// The watchdog asks the listeners whether the SIP layer still accepts.
-	watched := make([]*watchedListener, len(lns))
-	for i, ln := range lns {
-		watched[i] = watchListener(ln)
-		lns[i] = watched[i]
-	}
-	// The B2BUA lives until Close, past the signal that starts the drain.
-	runCtx, stopRun := context.WithCancel(context.Background())
-	defer stopRun()
-	if err := b2b.Start(runCtx, lns); err != nil {
-		for _, l := range lns {
-			_ = l.Close()
-		}
-		_ = b2b.Close()
-		return err
-	}
-	var httpSrv *http.Server
-	if cfg.Metrics.Listen != "" {
-		if httpSrv, err = serveMetrics(cfg.Metrics.Listen, cfg.Metrics.Pprof, reg, b2b, log); err != nil {
-			_ = b2b.Close()
+	if s.cfg.Metrics.Listen != "" {
+		stopMetrics, err := serveMetrics(s.cfg.Metrics.Listen, s.cfg.Metrics.Pprof, s.reg, s.b2b, s.log)
+		if err != nil {
 			return err
 		}
+		s.closers.push("metrics server", stopMetrics)
 	}
+
+	// The watchdog asks the listeners whether the SIP layer still accepts.
+	lns := make([]net.Listener, 0, len(s.cfg.Listen))
+	for i, l := range s.cfg.Listen {
+		ln, err := net.Listen("tcp", l.Addr)
+		if err != nil {
+			return fmt.Errorf("listen[%d] %s: %w", i, l.Addr, err)
+		}
+		w := watchListener(ln)
+		s.closers.push("listener "+l.Addr, w.Close)
+		s.watched = append(s.watched, w)
+		lns = append(lns, w)
+	}
+	// The B2BUA lives until close, past the signal that starts the drain.
+	s.closers.push("sip", s.b2b.Close)
+	if err := s.b2b.Start(context.Background(), lns); err != nil {
+		return err
+	}
+
 	wctx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		store.Watch(wctx, tlsconf.DefaultWatchInterval, func(err error) {
+		s.store.Watch(wctx, tlsconf.DefaultWatchInterval, func(err error) {
 			if err != nil {
-				log.Error().Err(err).Msg("certificate files changed but were refused; the running ones are kept")
+				s.log.Error().Err(err).Msg("certificate files changed but were refused; the running ones are kept")
 				return
 			}
-			log.Info().Msg("certificate files changed: reloaded")
-			logCertificate(log, store)
+			s.log.Info().Msg("certificate files changed: reloaded")
+			logCertificate(s.log, s.store)
 		})
 	}()
-	defer func() { stopWatch(); <-watchDone }()
-
-	for _, l := range cfg.Listen {
-		log.Info().Str("addr", l.Addr).Str("client_auth", l.ClientAuth).Msg("listening (SIP over TLS)")
-	}
-	if pki != "" {
-		log.Info().Str("pki", pki).Str("config", filepath.Join(filepath.Dir(pki), "default-config.yaml")).
-			Msg("embedded default: development CA and certificates are here")
-		log.Info().Msgf("test call: answer TLS on 127.0.0.1:5081 with %s/%s.pem, then call sips:alice@%s from a TLS client on 127.0.0.1:5062 with %s/%s.pem (CA %s/ca.pem)",
-			pki, config.DevInsideName, config.DevSBCName, pki, config.DevOutsideName, pki)
-	}
-	log.Info().Str("version", version).Str("fqdn", cfg.Node.FQDN).Msg("edge-sbc ready")
-	notify(log, daemon.SdNotifyReady)
+	s.closers.push("certificate watch", func() error { stopWatch(); <-watchDone; return nil })
 
 	// systemd is pinged every WatchdogSec/2, and only while the SIP
 	// listeners are served and the SIP and media layers are alive.
-	var (
-		wdog  <-chan time.Time
-		every = time.Second
-	)
+	every := time.Second
 	if iv, err := daemon.SdWatchdogEnabled(false); err == nil && iv > 0 {
 		every = iv / 2
 		t := time.NewTicker(every)
-		defer t.Stop()
-		wdog = t.C
+		s.closers.push("watchdog tick", func() error { t.Stop(); return nil })
+		s.wdog = t.C
 	}
-	wd := newWatchdog(log, liveness(
-		probe{"sip listeners", listenersAlive(watched, every)},
-		probe{"sip", aliveOf(b2b)},
-		probe{"media relay", aliveOf(eng)},
+	s.wd = newWatchdog(s.log, liveness(
+		probe{"sip listeners", listenersAlive(s.watched, every)},
+		probe{"sip", aliveOf(s.b2b)},
+		probe{"media relay", aliveOf(s.eng)},
 	))
-	doReload := func() {
-		notify(log, daemon.SdNotifyReloading)
-		reload(path, store, b2b, log)
-		notify(log, daemon.SdNotifyReady)
-	}
+	return nil
+}
 
-	stop := handleStartupSignals(sigs, doReload, log)
+// run tells systemd the SBC is ready and serves until a stop signal, which
+// it returns. SIGHUPs reload; those queued during start-up make one reload.
+func (s *sbc) run(sigs <-chan os.Signal) os.Signal {
+	for _, l := range s.cfg.Listen {
+		s.log.Info().Str("addr", l.Addr).Str("client_auth", l.ClientAuth).Msg("listening (SIP over TLS)")
+	}
+	if s.pki != "" {
+		s.log.Info().Str("pki", s.pki).Str("config", filepath.Join(filepath.Dir(s.pki), "default-config.yaml")).
+			Msg("embedded default: development CA and certificates are here")
+		s.log.Info().Msgf("test call: answer TLS on 127.0.0.1:5081 with %s/%s.pem, then call sips:alice@%s from a TLS client on 127.0.0.1:5062 with %s/%s.pem (CA %s/ca.pem)",
+			s.pki, config.DevInsideName, config.DevSBCName, s.pki, config.DevOutsideName, s.pki)
+	}
+	s.log.Info().Str("version", version).Str("fqdn", s.cfg.Node.FQDN).Msg("edge-sbc ready")
+	notify(s.log, daemon.SdNotifyReady)
+
+	stop := handleStartupSignals(sigs, s.reload, s.log)
 	for stop == nil {
 		select {
-		case s := <-sigs:
-			if isStop(s) {
-				stop = s
+		case sig := <-sigs:
+			if isStop(sig) {
+				stop = sig
 			} else {
-				doReload()
+				s.reload()
 			}
-		case <-wdog:
-			wd.ping()
+		case <-s.wdog:
+			s.wd.ping()
 		}
 	}
+	return stop
+}
 
-	notify(log, daemon.SdNotifyStopping)
-	drain := b2b.Conf().Shutdown.DrainTimeout
-	log.Info().Str("signal", stop.String()).Int("calls", b2b.ActiveCalls()).Dur("drain_timeout", drain).
+func (s *sbc) reload() {
+	notify(s.log, daemon.SdNotifyReloading)
+	reload(s.path, s.store, s.b2b, s.log)
+	notify(s.log, daemon.SdNotifyReady)
+}
+
+// drain refuses new calls and waits for those in progress, up to
+// shutdown.drain_timeout or a second stop signal.
+func (s *sbc) drain(stop os.Signal, sigs <-chan os.Signal) {
+	notify(s.log, daemon.SdNotifyStopping)
+	d := s.b2b.Conf().Shutdown.DrainTimeout
+	s.log.Info().Str("signal", stop.String()).Int("calls", s.b2b.ActiveCalls()).Dur("drain_timeout", d).
 		Msg("shutting down: new calls get 503, calls in progress may finish (a second SIGTERM or SIGINT ends them now)")
-	b2b.Drain()
-	drainCalls(b2b, drain, sigs, wdog, wd.ping, log)
-	_ = b2b.Close()
-	if httpSrv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = httpSrv.Shutdown(sctx)
-		cancel()
-	}
-	log.Info().Msg("edge-sbc stopped")
-	return nil
+	s.b2b.Drain()
+	drainCalls(s.b2b, d, sigs, s.wdog, s.wd.ping, s.log)
+}
+
+// close closes what start opened, newest first: the B2BUA ends the calls
+// left (BYE, CDR) before the CDR file and the media relay close.
+func (s *sbc) close() {
+	s.closers.close(s.log)
+	s.log.Info().Msg("edge-sbc stopped")
 }
 
 // handleStartupSignals handles the signals queued while the SBC started:
@@ -394,8 +442,9 @@ func registerStoreMetrics(reg *prometheus.Registry, store *tlsconf.Store, eng *m
 	)
 }
 
-// serveMetrics serves /metrics, /healthz and /readyz.
-func serveMetrics(addr string, withPprof bool, reg *prometheus.Registry, b2b *sip.B2BUA, log zerolog.Logger) (*http.Server, error) {
+// serveMetrics serves /metrics, /healthz and /readyz until the returned
+// stop is called; stop shuts the server down and waits for its goroutine.
+func serveMetrics(addr string, withPprof bool, reg *prometheus.Registry, b2b *sip.B2BUA, log zerolog.Logger) (stop func() error, err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.listen %s: %w", addr, err)
@@ -418,28 +467,22 @@ func serveMetrics(addr string, withPprof bool, reg *prometheus.Registry, b2b *si
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error().Err(err).Msg("metrics server stopped")
 		}
 	}()
 	log.Info().Str("addr", ln.Addr().String()).Msg("metrics on /metrics, /healthz, /readyz")
-	return srv, nil
-}
-
-// listenAll opens every configured listener; if one fails, the ones already
-// open are closed.
-func listenAll(cfg *config.Config) ([]net.Listener, error) {
-	var lns []net.Listener
-	for i, l := range cfg.Listen {
-		ln, err := net.Listen("tcp", l.Addr)
+	return func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		err := srv.Shutdown(ctx)
+		<-done
 		if err != nil {
-			for _, o := range lns {
-				_ = o.Close()
-			}
-			return nil, fmt.Errorf("listen[%d] %s: %w", i, l.Addr, err)
+			return fmt.Errorf("metrics server: %w", err)
 		}
-		lns = append(lns, ln)
-	}
-	return lns, nil
+		return nil
+	}, nil
 }

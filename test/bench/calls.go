@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"time"
+
+	"github.com/edge-sbc/edge-sbc/test/internal/proc"
 )
 
 // callBed is sipp UAS <- socat (TLS server) <- [edge-sbc] <- socat (TLS
@@ -17,10 +19,10 @@ type callBed struct {
 	metrics    int // edge-sbc /metrics
 	viaSBC     int // socat client -> edge-sbc
 	direct     int // socat client -> calleeTLS
-	sbc        *proc
+	sbc        *proc.Proc
 	uasScen    string
 	uacScen    string
-	uasProc    *proc
+	uasProc    *proc.Proc
 	uasStatCSV string
 }
 
@@ -67,7 +69,7 @@ func (e *env) step(ctx context.Context, b *callBed, port int, transport string, 
 	if viaSBC {
 		m0, _ = scrape(b.metrics)
 	}
-	_, uasFail0, _ := parseStatCSV(readFile(b.uasStatCSV))
+	uas0, _ := proc.ReadSippStats(b.uasStatCSV) // periodic dump; none yet is 0
 	r := &sippRun{scenario: scenario(e, b.uacScen), remote: fmt.Sprintf("%s:%d", loopback, port), transport: transport,
 		rate: rate, calls: n, pause: pause, limit: max(rate*4, 200), timeout: dur + pause + 15*time.Second}
 	res, _, err := e.runUAC(ctx, r)
@@ -76,7 +78,7 @@ func (e *env) step(ctx context.Context, b *callBed, port int, transport string, 
 	}
 	// Let the UAS write its statistics row (every second).
 	time.Sleep(1100 * time.Millisecond)
-	_, uasFail1, _ := parseStatCSV(readFile(b.uasStatCSV))
+	uas1, _ := proc.ReadSippStats(b.uasStatCSV)
 	if viaSBC {
 		if m1, err := scrape(b.metrics); err == nil && m0 != nil {
 			res.sbcRSS = m1["process_resident_memory_bytes"]
@@ -91,8 +93,8 @@ func (e *env) step(ctx context.Context, b *callBed, port int, transport string, 
 	case res.why != "":
 	case res.fail > 0 || res.succ != n:
 		res.why = fmt.Sprintf("%d/%d successful, %d failed", res.succ, n, res.fail)
-	case uasFail1 > uasFail0:
-		res.why = fmt.Sprintf("%d failed calls at the UAS", uasFail1-uasFail0)
+	case uas1.Failed > uas0.Failed:
+		res.why = fmt.Sprintf("%d failed calls at the UAS", uas1.Failed-uas0.Failed)
 	case res.exit != 0:
 		res.why = fmt.Sprintf("sipp exit %d", res.exit)
 	case res.elapsed > dur+pause+slack:

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edge-sbc/edge-sbc/test/internal/proc"
 )
 
 // SippOptions configures one sipp run. sipp always runs in TCP mode
@@ -78,10 +80,9 @@ type Sipp struct {
 	t      testing.TB
 	name   string
 	opts   SippOptions
-	p      *proc
+	p      *proc.Proc
 	dir    string
 	port   int
-	out    *os.File
 	files  sippFiles
 	mu     sync.Mutex
 	result *SippResult
@@ -105,7 +106,7 @@ func StartSippUAS(t testing.TB, o SippOptions) *Sipp {
 		o.Timeout = 60 * time.Second
 	}
 	s := startSipp(t, o, false)
-	if err := waitListening(s.port, 10*time.Second, s.p); err != nil {
+	if err := proc.WaitListening(s.port, 10*time.Second, s.p); err != nil {
 		r := s.Stop()
 		t.Fatalf("harness: sipp UAS %s: %v\n%s", o.Scenario, err, r.Diagnostics())
 	}
@@ -209,21 +210,16 @@ func startSipp(t testing.TB, o SippOptions, client bool) *Sipp {
 	}
 	args = append(args, o.Extra...)
 
-	out, err := os.Create(f.stdout)
+	p, err := proc.Start(proc.Options{Path: "sipp", Args: args, Dir: dir, Log: f.stdout})
 	if err != nil {
 		t.Fatalf("harness: %v", err)
-	}
-	p, err := startProc("sipp", args, dir, out)
-	if err != nil {
-		_ = out.Close()
-		t.Fatalf("harness: start sipp: %v", err)
 	}
 	role := "uas"
 	if client {
 		role = "uac"
 	}
 	t.Logf("harness: sipp %s %s on %s:%d: sipp %s", role, name, LoopbackIP, o.LocalPort, shellJoin(args))
-	s := &Sipp{t: t, name: role + " " + name, opts: o, p: p, dir: dir, port: o.LocalPort, out: out, files: f}
+	s := &Sipp{t: t, name: role + " " + name, opts: o, p: p, dir: dir, port: o.LocalPort, files: f}
 	t.Cleanup(func() { s.Stop() })
 	return s
 }
@@ -231,7 +227,7 @@ func startSipp(t testing.TB, o SippOptions, client bool) *Sipp {
 // Wait waits up to timeout for sipp to exit by itself (UAS with Calls > 0,
 // or a UAC), stopping it when the timeout expires.
 func (s *Sipp) Wait(timeout time.Duration) SippResult {
-	if !s.p.wait(timeout) {
+	if !s.p.Wait(timeout) {
 		s.t.Logf("harness: sipp %s still running after %v, stopping it", s.name, timeout)
 	}
 	return s.Stop()
@@ -245,48 +241,23 @@ func (s *Sipp) Stop() SippResult {
 	if s.result != nil {
 		return *s.result
 	}
-	s.p.stop(syscall.SIGINT, 3*time.Second)
-	_ = s.out.Close()
+	s.p.Stop(syscall.SIGINT, 3*time.Second)
 	r := SippResult{
-		ExitCode: s.p.exitCode(),
+		ExitCode: s.p.ExitCode(),
 		Messages: readFile(s.files.msg),
 		Errors:   readFile(s.files.err),
 		Stdout:   readFile(s.files.stdout),
 		Screen:   readFile(s.files.screen),
 		Dir:      s.dir,
 	}
-	var ok bool
-	r.Successful, r.Failed, ok = parseStatCSV(readFile(s.files.stat))
-	if !ok {
+	if st, err := proc.ReadSippStats(s.files.stat); err == nil {
+		r.Successful, r.Failed = st.Successful, st.Failed
+	} else {
 		r.Successful, r.Failed = parseScreen(r.Screen + "\n" + r.Stdout)
 	}
 	s.result = &r
 	s.t.Logf("harness: sipp %s finished: %s", s.name, r.Summary())
 	return r
-}
-
-// parseStatCSV returns the cumulative SuccessfulCall/FailedCall counters of
-// the last row of a sipp -trace_stat file (';'-separated, header first).
-func parseStatCSV(csv string) (succ, fail int, ok bool) {
-	lines := strings.Split(strings.TrimSpace(csv), "\n")
-	if len(lines) < 2 {
-		return 0, 0, false
-	}
-	head := strings.Split(lines[0], ";")
-	si, fi := slices.Index(head, "SuccessfulCall(C)"), slices.Index(head, "FailedCall(C)")
-	if si < 0 || fi < 0 {
-		return 0, 0, false
-	}
-	row := strings.Split(lines[len(lines)-1], ";")
-	if len(row) <= max(si, fi) {
-		return 0, 0, false
-	}
-	s, err1 := strconv.Atoi(strings.TrimSpace(row[si]))
-	f, err2 := strconv.Atoi(strings.TrimSpace(row[fi]))
-	if err1 != nil || err2 != nil {
-		return 0, 0, false
-	}
-	return s, f, true
 }
 
 var (
@@ -323,13 +294,13 @@ func (r SippResult) Diagnostics() string {
 	var b strings.Builder
 	b.WriteString(r.Summary())
 	if r.Errors != "" {
-		b.WriteString("\n--- sipp errors:\n" + tail(r.Errors, 4000))
+		b.WriteString("\n--- sipp errors:\n" + proc.Tail(r.Errors, 4000))
 	}
 	if r.Messages != "" {
-		b.WriteString("\n--- sipp messages (tail):\n" + tail(r.Messages, 6000))
+		b.WriteString("\n--- sipp messages (tail):\n" + proc.Tail(r.Messages, 6000))
 	}
 	if r.Stdout != "" {
-		b.WriteString("\n--- sipp stdout (tail):\n" + tail(r.Stdout, 1500))
+		b.WriteString("\n--- sipp stdout (tail):\n" + proc.Tail(r.Stdout, 1500))
 	}
 	return b.String()
 }

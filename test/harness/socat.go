@@ -2,13 +2,14 @@ package harness
 
 import (
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edge-sbc/edge-sbc/test/internal/proc"
 )
 
 // TLSFiles names PEM files: Cert is the leaf certificate (optionally followed
@@ -111,24 +112,18 @@ func startSocat(t testing.TB, name string, port int, addr1, addr2 string) {
 	t.Helper()
 	dir := t.TempDir()
 	logPath := filepath.Join(dir, name+".log")
-	out, err := os.Create(logPath)
+	args := []string{"-d", "-d", "-lh", addr1, addr2}
+	p, err := proc.Start(proc.Options{Path: "socat", Args: args, Dir: dir, Log: logPath})
 	if err != nil {
 		t.Fatalf("harness: %v", err)
 	}
-	args := []string{"-d", "-d", "-lh", addr1, addr2}
-	p, err := startProc("socat", args, dir, out)
-	if err != nil {
-		_ = out.Close()
-		t.Fatalf("harness: start socat: %v", err)
-	}
 	t.Cleanup(func() {
-		p.stop(syscall.SIGTERM, 2*time.Second)
-		_ = out.Close()
+		p.Stop(syscall.SIGTERM, 2*time.Second)
 		if t.Failed() {
-			t.Logf("harness: %s (port %d) log:\n%s", name, port, tail(readFile(logPath), 4000))
+			t.Logf("harness: %s (port %d) log:\n%s", name, port, p.LogTail(4000))
 		}
 	})
-	if err := waitListening(port, 5*time.Second, p); err != nil {
+	if err := proc.WaitListening(port, 5*time.Second, p); err != nil {
 		t.Fatalf("harness: socat %s %s: %v\n%s", addr1, addr2, err, readFile(logPath))
 	}
 	t.Logf("harness: %s on %s:%d: socat %s", name, LoopbackIP, port, strings.Join(args, " "))

@@ -26,6 +26,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edge-sbc/edge-sbc/test/internal/proc"
 )
 
 type options struct {
@@ -80,65 +82,12 @@ func fatalf(format string, args ...any) {
 }
 
 // ---------------------------------------------------------------------------
-// Processes: each in its own process group, ended by its id at exit.
+// Processes (test/internal/proc): each in its own process group, ended by
+// its id at exit.
 
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{}
-	err  error
+func start(dir, logName, name string, args ...string) (*proc.Proc, error) {
+	return proc.Start(proc.Options{Path: name, Args: args, Dir: dir, Log: filepath.Join(dir, logName)})
 }
-
-func start(dir, logName, name string, args ...string) (*proc, error) {
-	out, err := os.Create(filepath.Join(dir, logName))
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(name, args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		_ = out.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		_ = out.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop signals the process group, then kills it after grace.
-func (p *proc) stop(sig syscall.Signal, grace time.Duration) {
-	if p == nil {
-		return
-	}
-	pgid := p.cmd.Process.Pid
-	if !p.exited() {
-		_ = syscall.Kill(-pgid, sig)
-		select {
-		case <-p.done:
-		case <-time.After(grace):
-			_ = syscall.Kill(-pgid, syscall.SIGKILL)
-			<-p.done
-		}
-	}
-	_ = syscall.Kill(-pgid, syscall.SIGKILL) // socat's fork children
-}
-
-// ---------------------------------------------------------------------------
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -175,60 +124,6 @@ func freeUDPPair() (int, error) {
 		}
 	}
 	return 0, errors.New("no free UDP port range")
-}
-
-func waitListening(port int, d time.Duration, p *proc) error {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if p != nil && p.exited() {
-			return fmt.Errorf("%s exited before listening on %d: %v", p.name, port, p.err)
-		}
-		if listening(port) {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("nothing listens on 127.0.0.1:%d after %s", port, d)
-}
-
-// listening reads /proc/net/tcp (no probe connection disturbs socat).
-func listening(port int) bool {
-	f, err := os.Open("/proc/net/tcp")
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	want := fmt.Sprintf("0100007F:%04X", port)
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fl := strings.Fields(sc.Text())
-		if len(fl) > 3 && fl[1] == want && fl[3] == "0A" {
-			return true
-		}
-	}
-	return false
-}
-
-func waitLog(path, substr string, d time.Duration, p *proc) error {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		b, _ := os.ReadFile(path)
-		if strings.Contains(string(b), substr) {
-			return nil
-		}
-		if p.exited() {
-			return fmt.Errorf("%s exited (%v):\n%s", p.name, p.err, tail(string(b), 3000))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("%q not logged within %s", substr, d)
-}
-
-func tail(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return "..." + s[len(s)-n:]
 }
 
 func repoRoot() (string, error) {
@@ -334,43 +229,6 @@ func printSample(s sample) {
 }
 
 // ---------------------------------------------------------------------------
-// sipp statistics (-trace_stat CSV, ';'-separated, cumulative counters).
-
-type sippStats struct{ created, successful, failed int }
-
-func readStats(path string) (sippStats, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return sippStats{}, err
-	}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-	if len(lines) < 2 {
-		return sippStats{}, fmt.Errorf("%s: no statistics row", path)
-	}
-	head := strings.Split(lines[0], ";")
-	row := strings.Split(lines[len(lines)-1], ";")
-	get := func(name string) (int, error) {
-		for i, h := range head {
-			if h == name && i < len(row) {
-				return strconv.Atoi(strings.TrimSpace(row[i]))
-			}
-		}
-		return 0, fmt.Errorf("%s: no column %s", path, name)
-	}
-	var s sippStats
-	if s.created, err = get("TotalCallCreated"); err != nil {
-		return s, err
-	}
-	if s.successful, err = get("SuccessfulCall(C)"); err != nil {
-		return s, err
-	}
-	if s.failed, err = get("FailedCall(C)"); err != nil {
-		return s, err
-	}
-	return s, nil
-}
-
-// ---------------------------------------------------------------------------
 
 func run(o options) (int, error) {
 	for _, tool := range []string{"sipp", "socat", "go"} {
@@ -386,10 +244,10 @@ func run(o options) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	var procs []*proc
+	var procs []*proc.Proc
 	defer func() {
 		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].stop(syscall.SIGTERM, 5*time.Second)
+			procs[i].Stop(syscall.SIGTERM, 5*time.Second)
 		}
 		if o.keep {
 			fmt.Println("work directory kept:", work)
@@ -445,7 +303,7 @@ func run(o options) (int, error) {
 		return 2, err
 	}
 	procs = append(procs, uas)
-	if err := waitListening(ports["uas"], 10*time.Second, uas); err != nil {
+	if err := proc.WaitListening(ports["uas"], 10*time.Second, uas); err != nil {
 		return 2, err
 	}
 	cert, key := pem("callee.test")
@@ -456,7 +314,7 @@ func run(o options) (int, error) {
 		return 2, err
 	}
 	procs = append(procs, srvProxy)
-	if err := waitListening(ports["calleeTLS"], 10*time.Second, srvProxy); err != nil {
+	if err := proc.WaitListening(ports["calleeTLS"], 10*time.Second, srvProxy); err != nil {
 		return 2, err
 	}
 
@@ -486,7 +344,7 @@ shutdown: { drain_timeout: 5s }
 		return 2, err
 	}
 	procs = append(procs, sbc)
-	if err := waitLog(filepath.Join(work, "edge-sbc.log"), "edge-sbc ready", 15*time.Second, sbc); err != nil {
+	if err := sbc.WaitLog("edge-sbc ready", 15*time.Second); err != nil {
 		return 2, err
 	}
 
@@ -499,11 +357,11 @@ shutdown: { drain_timeout: 5s }
 		return 2, err
 	}
 	procs = append(procs, cliProxy)
-	if err := waitListening(ports["caller"], 10*time.Second, cliProxy); err != nil {
+	if err := proc.WaitListening(ports["caller"], 10*time.Second, cliProxy); err != nil {
 		return 2, err
 	}
 
-	uac := func(name string, calls int, timeout time.Duration) (*proc, string, error) {
+	uac := func(name string, calls int, timeout time.Duration) (*proc.Proc, string, error) {
 		stat := filepath.Join(work, name+"_stat.csv")
 		p, err := start(work, name+".log", "sipp", fmt.Sprintf("127.0.0.1:%d", ports["caller"]),
 			"-sf", filepath.Join(sippDir, "uac_basic.xml"), "-t", "t1",
@@ -519,14 +377,14 @@ shutdown: { drain_timeout: 5s }
 			"-trace_err", "-error_file", filepath.Join(work, name+"_errors.log"))
 		return p, stat, err
 	}
-	waitProc := func(p *proc, d time.Duration) error {
+	waitProc := func(p *proc.Proc, d time.Duration) error {
 		select {
-		case <-p.done:
+		case <-p.Done():
 			return nil
 		case <-ctx.Done():
 			return errors.New("interrupted")
 		case <-time.After(d):
-			return fmt.Errorf("%s still running after %s", p.name, d)
+			return fmt.Errorf("%s still running after %s", p.Name(), d)
 		}
 	}
 
@@ -561,10 +419,10 @@ shutdown: { drain_timeout: 5s }
 		return 2, err
 	}
 	if err := waitProc(warm, o.warmup+o.hold+90*time.Second); err != nil {
-		warm.stop(syscall.SIGINT, 3*time.Second)
+		warm.Stop(syscall.SIGINT, 3*time.Second)
 		return 2, fmt.Errorf("warm-up: %w", err)
 	}
-	if ws, err := readStats(warmStat); err != nil || ws.successful != warmCalls || ws.failed != 0 {
+	if ws, err := proc.ReadSippStats(warmStat); err != nil || ws.Successful != warmCalls || ws.Failed != 0 {
 		o.keep = true
 		return 1, fmt.Errorf("warm-up: %d calls wanted, got %+v (%v); see %s", warmCalls, ws, err, work)
 	}
@@ -598,21 +456,21 @@ shutdown: { drain_timeout: 5s }
 loop:
 	for {
 		select {
-		case <-load.done:
+		case <-load.Done():
 			break loop
 		case <-ctx.Done():
 			interrupted = true
-			load.stop(syscall.SIGINT, 5*time.Second)
+			load.Stop(syscall.SIGINT, 5*time.Second)
 			break loop
 		case <-tick.C:
-			if sbc.exited() {
-				return 1, fmt.Errorf("edge-sbc exited during the load: %v", sbc.err)
+			if sbc.Exited() {
+				return 1, fmt.Errorf("edge-sbc exited during the load: %v", sbc.Err())
 			}
 			if err := take("load"); err != nil {
 				fmt.Println("scrape:", err)
 			}
 			if time.Since(t0) > loadTimeout+15*time.Second {
-				load.stop(syscall.SIGINT, 5*time.Second)
+				load.Stop(syscall.SIGINT, 5*time.Second)
 				break loop
 			}
 		}
@@ -636,8 +494,8 @@ settling:
 			}
 		}
 	}
-	if sbc.exited() {
-		return 1, fmt.Errorf("edge-sbc exited: %v", sbc.err)
+	if sbc.Exited() {
+		return 1, fmt.Errorf("edge-sbc exited: %v", sbc.Err())
 	}
 	if err := take("settled"); err != nil {
 		return 1, err
@@ -682,11 +540,11 @@ settling:
 	}
 
 	// Report.
-	st, err := readStats(loadStat)
+	st, err := proc.ReadSippStats(loadStat)
 	if err != nil {
 		return 1, err
 	}
-	uasStats, _ := readStats(filepath.Join(work, "uas_stat.csv")) // periodic dump; may lag
+	uasStats, _ := proc.ReadSippStats(filepath.Join(work, "uas_stat.csv")) // periodic dump; may lag
 	first := samples[0]
 	peak := map[string]float64{}
 	for _, s := range samples {
@@ -696,8 +554,8 @@ settling:
 	}
 	fmt.Println()
 	fmt.Printf("calls: attempted %d (planned %d), successful %d, failed %d; load lasted %s; sipp exit %v\n",
-		st.created, calls, st.successful, st.failed, loadEnd.Round(time.Second), load.err)
-	fmt.Printf("callee (sipp UAS, periodic stats): successful %d, failed %d\n", uasStats.successful, uasStats.failed)
+		st.Created, calls, st.Successful, st.Failed, loadEnd.Round(time.Second), load.Err())
+	fmt.Printf("callee (sipp UAS, periodic stats): successful %d, failed %d\n", uasStats.Successful, uasStats.Failed)
 	fmt.Printf("GC cycles: %.0f at the start, %.0f at the end; end sample %s after the load\n",
 		first.v["go_gc_duration_seconds_count"], end.v["go_gc_duration_seconds_count"], (end.at - loadEnd).Round(time.Second))
 	fmt.Println()
@@ -726,7 +584,7 @@ settling:
 		"go_memstats_stack_inuse_bytes", "go_memstats_sys_bytes", "go_memstats_next_gc_bytes"} {
 		row(n, 1<<20, "Mi", 0, "", end)
 	}
-	perCall := (float64(heap1) - float64(heap0)) / float64(max(st.successful, 1))
+	perCall := (float64(heap1) - float64(heap0)) / float64(max(st.Successful, 1))
 	heapVerdict := "ok"
 	if perCall > o.heapPerCall {
 		heapVerdict = "FAIL"
@@ -734,17 +592,17 @@ settling:
 	}
 	fmt.Printf("%-30s  %10.1fKi  %12s  %12s  %10.1fKi  %-16s  %s\n", "live heap after forced GC", float64(heap0)/1024, "", "",
 		float64(heap1)/1024, fmt.Sprintf("<= %.0f B/call", o.heapPerCall), heapVerdict)
-	fmt.Printf("live heap per ended call: %.0f bytes (%d calls)\n", perCall, st.successful)
+	fmt.Printf("live heap per ended call: %.0f bytes (%d calls)\n", perCall, st.Successful)
 	fmt.Println()
-	if st.failed > 0 || st.successful != calls || st.created != calls {
+	if st.Failed > 0 || st.Successful != calls || st.Created != calls {
 		ok = false
-		fmt.Printf("FAIL: %d of %d calls failed or were not placed (errors: %s)\n", calls-st.successful, calls, filepath.Join(work, "load_errors.log"))
+		fmt.Printf("FAIL: %d of %d calls failed or were not placed (errors: %s)\n", calls-st.Successful, calls, filepath.Join(work, "load_errors.log"))
 		o.keep = true
 	}
 	if !ok {
 		o.keep = true
 		if b, err := os.ReadFile(filepath.Join(work, "load_errors.log")); err == nil && len(b) > 0 {
-			fmt.Println("sipp errors (tail):\n" + tail(string(b), 2000))
+			fmt.Println("sipp errors (tail):\n" + proc.Tail(string(b), 2000))
 		}
 		fmt.Println("soak: FAIL")
 		return 1, nil

@@ -10,9 +10,17 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/edge-sbc/edge-sbc/config"
+	"github.com/edge-sbc/edge-sbc/dnsresolve"
 )
 
 var (
+	checkDNSServers = check{
+		id:          "dns.servers",
+		requirement: "the SBC uses a DNS server that answers A and SRV queries",
+		level:       LevelMust,
+	}
 	checkFQDNA = check{
 		id:          "dns.a",
 		requirement: "node.fqdn (host FQDN / SRV target) has an A record pointing at the SBC's IPv4 address",
@@ -30,12 +38,36 @@ var (
 	}
 )
 
+// newResolver builds the resolver `edge-sbc run` builds (dnsresolve.New of
+// the dns: section): the trunks are resolved with it, and our own names
+// asked with its Client. When no DNS server is known it returns nil and
+// the failed dns.servers result.
+func newResolver(cfg *config.Config, resolvConf string) (*dnsresolve.Resolver, Result) {
+	res, err := dnsresolve.New(dnsresolve.FromConfig(cfg.DNS), dnsresolve.WithResolvConf(resolvConf))
+	if err != nil {
+		return nil, checkDNSServers.miss("no DNS server: %v", err)
+	}
+	src := "dns.servers"
+	if len(cfg.DNS.Servers) == 0 {
+		src = resolvConf
+	}
+	return res, checkDNSServers.ok("asking %s (from %s)", strings.Join(res.Client().Servers(), ", "), src)
+}
+
+// lookup asks our DNS client for the records of name and qtype, within
+// the step timeout; its errors name the question.
+func lookup(ctx context.Context, e *env, name string, qtype uint16) ([]dns.RR, error) {
+	ctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
+	defer cancel()
+	return e.res.Client().Lookup(ctx, name, qtype)
+}
+
 // checkDNS runs the checks of our own names: the A record of node.fqdn,
 // the PTR record of each of its addresses, and the _sips._tcp SRV record of
 // each domain in node.domains other than the FQDN.
 func checkDNS(ctx context.Context, e *env) []Result {
 	fqdn := normName(e.cfg.Node.FQDN)
-	if e.dns == nil {
+	if e.res == nil {
 		return []Result{checkFQDNA.miss("%s not checked: no DNS server", fqdn)}
 	}
 	var out []Result
@@ -63,7 +95,7 @@ func checkDNS(ctx context.Context, e *env) []Result {
 // set it must be one of them.
 func checkARecord(ctx context.Context, e *env, fqdn string) (Result, []netip.Addr) {
 	c := checkFQDNA
-	rrs, err := e.dns.query(ctx, fqdn, dns.TypeA)
+	rrs, err := lookup(ctx, e, fqdn, dns.TypeA)
 	if err != nil {
 		return c.miss("A lookup failed: %v", err), nil
 	}
@@ -97,7 +129,7 @@ func checkPTRRecord(ctx context.Context, e *env, fqdn string, ip netip.Addr) Res
 	if err != nil {
 		return c.miss("cannot build the reverse name of %s: %v", ip, err)
 	}
-	rrs, err := e.dns.query(ctx, rev, dns.TypePTR)
+	rrs, err := lookup(ctx, e, rev, dns.TypePTR)
 	if err != nil {
 		return c.miss("PTR lookup failed: %v", err)
 	}
@@ -124,7 +156,7 @@ func checkPTRRecord(ctx context.Context, e *env, fqdn string, ip netip.Addr) Res
 func checkSRVRecord(ctx context.Context, e *env, fqdn, domain string) Result {
 	c := checkSRV.on(domain)
 	name := "_sips._tcp." + domain
-	rrs, err := e.dns.query(ctx, name, dns.TypeSRV)
+	rrs, err := lookup(ctx, e, name, dns.TypeSRV)
 	if err != nil {
 		return c.miss("SRV lookup failed: %v", err)
 	}
@@ -196,4 +228,9 @@ func joinAddrs(as []netip.Addr) string {
 		s[i] = a.String()
 	}
 	return strings.Join(s, ", ")
+}
+
+// normName lower-cases a DNS name and drops the trailing dot.
+func normName(s string) string {
+	return strings.ToLower(strings.TrimSuffix(s, "."))
 }

@@ -9,8 +9,14 @@
 //
 // # What is checked, requirement by requirement
 //
-// DNS, asked with github.com/miekg/dns of the servers in dns.servers (else
-// the nameservers of /etc/resolv.conf), without a cache:
+// The network steps are those of `edge-sbc run`, not copies of them: DNS
+// through the dnsresolve Client and Resolver built from the dns: section
+// (dnsresolve.FromConfig), trunk connections through tlsconf.Dial (the
+// B2BUA's outbound leg: SNI rule, identity check, signalling DSCP, and
+// tlsconf.Classify reasons), DSCP through media.SetDSCP.
+//
+// DNS, asked with the dnsresolve Client of the servers in dns.servers
+// (else the nameservers of /etc/resolv.conf), without a cache:
 //
 //   - dns.servers (must): a DNS server is known.
 //   - dns.a (must): node.fqdn has A records ("an SRV target or host FQDN
@@ -46,8 +52,8 @@
 //     verdict is warn: edge-sbc is probably already running.
 //   - local.media_ports/<range> (must): the RTP/RTCP pairs at the first,
 //     middle and last even port of media.port_range bind on media.bind.
-//   - local.dscp (should): the audio and video DSCP values can be set on a
-//     UDP socket and read back.
+//   - local.dscp (should): the audio, video and signalling (BFCP) DSCP
+//     values can be set on a UDP socket and read back.
 //   - local.stop_timeout (should): shutdown.drain_timeout plus
 //     config.StopMargin (10s, for the BYEs and final CDRs) stays below
 //     TimeoutStopSec of the installed edge-sbc.service as systemctl shows
@@ -61,10 +67,11 @@
 //   - trunk.resolve/<trunk> (must): RFC 3263 resolution with dnsresolve
 //     yields at least one target.
 //   - trunk.tls/<trunk>/<ip:port> (must), for the first four targets: the
-//     TLS handshake the SBC makes (tlsconf.NewClientConfig with the
-//     target's name and the trunk identity) succeeds; the evidence shows
-//     version, cipher suite and peer certificate, or the tlsconf.Classify
-//     reason (expired, unknown_ca, wrong_name, ...) of the failure.
+//     TLS connection the SBC makes (tlsconf.Dial with the target's name
+//     and the trunk identity) succeeds; the evidence shows version, cipher
+//     suite and peer certificate, or the tlsconf.Classify reason (expired,
+//     unknown_ca, wrong_name, ...) of the failure, the reason `run` logs
+//     ("outbound TLS refused") for the same target.
 //   - trunk.options/<trunk>/<ip:port> (should): an out-of-dialog OPTIONS
 //     over that connection gets a 2xx; the evidence gives the round trip.
 //

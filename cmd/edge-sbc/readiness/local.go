@@ -12,9 +12,6 @@ import (
 	"strings"
 	"syscall"
 
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
-
 	"github.com/edge-sbc/edge-sbc/config"
 	"github.com/edge-sbc/edge-sbc/media"
 )
@@ -32,7 +29,7 @@ var (
 	}
 	checkDSCP = check{
 		id:          "local.dscp",
-		requirement: "DSCP can be set on media sockets (audio EF 46, video AF41 34)",
+		requirement: "DSCP can be set on media sockets (audio EF 46, video AF41 34, BFCP CS3 24 like signalling)",
 		level:       LevelShould,
 	}
 	checkLearning = check{
@@ -200,8 +197,9 @@ func bindPair(ip netip.Addr, p int) error {
 	return nil
 }
 
-// checkDSCPMarking opens a UDP socket on media.bind, sets the audio and
-// video code points the relay uses and reads each back.
+// checkDSCPMarking opens a UDP socket on media.bind, sets the code points
+// the relay uses (audio, video, and the signalling one the relay gives
+// BFCP) with media.SetDSCP, as the relay does, and reads each back.
 func checkDSCPMarking(cfg *config.Config) Result {
 	c := checkDSCP
 	bind, err := netip.ParseAddr(cfg.Media.Bind)
@@ -217,11 +215,11 @@ func checkDSCPMarking(cfg *config.Config) Result {
 	for _, k := range []struct {
 		name string
 		dscp int
-	}{{"audio", cfg.Media.DSCP.Audio}, {"video", cfg.Media.DSCP.Video}} {
-		if err := setDSCP(conn, bind, k.dscp); err != nil {
+	}{{"audio", cfg.Media.DSCP.Audio}, {"video", cfg.Media.DSCP.Video}, {"BFCP", cfg.Media.DSCP.Signalling}} {
+		if err := media.SetDSCP(conn, k.dscp); err != nil {
 			return c.miss("setting %s DSCP %d failed: %v", k.name, k.dscp, err)
 		}
-		got, err := readDSCP(conn, bind)
+		got, err := media.GetDSCP(conn)
 		if err != nil {
 			return c.miss("reading back %s DSCP %d failed: %v", k.name, k.dscp, err)
 		}
@@ -231,26 +229,6 @@ func checkDSCPMarking(cfg *config.Config) Result {
 		done = append(done, fmt.Sprintf("%s %d", k.name, k.dscp))
 	}
 	return c.ok("set and read back %s on a UDP socket (whether the network honours DSCP is not tested here)", strings.Join(done, ", "))
-}
-
-// setDSCP sets the DiffServ code point of packets sent on conn: the IPv4
-// TOS byte or the IPv6 traffic class becomes dscp<<2, as the media relay
-// sets it.
-func setDSCP(conn *net.UDPConn, bind netip.Addr, dscp int) error {
-	if bind.Is4() {
-		return ipv4.NewConn(conn).SetTOS(dscp << 2)
-	}
-	return ipv6.NewConn(conn).SetTrafficClass(dscp << 2)
-}
-
-// readDSCP reads back the code point set by setDSCP.
-func readDSCP(conn *net.UDPConn, bind netip.Addr) (int, error) {
-	if bind.Is4() {
-		tos, err := ipv4.NewConn(conn).TOS()
-		return tos >> 2, err
-	}
-	tc, err := ipv6.NewConn(conn).TrafficClass()
-	return tc >> 2, err
 }
 
 // checkMediaLearning warns when media.learning is off: the relay then

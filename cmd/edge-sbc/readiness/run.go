@@ -5,12 +5,17 @@ import (
 	"time"
 
 	"github.com/edge-sbc/edge-sbc/config"
+	"github.com/edge-sbc/edge-sbc/dnsresolve"
 	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
 // DefaultTimeout bounds each network step (a DNS query, a connect, a TLS
 // handshake, an OPTIONS round trip) when Options.Timeout is zero.
 const DefaultTimeout = 5 * time.Second
+
+// defaultResolvConf is read for DNS servers when the configuration lists
+// none, as dnsresolve does for `edge-sbc run`.
+const defaultResolvConf = "/etc/resolv.conf"
 
 // maxTargets caps the targets of one trunk that are connected to.
 const maxTargets = 4
@@ -53,8 +58,9 @@ type env struct {
 	opts Options
 	// store is nil when our certificate files do not load.
 	store *tlsconf.Store
-	// dns is nil when no DNS server is known.
-	dns *dnsClient
+	// res is the resolver `edge-sbc run` builds: it resolves the trunks,
+	// and its Client asks our own names. nil when no DNS server is known.
+	res *dnsresolve.Resolver
 	// sbcRunning is set by the listener check when a listener address is
 	// held by a process presenting our own certificate.
 	sbcRunning bool
@@ -68,11 +74,12 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) []Result {
 	e := &env{cfg: cfg, opts: opts.withDefaults()}
 	var out []Result
 
-	var r []Result
-	e.dns, r = newDNSClient(cfg.DNS.Servers, e.opts.ResolvConf, e.opts.Timeout)
-	out = append(out, r...)
+	var servers Result
+	e.res, servers = newResolver(cfg, e.opts.ResolvConf)
+	out = append(out, servers)
 	out = append(out, checkDNS(ctx, e)...)
 
+	var r []Result
 	e.store, r = loadStore(cfg)
 	out = append(out, r...)
 	out = append(out, checkCert(e)...)

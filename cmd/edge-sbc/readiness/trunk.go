@@ -4,8 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/edge-sbc/edge-sbc/config"
 	"github.com/edge-sbc/edge-sbc/dnsresolve"
+	"github.com/edge-sbc/edge-sbc/media"
 	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
@@ -49,15 +50,11 @@ func checkTrunks(ctx context.Context, e *env) []Result {
 	if len(trunks) == 0 {
 		return nil
 	}
-	res, err := dnsresolve.New(dnsresolve.Config{
-		Servers:  e.cfg.DNS.Servers,
-		Timeout:  e.cfg.DNS.Timeout,
-		Attempts: e.cfg.DNS.Attempts,
-	}, dnsresolve.WithResolvConf(e.opts.ResolvConf))
-	if err != nil {
+	res := e.res
+	if res == nil {
 		var out []Result
 		for _, t := range trunks {
-			out = append(out, checkTrunkResolve.on(t.Name).miss("no resolver: %v", err))
+			out = append(out, checkTrunkResolve.on(t.Name).miss("no resolver: no DNS server (see dns.servers)"))
 		}
 		return out
 	}
@@ -118,8 +115,10 @@ func describeTarget(t dnsresolve.Target) string {
 	return fmt.Sprintf("%s %s", t.Host, t.Addr)
 }
 
-// checkTarget makes the TLS handshake the SBC would make to target t of
-// trunk tr and, when it succeeds, pings over the same connection.
+// checkTarget makes the TLS connection the SBC makes to target t of trunk
+// tr, with tlsconf.Dial as sip's transport does (same SNI rule, identity
+// check, signalling DSCP and refusal reasons) and, when it succeeds, pings
+// over the same connection.
 func checkTarget(ctx context.Context, e *env, tr config.Trunk, uri sip.Uri, t dnsresolve.Target) []Result {
 	addr := t.Addr.String()
 	c := checkTrunkTLS.on(tr.Name, addr)
@@ -136,29 +135,25 @@ func checkTarget(ctx context.Context, e *env, tr config.Trunk, uri sip.Uri, t dn
 		want = t.Host
 	}
 
-	hctx, cancel := context.WithTimeout(ctx, e.opts.Timeout)
-	defer cancel()
-	var d net.Dialer
-	raw, err := d.DialContext(hctx, "tcp", addr)
+	conn, raw, err := tlsconf.Dial(ctx, tlsconf.DialOptions{
+		Addr: addr, SNI: t.Host, Identity: tr.Identity, Store: e.store, MinVersion: minV,
+		Timeout: e.opts.Timeout, Control: media.DSCPControl(e.cfg.Media.DSCP.Signalling),
+	})
+	if ce, ok := errors.AsType[*tlsconf.ConnectError](err); ok {
+		return []Result{c.miss("TCP connect to %s failed: %v", addr, ce.Err)}
+	}
 	if err != nil {
-		return []Result{c.miss("TCP connect to %s failed: %v", addr, err)}
-	}
-	cfg := tlsconf.NewClientConfig(e.store, t.Host, tr.Identity, minV)
-	var peer []*x509.Certificate
-	verify := cfg.VerifyConnection
-	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-		peer = cs.PeerCertificates
-		return verify(cs)
-	}
-	conn := tls.Client(raw, cfg)
-	defer conn.Close()
-	if err := conn.HandshakeContext(hctx); err != nil {
+		var peer []*x509.Certificate
+		if he, ok := errors.AsType[*tlsconf.HandshakeError](err); ok {
+			peer = he.Peer
+		}
 		reason, detail := tlsconf.Classify(err)
 		return []Result{
 			c.miss("handshake failed: reason %s: %s; peer %s; expected identity %q", reason, detail, describePeer(peer), want),
 			ping.miss("not sent: no TLS connection"),
 		}
 	}
+	defer raw.Close()
 	cs := conn.ConnectionState()
 	tlsRes := c.ok("%s, %s; peer %s; chain verifies to tls.ca; identity %q matches",
 		tls.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite), describePeer(cs.PeerCertificates), want)

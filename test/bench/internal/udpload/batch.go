@@ -180,15 +180,6 @@ var nativeBigEndian = func() bool {
 	return *(*byte)(unsafe.Pointer(&x)) == 0
 }()
 
-// setTOS sets IP_TOS like the relay does (DSCP << 2).
-func setTOS(c *net.UDPConn, dscp int) {
-	if rc, err := c.SyscallConn(); err == nil {
-		_ = rc.Control(func(fd uintptr) {
-			_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TOS, dscp<<2)
-		})
-	}
-}
-
 // CPUTime returns user+system CPU seconds of this process (getrusage
 // RUSAGE_SELF).
 func CPUTime() float64 {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/edge-sbc/edge-sbc/media"
 )
 
 // PacketSize is the size of every packet sent (G.711 20 ms in SRTP).
@@ -347,8 +349,9 @@ func (f *Forwarder) Forward(aPort, bPort int) (facingA, facingB int, err error) 
 		_ = sa.Close()
 		return 0, 0, err
 	}
-	setTOS(sa, 46)
-	setTOS(sb, 46)
+	// Marked as the relay marks audio, with its own primitive.
+	_ = media.SetDSCP(sa, media.DefaultDSCPAudio)
+	_ = media.SetDSCP(sb, media.DefaultDSCPAudio)
 	f.socks = append(f.socks, sa, sb)
 	for _, d := range []struct {
 		in, out *net.UDPConn
