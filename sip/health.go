@@ -3,7 +3,6 @@ package sip
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sort"
 	"strconv"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/edge-sbc/edge-sbc/dnsresolve"
+	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
 // This file watches the trunks' targets with OPTIONS pings (trunks[].health,
@@ -167,7 +167,7 @@ func (m *monitor) ping(ctx context.Context, t *trunkRec, tg dnsresolve.Target, s
 		m.mu.Unlock()
 	}()
 	sni := tg.Host
-	if _, err := netip.ParseAddr(sni); err == nil {
+	if _, ok := tlsconf.ParseIPLiteral(sni); ok {
 		sni = ""
 	}
 	pctx, cancel := context.WithTimeout(ctx, t.health.Timeout)

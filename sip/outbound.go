@@ -3,7 +3,6 @@ package sip
 import (
 	"cmp"
 	"fmt"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/edge-sbc/edge-sbc/dnsresolve"
+	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
 // This file is where a route is carried out: the callee's leg (B) is
@@ -144,7 +144,7 @@ func (c *call) tryNext() {
 		t := c.targets[c.nextTarget]
 		c.nextTarget++
 		at := &attempt{n: c.nextTarget, target: t, addr: t.Addr.String(), sni: t.Host}
-		if _, err := netip.ParseAddr(at.sni); err == nil {
+		if _, ok := tlsconf.ParseIPLiteral(at.sni); ok {
 			at.sni = "" // never an IP literal as SNI
 		}
 		c.attempts = append(c.attempts, at)

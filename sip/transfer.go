@@ -2,12 +2,12 @@ package sip
 
 import (
 	"fmt"
-	"net/netip"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/edge-sbc/edge-sbc/dnsresolve"
+	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
 // This file is blind transfer (RFC 3515 REFER, RFC 5589): a leg whose
@@ -158,7 +158,7 @@ func (c *call) xferNext() {
 	t := x.targets[x.next]
 	x.next++
 	at := &xferAttempt{target: t, addr: t.Addr.String(), sni: t.Host}
-	if _, err := netip.ParseAddr(at.sni); err == nil {
+	if _, ok := tlsconf.ParseIPLiteral(at.sni); ok {
 		at.sni = ""
 	}
 	x.at = at
