@@ -86,6 +86,17 @@ func TestBadConfigs(t *testing.T) {
 		{"learning", "routes:", "media: { learning: latch }\nroutes:", "media.learning", "heuristic, strict or off"},
 		{"learning off and strict", "routes:", "media: { learning: off, strict_source: true }\nroutes:", "media.learning", "contradicts media.strict_source"},
 		{"dns server", "routes:", "dns: { servers: [\"8.8.8.8\"] }\nroutes:", "dns.servers[0]", "not ip:port"},
+		{"bad transform regexp", `match: "^(.*)$", replace: "$1" }], headers: [{ op: remove`, `match: "^(.*$", replace: "$1" }], headers: [{ op: remove`, "trunks[0].transforms[0].match", "not a regular expression"},
+		{"transform field", `transforms: [{ field: to,`, `transforms: [{ field: via,`, "routes[0].transforms[0].field", "ruri, from, to or pai"},
+		{"core header op", `{ op: add, name: X-Via-SBC, value: "1" }`, `{ op: add, name: Via, value: "1" }`, "routes[0].headers[0].name", "built by the B2BUA"},
+		{"header op", `{ op: remove, name: X-Internal }`, `{ op: drop, name: X-Internal }`, "trunks[0].headers[0].op", "add, set or remove"},
+		{"refer", `{ name: pbx, uri: "sips:10.0.0.5:5061" }`, `{ name: pbx, uri: "sips:10.0.0.5:5061", refer: maybe }`, "trunks[1].refer", "local or refuse"},
+		{"health timeout", `{ name: pbx, uri: "sips:10.0.0.5:5061" }`, `{ name: pbx, uri: "sips:10.0.0.5:5061", health: { interval: 2s, timeout: 5s } }`, "trunks[1].health.timeout", "longer than the interval"},
+		{"health without uri", `{ name: public }`, `{ name: public, health: { interval: 10s } }`, "trunks[2].health.interval", "no uri"},
+		{"sip scheme needs identity", `{ name: public }`, `{ name: public, accept_sip_scheme: true }`, "trunks[2].accept_sip_scheme", "identified by its certificate"},
+		{"redirect", `{ name: public }`, `{ name: public, redirect: maybe }`, "trunks[2].redirect", "follow, relay or refuse"},
+		{"trusted source", "routes:", "limits: { trusted_sources: [\"10.0.0.0/33\"] }\nroutes:", "limits.trusted_sources[0]", "not a CIDR"},
+		{"body allow list", "routes:", "sip: { body_allow_list: [\"multipart/mixed\"] }\nroutes:", "sip.body_allow_list[0]", "nested multipart"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -457,6 +457,10 @@ func serveMetrics(addr string, withPprof bool, reg *prometheus.Registry, b2b *si
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 			return
 		}
+		if err := b2b.Ready(); err != nil { // trunks[].health.ready_requires_targets
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
 	if withPprof {
