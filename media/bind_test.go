@@ -36,7 +36,7 @@ func TestBindAddressNotLocal(t *testing.T) {
 	skipIfNonlocalBind(t)
 	e := testEngine(t, func(c *Config) {
 		c.BindAddr = notLocal
-		c.PortMin, c.PortMax = 42700, 42799 // 50 pairs
+		c.PortMin, c.PortMax = 12700, 12799 // 50 pairs
 		c.Quarantine = 2 * time.Second
 	})
 	free := e.PortsFree()

@@ -14,7 +14,7 @@ func TestFootprint(t *testing.T) {
 		t.Skip("the race detector changes memory use")
 	}
 	const calls = 200
-	e := testEngine(t, func(c *Config) { c.PortMin, c.PortMax = 45000, 46999 })
+	e := testEngine(t, func(c *Config) { c.PortMin, c.PortMax = 15000, 16999 })
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)

@@ -11,7 +11,7 @@ func FuzzOffer(f *testing.F) {
 		f.Add(s, false)
 	}
 	f.Add([]byte("v=0\r\n"), true)
-	e := testEngine(f, func(c *Config) { c.PortMin, c.PortMax = 43000, 43999 })
+	e := testEngine(f, func(c *Config) { c.PortMin, c.PortMax = 13000, 13999 })
 	f.Fuzz(func(t *testing.T, in []byte, plain bool) {
 		s := e.NewSession(SessionConfig{AdvertiseA: advA, AdvertiseB: advB, AllowPlainRTP: plain})
 		defer s.Close()

@@ -23,8 +23,8 @@ var (
 func testEngine(t testing.TB, mod func(*Config)) *Engine {
 	t.Helper()
 	cfg := Config{
-		PortMin:    42000,
-		PortMax:    42399,
+		PortMin:    12000,
+		PortMax:    12399,
 		BindAddr:   lo,
 		Quarantine: -1,
 	}

@@ -375,7 +375,7 @@ func TestOfferWhilePending(t *testing.T) {
 // the rollback (no ports for its new stream) reinstates the replaced
 // pending offer, streams and addresses included.
 func TestReplacingOfferFailureReinstates(t *testing.T) {
-	e := testEngine(t, func(c *Config) { c.PortMin, c.PortMax = 42500, 42507 }) // 4 pairs
+	e := testEngine(t, func(c *Config) { c.PortMin, c.PortMax = 12500, 12507 }) // 4 pairs
 	a, a2, b := newPeer(t), newPeer(t), newPeer(t)
 	s, portA, portB := call(t, e, a, b, SessionConfig{})
 	defer s.Close()

@@ -71,9 +71,9 @@ func TestPortPoolRandomOrder(t *testing.T) {
 }
 
 func TestOpenPairSkipsPortInUse(t *testing.T) {
-	e := testEngine(t, func(c *Config) { c.PortMin, c.PortMax = 42600, 42609 })
+	e := testEngine(t, func(c *Config) { c.PortMin, c.PortMax = 12600, 12609 })
 	// Another process holds the first RTP port and the second RTCP port.
-	for _, port := range []int{42600, 42603} {
+	for _, port := range []int{12600, 12603} {
 		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port})
 		if err != nil {
 			t.Skipf("cannot occupy port %d: %v", port, err)
@@ -91,8 +91,8 @@ func TestOpenPairSkipsPortInUse(t *testing.T) {
 		}
 		defer rtp.Close()
 		defer rtcp.Close()
-		if base == 42600 || base == 42602 || got[base] {
-			t.Fatalf("base %d: 42600 and 42602 are unusable, got %v before", base, got)
+		if base == 12600 || base == 12602 || got[base] {
+			t.Fatalf("base %d: 12600 and 12602 are unusable, got %v before", base, got)
 		}
 		got[base] = true
 	}

@@ -314,7 +314,7 @@ func TestDeadMediaPausedOnHold(t *testing.T) {
 
 func TestPoolFullAfterCloseAndQuarantine(t *testing.T) {
 	e := testEngine(t, func(c *Config) {
-		c.PortMin, c.PortMax = 42400, 42499 // 50 pairs
+		c.PortMin, c.PortMax = 12400, 12499 // 50 pairs
 		c.Quarantine = 150 * time.Millisecond
 	})
 	total := e.PortsFree()
@@ -349,7 +349,7 @@ func TestPoolFullAfterCloseAndQuarantine(t *testing.T) {
 }
 
 func TestPortsExhausted(t *testing.T) {
-	e := testEngine(t, func(c *Config) { c.PortMin, c.PortMax = 42500, 42507 }) // 4 pairs
+	e := testEngine(t, func(c *Config) { c.PortMin, c.PortMax = 12800, 12807 }) // 4 pairs
 	s1 := e.NewSession(SessionConfig{AdvertiseA: lo, AdvertiseB: lo})
 	if _, err := s1.Offer(SideA, audioSDP(lo, 5000)); err != nil {
 		t.Fatal(err)

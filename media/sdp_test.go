@@ -196,7 +196,7 @@ func TestOfferRewrite(t *testing.T) {
 					continue
 				}
 				used++
-				if port != pb || port%2 != 0 || port < 42000 || port > 42399 {
+				if port != pb || port%2 != 0 || port < 12000 || port > 12399 {
 					t.Errorf("m-line %d: port %d, want the B-facing even relay port %d", i, port, pb)
 				}
 				if pa == pb || pa == 0 {

@@ -532,7 +532,7 @@ func TestTerminateRTCPSocket(t *testing.T) {
 	if dec, err := atA.DecryptRTCP(nil, mustRecv(aRTCP), &h); err != nil || !bytes.Equal(dec, sr) || h.Type != rtcp.TypeSenderReport {
 		t.Fatalf("RTCP B->A not encrypted with the SBC's key: %v", err)
 	}
-	st := statsWhen(t, s, "counters", func(st StreamStats) bool { return st.FromB.RTCPPackets == 1 })
+	st := statsWhen(t, s, "counters", func(st StreamStats) bool { return st.FromA.RTCPPackets == 1 && st.FromB.RTCPPackets == 1 })
 	if st.FromA.RTCPPackets != 1 || st.FromB.RTCPPackets != 1 || st.FromA.Drops.Total()+st.FromB.Drops.Total() != 0 {
 		t.Fatalf("stats %+v", st)
 	}
