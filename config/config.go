@@ -62,9 +62,11 @@ type Limits struct {
 	// HandshakesPerSecond caps new inbound TLS handshakes per second in
 	// all (burst the same). Default 200.
 	HandshakesPerSecond float64 `yaml:"handshakes_per_second"`
-	// MaxPendingPerConnection caps the requests of one connection that
-	// await a final response: beyond it new INVITEs get 503 and other
-	// requests are not read until one completes. Default 256.
+	// MaxPendingPerConnection caps the requests of one connection of a
+	// peer without a verified certificate that await a final response:
+	// beyond it new INVITEs get 503 and other requests are not read until
+	// one completes. Trunks identified by their certificate are not capped.
+	// Default 256.
 	MaxPendingPerConnection int `yaml:"max_pending_per_connection"`
 	// TrustedSources are CIDRs (e.g. a partner's proxy or NAT) exempt from
 	// the per-address caps, like the resolved targets of every trunk.

@@ -48,7 +48,7 @@ func (b *B2BUA) onInvite(cn *conn, req *sip.Request) {
 		b.rejectInline(cn, req, refuseBadBody)
 		return
 	}
-	if !cn.beginRequest(false) {
+	if !cn.beginRequest(false, unauth) {
 		b.metrics.Admission.WithLabelValues("pending_per_connection").Inc()
 		b.rejectInline(cn, req, refuseBusyConnection)
 		return

@@ -575,7 +575,7 @@ func (b *B2BUA) inDialog(cn *conn, req *sip.Request, tag string) {
 	if !b.txl.addServer(tx) {
 		return
 	}
-	cn.beginRequest(true)
+	cn.beginRequest(true, !cn.verified)
 	ref.c.post(event{kind: evRequest, req: req, stx: tx, conn: cn, side: ref.side, tagA: tag})
 }
 

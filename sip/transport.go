@@ -425,11 +425,16 @@ func (c *conn) takeCalls() []*call {
 	return out
 }
 
-// beginRequest counts a request awaiting a final response; it waits while
-// max pending are in flight (TCP backpressure: the reader stops reading)
-// unless wait is false, when it reports false instead.
-func (c *conn) beginRequest(wait bool) bool {
-	max := c.t.limits().MaxPendingPerConnection
+// beginRequest counts a request awaiting a final response; when capped it
+// waits while limits.max_pending_per_connection are in flight (TCP
+// backpressure: the reader stops reading) unless wait is false, when it
+// reports false instead. Trunks identified by their certificate are not
+// capped: all of a partner's calls may share one connection.
+func (c *conn) beginRequest(wait, capped bool) bool {
+	max := 0
+	if capped {
+		max = c.t.limits().MaxPendingPerConnection
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for max > 0 && c.pending >= max {
