@@ -27,6 +27,8 @@ type env struct {
 	dir  string // work directory
 	bin  string // edge-sbc binary
 	pki  map[string]tlsFiles
+	// kamNote is set when installing Kamailio started its system service.
+	kamNote string
 
 	mu    sync.Mutex
 	procs []*proc
