@@ -295,13 +295,18 @@ func (e *env) tlsServerProxy(files tlsFiles, backend int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return port, e.tlsServerProxyOn(files, port, backend)
+}
+
+// tlsServerProxyOn is tlsServerProxy on a given port.
+func (e *env) tlsServerProxyOn(files tlsFiles, port, backend int) error {
 	listen := strings.Join([]string{fmt.Sprintf("OPENSSL-LISTEN:%d", port), "bind=" + loopback, "fork", "reuseaddr", "backlog=1024",
 		"cert=" + socatEscape(files.cert), "key=" + socatEscape(files.key), "cafile=" + socatEscape(files.ca), "verify=1"}, ",")
 	p, err := e.start("socat-server", "socat", "-lh", listen, fmt.Sprintf("TCP:%s:%d", loopback, backend))
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return port, waitListening(port, 5*time.Second, p)
+	return waitListening(port, 5*time.Second, p)
 }
 
 // sbcConfig is the configuration of the SBC under test: mutual TLS

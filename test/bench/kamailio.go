@@ -49,13 +49,8 @@ func (e *env) findKamailio() (*kamailioInstall, error) {
 	if !e.o.install {
 		return nil, fmt.Errorf("%v (-install=false)", err)
 	}
-	if os.Geteuid() != 0 {
-		return nil, fmt.Errorf("%v; install as root: apt-get install -y %s", err, strings.Join(kamailioDebs, " "))
-	}
-	logf("  installing: %s (Debian; %v)", strings.Join(kamailioDebs, " "), err)
-	sh := "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq " + strings.Join(kamailioDebs, " ")
-	if out, err := exec.Command("sh", "-c", sh).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("%s: %v: %s", sh, err, lastLines(string(out), 5))
+	if err := aptInstall(err.Error(), kamailioDebs...); err != nil {
+		return nil, err
 	}
 	if k, err = lookKamailio(); err != nil {
 		return nil, err
@@ -152,4 +147,18 @@ func (e *env) startKamailio(k *kamailioInstall, port, callee int) (*proc, error)
 		return nil, err
 	}
 	return p, waitListening(port, 15*time.Second, p)
+}
+
+// aptInstall installs Debian packages (as root), saying so and why.
+func aptInstall(why string, debs ...string) error {
+	list := strings.Join(debs, " ")
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("%s; install as root: apt-get install -y %s", why, list)
+	}
+	logf("  installing: %s (Debian; %s)", list, why)
+	sh := "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq " + list
+	if out, err := exec.Command("sh", "-c", sh).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v: %s", sh, err, lastLines(string(out), 5))
+	}
+	return nil
 }

@@ -138,7 +138,7 @@ func main() {
 	flag.Float64Var(&o.quietMax, "quiet-max", 25, "CPU of other users (% of one core) above which a call-rate step waits (-quiet-wait)")
 	flag.IntVar(&o.retries, "retries", 1, "how often a failed call-rate step is run again before the ramp of that system ends (the machine may be shared)")
 	flag.IntVar(&o.rssRate, "rss-rate", 0, "rate of edge-sbc's RSS run, calls/s (default 2000; 1000 with -quick)")
-	flag.DurationVar(&o.rssDur, "rss-dur", 0, "length of edge-sbc's RSS run, RSS read half way and at the end (default 60s; 10s with -quick; <0: skip)")
+	flag.DurationVar(&o.rssDur, "rss-dur", 0, "length of edge-sbc's RSS run, RSS read half way and at the end (default 60s; 10s with -quick; -1s: none)")
 	flag.Parse()
 
 	o.sections = map[int]bool{}

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -236,19 +238,46 @@ func (e *env) startKamailioSut(tool loadTool, k *kamailioInstall, s *sut) error 
 // TLS server in front of a TCP sipp.
 func (e *env) startCallee(tool loadTool, s *sut) (int, error) {
 	callee := e.pki["callee.test"]
-	var tls *tlsFiles
 	if tool.native {
-		tls = &callee
+		_, r, err := e.startUAS(tool, scenario(e, "uas_basic.xml"), "sipp-uas-"+s.name, &callee)
+		if err != nil {
+			return 0, err
+		}
+		s.uasStat = r.stat
+		return r.port, nil
 	}
-	_, r, err := e.startUAS(tool, scenario(e, "uas_basic.xml"), "sipp-uas-"+s.name, tls)
+	// Behind socat the callee's Contact must name socat's TLS port, not
+	// sipp's TCP port: a proxy sends the ACK and BYE there.
+	tlsPort, err := e.freePort(false)
+	if err != nil {
+		return 0, err
+	}
+	scen, err := e.contactVariant("uas_basic.xml", tlsPort)
+	if err != nil {
+		return 0, err
+	}
+	_, r, err := e.startUAS(tool, scen, "sipp-uas-"+s.name, nil)
 	if err != nil {
 		return 0, err
 	}
 	s.uasStat = r.stat
-	if tool.native {
-		return r.port, nil
+	return tlsPort, e.tlsServerProxyOn(callee, tlsPort, r.port)
+}
+
+// contactVariant writes a copy of scenario name whose Contact headers name
+// port instead of sipp's own [local_port].
+func (e *env) contactVariant(name string, port int) (string, error) {
+	b, err := os.ReadFile(scenario(e, name))
+	if err != nil {
+		return "", err
 	}
-	return e.tlsServerProxy(callee, r.port)
+	const from = "@[local_ip]:[local_port];transport=tls>"
+	if !strings.Contains(string(b), from) {
+		return "", fmt.Errorf("%s: no Contact with %s", name, from)
+	}
+	out := strings.ReplaceAll(string(b), from, fmt.Sprintf("@[local_ip]:%d;transport=tls>", port))
+	p := filepath.Join(e.dir, fmt.Sprintf("%s-contact-%d.xml", strings.TrimSuffix(name, ".xml"), port))
+	return p, os.WriteFile(p, []byte(out), 0o644)
 }
 
 // callerTarget is the port the caller's sipp dials to reach the TLS
@@ -280,7 +309,7 @@ func (e *env) rateStep(ctx context.Context, tool loadTool, caller *tlsFiles, s *
 	_, uasFail0, _ := parseStatCSV(readFile(s.uasStat))
 	g0 := readGroupStat(s.proc.cmd.Process.Pid)
 	logOff := fileSize(s.proc.log)
-	busy0 := machineBusy()
+	busy0, self0 := machineBusy(), selfCPU()
 	res, _, err := e.runUAC(ctx, r, "sipp-uac")
 	if err != nil {
 		return nil, err
@@ -312,7 +341,7 @@ func (e *env) rateStep(ctx context.Context, tool loadTool, caller *tlsFiles, s *
 		st.CPUms = 1000 * cpu / float64(res.succ)
 	}
 	st.CPUPct = 100 * cpu / res.elapsed.Seconds()
-	ours := 0.0
+	ours := selfCPU() - self0
 	for n, v := range res.cpu {
 		ours += v
 		if strings.HasPrefix(n, "sipp") || strings.HasPrefix(n, "socat") {
@@ -583,6 +612,15 @@ func machineBusy() float64 {
 	return t / 100 // USER_HZ
 }
 
+// selfCPU is the CPU time of this process (the bench itself), seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
 func fileSize(p string) int64 {
 	st, err := os.Stat(p)
 	if err != nil {
@@ -631,9 +669,9 @@ func logDigest(path string, off int64) string {
 // otherCPU is the CPU the machine spends outside this bench's processes,
 // % of one core, over one second.
 func (e *env) otherCPU() float64 {
-	g0, b0, t0 := groupCPU(), machineBusy(), time.Now()
+	g0, b0, s0, t0 := groupCPU(), machineBusy(), selfCPU(), time.Now()
 	time.Sleep(time.Second)
-	ours := 0.0
+	ours := selfCPU() - s0
 	for _, v := range cpuDelta(g0, groupCPU(), e) {
 		ours += v
 	}

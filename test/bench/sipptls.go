@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -125,6 +126,22 @@ func (e *env) findSippTLS(ctx context.Context) (bin, how string, err error) {
 	script := e.sippTLSInstaller()
 	if script == "" {
 		return "", "", errors.New("sipp-tls is not installed in " + prefix + " and its install script (shared/tools/sipp-tls/install.sh) was not found; give it with -sipp-tls-install or SIPP_TLS_INSTALL")
+	}
+	if !e.o.install {
+		return "", "", errors.New("sipp-tls is not installed in " + prefix + " (-install=false)")
+	}
+	// The script compiles its LD_PRELOAD fix and unpacks Debian packages.
+	var need []string
+	for tool, deb := range map[string]string{"gcc": "gcc", "dpkg-deb": "dpkg", "apt-get": "apt"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			need = append(need, deb)
+		}
+	}
+	if len(need) > 0 {
+		slices.Sort(need)
+		if err := aptInstall("the sipp-tls install script needs them", need...); err != nil {
+			return "", "", err
+		}
 	}
 	logf("  installing sipp-tls: %s %s (Debian trixie's sip-tester 3.7.3 + wolfSSL unpacked into the prefix; apt sources of the system untouched)", script, prefix)
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
