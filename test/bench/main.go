@@ -95,6 +95,7 @@ type options struct {
 	retries        int
 	quietWait      time.Duration
 	quietMax       float64
+	sbcLimits      string // extra limits: keys of edge-sbc's config in section 1
 	rssRate        int
 	rssDur         time.Duration
 }
@@ -136,6 +137,7 @@ func main() {
 	flag.IntVar(&o.kamWorkers, "kamailio-workers", 4, "Kamailio TCP/TLS worker processes (tcp_children)")
 	flag.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each call-rate step, wait up to this long while other users of the machine use more than -quiet-max (0: never wait)")
 	flag.Float64Var(&o.quietMax, "quiet-max", 25, "CPU of other users (% of one core) above which a call-rate step waits (-quiet-wait)")
+	flag.StringVar(&o.sbcLimits, "sbc-limits", "", `extra "limits:" keys of edge-sbc in section 1, e.g. "max_pending_per_connection: 1024" (default: edge-sbc's defaults)`)
 	flag.IntVar(&o.retries, "retries", 1, "how often a failed call-rate step is run again before the ramp of that system ends (the machine may be shared)")
 	flag.IntVar(&o.rssRate, "rss-rate", 0, "rate of edge-sbc's RSS run, calls/s (default 2000; 1000 with -quick)")
 	flag.DurationVar(&o.rssDur, "rss-dur", 0, "length of edge-sbc's RSS run, RSS read half way and at the end (default 60s; 10s with -quick; -1s: none)")

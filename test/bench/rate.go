@@ -62,6 +62,7 @@ type CallRate struct {
 	Baseline   string      `json:"baseline"`
 	BaseDetail string      `json:"baseline_detail,omitempty"`
 	StepS      float64     `json:"step_s"`
+	SBCLimits  string      `json:"sbc_limits,omitempty"` // -sbc-limits
 	Steps      []*RateStep `json:"steps"`
 	RSSRun     *RSSRun     `json:"rss_run,omitempty"`
 }
@@ -111,7 +112,7 @@ func runCallRate(ctx context.Context, e *env, rep *report) error {
 		return err
 	}
 	tool := e.chooseLoadTool(ctx)
-	cr := &CallRate{Tool: tool.name(), ToolDetail: tool.describe(), StepS: e.o.stepDur.Seconds()}
+	cr := &CallRate{Tool: tool.name(), ToolDetail: tool.describe(), StepS: e.o.stepDur.Seconds(), SBCLimits: e.o.sbcLimits}
 	rep.callRate = cr
 
 	sbc := &sut{name: "edge-sbc", label: "edge-sbc"}
@@ -210,7 +211,11 @@ func (e *env) startSBCSut(tool loadTool, s *sut) error {
 	}
 	// Every call holds 4 media ports (2 legs, RTP and RTCP) for its length
 	// plus the 2 s quarantine: 4,000 calls/s need ~34,000.
-	if s.proc, err = e.startSBC(sbcConfig(e.pki, mtls, callee, s.metrics, sbcMediaRange), s.metrics); err != nil {
+	cfg := sbcConfig(e.pki, mtls, callee, s.metrics, sbcMediaRange)
+	if e.o.sbcLimits != "" {
+		cfg += "limits: { " + e.o.sbcLimits + " }\n"
+	}
+	if s.proc, err = e.startSBC(cfg, s.metrics); err != nil {
 		return err
 	}
 	s.target, err = e.callerTarget(tool, mtls)
@@ -509,6 +514,11 @@ func summarizeCallRate(e *env, rep *report, tool loadTool, sbc, kam *sut) {
 		}
 	}
 	rep.note("section 1 load tool: %s", tool.describe())
+	if e.o.sbcLimits != "" {
+		rep.note("section 1 edge-sbc limits: { %s } (-sbc-limits), the rest defaults", e.o.sbcLimits)
+	} else {
+		rep.note("section 1 edge-sbc runs its default limits: limits.max_pending_per_connection caps the requests awaiting a final response on the caller's one connection (beyond it: 503); -sbc-limits changes them")
+	}
 	if rep.callRate.BaseDetail != "" {
 		rep.note("section 1 baseline: %s; config test/bench/kamailio/{kamailio,tls}.cfg. It relays signalling only; edge-sbc is a B2BUA that also anchors the media of every call", rep.callRate.BaseDetail)
 	}

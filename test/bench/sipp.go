@@ -336,8 +336,8 @@ func sippErrDigest(path string) string {
 		if m := sippErrLine.FindStringSubmatch(l); m != nil {
 			flush()
 			key = strings.TrimSpace(sippCallID.ReplaceAllString(m[1], "Call-Id"))
-			if strings.HasSuffix(key, "Retrying...") {
-				key = "" // SSL_ERROR_WANT_READ/WRITE: retried, not an error
+			if strings.HasSuffix(key, "Retrying...") || strings.HasPrefix(key, "Overload warning:") {
+				key = "" // SSL_ERROR_WANT_READ/WRITE retried; sipp's own timer late: not call errors
 			}
 			continue
 		}

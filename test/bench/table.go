@@ -129,7 +129,7 @@ func printRateSteps(w io.Writer, cr *CallRate) {
 		for _, m := range rr.Marks {
 			marks = append(marks, fmt.Sprintf("%.1f MiB at %.0f s", m.RSSMiB, m.AtS))
 		}
-		fmt.Fprintf(w, "edge-sbc RSS at %d calls/s for %.0f s: %s (%d/%d successful%s)\n", rr.Rate, rr.DurS, strings.Join(marks, ", "),
-			rr.Successful, rr.Successful+rr.Failed, ifs(rr.Why != "", "; "+rr.Why, ""))
+		fmt.Fprintf(w, "edge-sbc RSS at %d calls/s for %.0f s: %s (%s)\n", rr.Rate, rr.DurS, strings.Join(marks, ", "),
+			ifs(rr.Why != "", rr.Why, fmt.Sprintf("%d/%d successful", rr.Successful, rr.Successful+rr.Failed)))
 	}
 }
