@@ -135,7 +135,7 @@ func main() {
 	flag.StringVar(&o.sippTLSPrefix, "sipp-tls-prefix", defaultSippTLSPrefix, "where sipp-tls is installed")
 	flag.BoolVar(&o.socat, "socat", false, "section 1 with Debian's sipp behind socat instead of sipp-tls (the fallback)")
 	flag.IntVar(&o.kamWorkers, "kamailio-workers", 4, "Kamailio TCP/TLS worker processes (tcp_children)")
-	flag.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each call-rate step, wait up to this long while other users of the machine use more than -quiet-max (0: never wait)")
+	flag.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each call-rate step, wait up to this long while other users of the machine use more than -quiet-max (10s with -quick; 0: never wait)")
 	flag.Float64Var(&o.quietMax, "quiet-max", 25, "CPU of other users (% of one core) above which a call-rate step waits (-quiet-wait)")
 	flag.StringVar(&o.sbcLimits, "sbc-limits", "", `extra "limits:" keys of edge-sbc in section 1, e.g. "max_pending_per_connection: 1024" (default: edge-sbc's defaults)`)
 	flag.IntVar(&o.retries, "retries", 1, "how often a failed call-rate step is run again before the ramp of that system ends (the machine may be shared)")
@@ -157,6 +157,11 @@ func main() {
 				*d = quick
 			}
 		}
+	}
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.quick && !set["quiet-wait"] {
+		o.quietWait = 10 * time.Second
 	}
 	def(&o.stepDur, 15*time.Second, 5*time.Second)
 	def(&o.rssDur, 60*time.Second, 10*time.Second)
