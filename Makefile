@@ -63,12 +63,20 @@ lint:
 	elif [ -x $$($(GO) env GOPATH)/bin/staticcheck ]; then $$($(GO) env GOPATH)/bin/staticcheck ./...; \
 	else echo "staticcheck not installed (go install honnef.co/go/tools/cmd/staticcheck@latest)"; fi
 
-# Benchmark suite (test/bench): call rate over mutual TLS, concurrent calls,
-# media relay vs a bare forwarder, SRTP terminate, and the go test -bench
-# figures of ./media and ./dnsresolve. Prints a table and writes bench.json.
-# BENCHFLAGS=-quick for a smoke run; -sections 1,2,3,4,5 to choose.
+# Benchmark suite (test/bench): call rate over mutual TLS next to Kamailio,
+# concurrent calls, media relay vs a bare forwarder, SRTP terminate, and the
+# go test -bench figures of ./media and ./dnsresolve. Prints a table and
+# writes bench.json. BENCHFLAGS=-quick for a smoke run; -sections 1,2,3,4,5
+# to choose. Section 1 installs what it needs when missing and says so:
+# Debian's kamailio + kamailio-tls-modules (apt-get), and the TLS-native sipp
+# into SIPP_TLS_PREFIX with the shared tools/sipp-tls/install.sh (found next
+# to the repository, or give SIPP_TLS_INSTALL=path/to/install.sh); without
+# it, Debian's sipp behind socat.
+SIPP_TLS_PREFIX  ?= /var/tmp/edge-sbc-sipp-tls
+SIPP_TLS_INSTALL ?=
 bench: test-deps build
-	$(GO) run ./test/bench -sbc $(BIN) -out bench.json $(BENCHFLAGS)
+	$(GO) run ./test/bench -sbc $(BIN) -out bench.json -sipp-tls-prefix $(SIPP_TLS_PREFIX) \
+		$(if $(SIPP_TLS_INSTALL),-sipp-tls-install $(SIPP_TLS_INSTALL)) $(BENCHFLAGS)
 
 # Soak: a steady SIPS call load through the SBC (sipp -> socat -> edge-sbc ->
 # socat -> sipp, loopback) for SOAK_DURATION, sampling /metrics; fails on a

@@ -37,7 +37,7 @@ func runConcurrent(ctx context.Context, e *env, rep *report) error {
 		rate: rate, calls: nmax, pause: pause, limit: nmax + 100, timeout: setup + pause + 60*time.Second}
 	done := make(chan uacResult, 1)
 	go func() {
-		r, _, err := e.runUAC(ctx, long)
+		r, _, err := e.runUAC(ctx, long, "sipp-uac")
 		if err != nil {
 			r.why = err.Error()
 		}

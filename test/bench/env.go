@@ -15,11 +15,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/edge-sbc/edge-sbc/test/internal/proc"
 )
 
-const loopback = proc.Loopback
+const loopback = "127.0.0.1"
 
 // env is the shared state of a run: work directory, binary, PKI, and the
 // processes started (stopped by cleanupProcs at the end of each section).
@@ -29,9 +27,11 @@ type env struct {
 	dir  string // work directory
 	bin  string // edge-sbc binary
 	pki  map[string]tlsFiles
+	// kamNote is set when installing Kamailio started its system service.
+	kamNote string
 
 	mu    sync.Mutex
-	procs []*proc.Proc
+	procs []*proc
 	seq   int
 	used  map[int]bool
 }
@@ -150,29 +150,84 @@ func (e *env) freePort(udp bool) (int, error) {
 	return 0, errors.New("no free port")
 }
 
-func (e *env) start(name, bin string, args ...string) (*proc.Proc, error) {
+// proc is a child process in its own process group.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+func (e *env) start(name, bin string, args ...string) (*proc, error) {
 	e.mu.Lock()
 	e.seq++
 	logPath := filepath.Join(e.dir, fmt.Sprintf("%02d-%s.log", e.seq, name))
 	e.mu.Unlock()
-	p, err := proc.Start(proc.Options{Path: bin, Args: args, Name: name, Dir: e.dir, Log: logPath})
+	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = e.dir
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		_ = f.Close()
+		close(p.done)
+	}()
 	e.mu.Lock()
 	e.procs = append(e.procs, p)
 	e.mu.Unlock()
 	return p, nil
 }
 
-// wait waits until p exits or ctx ends (then it is stopped).
-func wait(ctx context.Context, p *proc.Proc) error {
+func (p *proc) exited() bool {
 	select {
-	case <-p.Done():
-	case <-ctx.Done():
-		p.Stop(syscall.SIGINT, 3*time.Second)
+	case <-p.done:
+		return true
+	default:
+		return false
 	}
-	return p.Err()
+}
+
+// wait waits until the process exits or ctx ends (then it is stopped).
+func (p *proc) wait(ctx context.Context) error {
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		p.stop(syscall.SIGINT, 3*time.Second)
+	}
+	return p.err
+}
+
+// stop signals the process group with sig, then SIGKILL after grace.
+func (p *proc) stop(sig syscall.Signal, grace time.Duration) {
+	pid := p.cmd.Process.Pid
+	if !p.exited() {
+		_ = syscall.Kill(-pid, sig)
+		select {
+		case <-p.done:
+		case <-time.After(grace):
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			<-p.done
+		}
+	}
+	_ = syscall.Kill(-pid, syscall.SIGKILL) // socat fork children
+}
+
+func (p *proc) tail(n int) string {
+	b, _ := os.ReadFile(p.log)
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
 }
 
 func (e *env) cleanupProcs() {
@@ -181,7 +236,32 @@ func (e *env) cleanupProcs() {
 	e.procs = nil
 	e.mu.Unlock()
 	for i := len(ps) - 1; i >= 0; i-- {
-		ps[i].Stop(syscall.SIGTERM, 5*time.Second)
+		ps[i].stop(syscall.SIGTERM, 5*time.Second)
+	}
+}
+
+// waitListening waits for a TCP listener on loopback:port (read from
+// /proc/net/tcp, no probe connection).
+func waitListening(port int, timeout time.Duration, p *proc) error {
+	deadline := time.Now().Add(timeout)
+	want := fmt.Sprintf("0100007F:%04X", port)
+	for {
+		if b, err := os.ReadFile("/proc/net/tcp"); err == nil {
+			sc := bufio.NewScanner(strings.NewReader(string(b)))
+			for sc.Scan() {
+				f := strings.Fields(sc.Text())
+				if len(f) > 3 && f[3] == "0A" && f[1] == want {
+					return nil
+				}
+			}
+		}
+		if p != nil && p.exited() {
+			return fmt.Errorf("%s exited before listening on %d: %v\n%s", p.name, port, p.err, p.tail(2000))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nothing listens on %s:%d after %v", loopback, port, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -205,7 +285,7 @@ func (e *env) tlsClientProxy(target string, files tlsFiles, serverName string) (
 	if err != nil {
 		return 0, err
 	}
-	return port, proc.WaitListening(port, 5*time.Second, p)
+	return port, waitListening(port, 5*time.Second, p)
 }
 
 // tlsServerProxy: OPENSSL-LISTEN (fork, client certificate required) ->
@@ -215,13 +295,18 @@ func (e *env) tlsServerProxy(files tlsFiles, backend int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return port, e.tlsServerProxyOn(files, port, backend)
+}
+
+// tlsServerProxyOn is tlsServerProxy on a given port.
+func (e *env) tlsServerProxyOn(files tlsFiles, port, backend int) error {
 	listen := strings.Join([]string{fmt.Sprintf("OPENSSL-LISTEN:%d", port), "bind=" + loopback, "fork", "reuseaddr", "backlog=1024",
 		"cert=" + socatEscape(files.cert), "key=" + socatEscape(files.key), "cafile=" + socatEscape(files.ca), "verify=1"}, ",")
 	p, err := e.start("socat-server", "socat", "-lh", listen, fmt.Sprintf("TCP:%s:%d", loopback, backend))
 	if err != nil {
-		return 0, err
+		return err
 	}
-	return port, proc.WaitListening(port, 5*time.Second, p)
+	return waitListening(port, 5*time.Second, p)
 }
 
 // sbcConfig is the configuration of the SBC under test: mutual TLS
@@ -253,7 +338,7 @@ metrics: { listen: "127.0.0.1:%[6]d" }
 }
 
 // startSBC starts edge-sbc and waits for /readyz.
-func (e *env) startSBC(cfg string, metrics int) (*proc.Proc, error) {
+func (e *env) startSBC(cfg string, metrics int) (*proc, error) {
 	path := filepath.Join(e.dir, fmt.Sprintf("edge-sbc-%d.yaml", metrics))
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -271,8 +356,8 @@ func (e *env) startSBC(cfg string, metrics int) (*proc.Proc, error) {
 				return p, nil
 			}
 		}
-		if p.Exited() || time.Now().After(deadline) {
-			return nil, fmt.Errorf("edge-sbc not ready: %v\n%s", p.Err(), p.LogTail(3000))
+		if p.exited() || time.Now().After(deadline) {
+			return nil, fmt.Errorf("edge-sbc not ready: %v\n%s", p.err, p.tail(3000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

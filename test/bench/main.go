@@ -3,8 +3,11 @@
 // It measures, on loopback only, and prints next to each figure a baseline
 // measured in the same run:
 //
-//  1. call rate over mutual TLS: sipp UAC -> socat -> edge-sbc -> socat ->
-//     sipp UAS, ramped; baseline sipp -> socat -> socat -> sipp directly;
+//  1. call rate over mutual TLS: a TLS-native sipp (sipp-tls, installed
+//     when missing) as caller and callee, one TLS connection per side,
+//     ramped in steps through edge-sbc and, in the same run, through
+//     Kamailio as a stateful record-routing proxy (rate.go, kamailio/);
+//     sipp behind socat when sipp-tls cannot be installed;
 //  2. concurrent calls: RSS and goroutines per held call (with media ports
 //     allocated), and the setup rate of a burst while loaded;
 //  3. relay throughput, CPU per packet, added latency and fairness of the
@@ -16,6 +19,7 @@
 //  5. go test -bench figures of the hot paths (./media, ./dnsresolve).
 //
 // Usage: go run ./test/bench [-out bench.json] [-quick] [-sections 1,2,3,4,5]
+// (-h for the rest).
 package main
 
 import (
@@ -38,7 +42,7 @@ type Result struct {
 	Value    float64 `json:"value"`
 	Unit     string  `json:"unit"`
 	Baseline float64 `json:"baseline,omitempty"`
-	// BaseName says what the baseline is ("sipp direct", "bare forwarder").
+	// BaseName says what the baseline is ("Kamailio 5.6.3", "bare forwarder").
 	BaseName string `json:"baseline_name,omitempty"`
 	Note     string `json:"note,omitempty"`
 	// NA is set when the figure could not be measured (Note says why).
@@ -50,8 +54,9 @@ type Result struct {
 
 // report collects results in the order they are measured.
 type report struct {
-	results []Result
-	notes   []string
+	results  []Result
+	notes    []string
+	callRate *CallRate // section 1 per step
 }
 
 func (r *report) add(x Result) {
@@ -78,8 +83,21 @@ type options struct {
 	streams   []int
 	relayDur  time.Duration
 	sbcBin    string
-	transport string // "", "t1" or "tn": "" measures both for the baseline
 	keep      bool
+	install   bool // install what section 1 needs when missing
+
+	// section 1
+	sippTLS        string // a sipp-tls binary to use as is
+	sippTLSInstall string // the shared install script
+	sippTLSPrefix  string
+	socat          bool // force the fallback (Debian's sipp behind socat)
+	kamWorkers     int
+	retries        int
+	quietWait      time.Duration
+	quietMax       float64
+	sbcLimits      string // extra limits: keys of edge-sbc's config in section 1
+	rssRate        int
+	rssDur         time.Duration
 }
 
 var start = time.Now()
@@ -102,16 +120,27 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "write the results as JSON to this file")
 	flag.BoolVar(&o.quick, "quick", false, "short steps and small sizes (smoke run, about 2 minutes)")
 	flag.StringVar(&sections, "sections", "1,2,3,4,5", "sections to run (comma separated)")
-	flag.DurationVar(&o.stepDur, "step", 0, "duration of one call-rate step (default 10s, 3s with -quick)")
-	flag.StringVar(&rates, "rates", "", "call rates to ramp, calls/s (default 200,400,...,2000 in steps of 200)")
+	flag.DurationVar(&o.stepDur, "step", 0, "duration of one call-rate step (default 15s, 5s with -quick)")
+	flag.StringVar(&rates, "rates", "", "call rates to ramp, calls/s (default 500,1000,...,4000; 500,1000,2000 with -quick)")
 	flag.StringVar(&calls, "calls", "", "concurrent call counts to hold (default 1000,3000,6000; 200,500 with -quick)")
 	flag.DurationVar(&o.holdPause, "hold", 0, "how long each held call lasts, -d of sipp (default 60s, 15s with -quick)")
 	flag.IntVar(&o.holdRate, "hold-rate", 200, "setup rate of the held calls, calls/s")
 	flag.StringVar(&streams, "streams", "", "concurrent relay streams (default 50,200; 50 with -quick)")
 	flag.DurationVar(&o.relayDur, "relay-dur", 0, "duration of one relay measurement (default 3s, 1s with -quick)")
 	flag.StringVar(&o.sbcBin, "sbc", "bin/edge-sbc", "edge-sbc binary (built with go build when missing)")
-	flag.StringVar(&o.transport, "transport", "", "sipp transport t1 or tn (default: measure both directly, use the better)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the work directory (logs, sipp statistics)")
+	flag.BoolVar(&o.install, "install", true, "install sipp-tls and Kamailio when missing (section 1)")
+	flag.StringVar(&o.sippTLS, "sipp-tls", "", "TLS-native sipp to use (default: PREFIX/bin/sipp-tls, installed when missing)")
+	flag.StringVar(&o.sippTLSInstall, "sipp-tls-install", os.Getenv("SIPP_TLS_INSTALL"), "sipp-tls install script (default $SIPP_TLS_INSTALL, else shared/tools/sipp-tls/install.sh next to the repository)")
+	flag.StringVar(&o.sippTLSPrefix, "sipp-tls-prefix", defaultSippTLSPrefix, "where sipp-tls is installed")
+	flag.BoolVar(&o.socat, "socat", false, "section 1 with Debian's sipp behind socat instead of sipp-tls (the fallback)")
+	flag.IntVar(&o.kamWorkers, "kamailio-workers", 4, "Kamailio TCP/TLS worker processes (tcp_children)")
+	flag.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each call-rate step, wait up to this long while other users of the machine use more than -quiet-max (10s with -quick; 0: never wait)")
+	flag.Float64Var(&o.quietMax, "quiet-max", 25, "CPU of other users (% of one core) above which a call-rate step waits (-quiet-wait)")
+	flag.StringVar(&o.sbcLimits, "sbc-limits", "", `extra "limits:" keys of edge-sbc in section 1, e.g. "max_pending_per_connection: 1024" (default: edge-sbc's defaults)`)
+	flag.IntVar(&o.retries, "retries", 1, "how often a failed call-rate step is run again before the ramp of that system ends (the machine may be shared)")
+	flag.IntVar(&o.rssRate, "rss-rate", 0, "rate of edge-sbc's RSS run, calls/s (default 2000; 1000 with -quick)")
+	flag.DurationVar(&o.rssDur, "rss-dur", 0, "length of edge-sbc's RSS run, RSS read half way and at the end (default 60s; 10s with -quick; -1s: none)")
 	flag.Parse()
 
 	o.sections = map[int]bool{}
@@ -129,15 +158,24 @@ func main() {
 			}
 		}
 	}
-	def(&o.stepDur, 10*time.Second, 3*time.Second)
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.quick && !set["quiet-wait"] {
+		o.quietWait = 10 * time.Second
+	}
+	def(&o.stepDur, 15*time.Second, 5*time.Second)
+	def(&o.rssDur, 60*time.Second, 10*time.Second)
+	if o.rssRate == 0 {
+		o.rssRate = 2000
+		if o.quick {
+			o.rssRate = 1000
+		}
+	}
 	def(&o.holdPause, 60*time.Second, 15*time.Second)
 	def(&o.relayDur, 3*time.Second, time.Second)
-	o.rates = intList(rates, []int{200, 400, 600, 800, 1000, 1200, 1400, 1600, 1800, 2000}, []int{100, 400, 1200}, o.quick)
+	o.rates = intList(rates, []int{500, 1000, 1500, 2000, 2500, 3000, 3500, 4000}, []int{500, 1000, 2000}, o.quick)
 	o.calls = intList(calls, []int{1000, 3000, 6000}, []int{200, 500}, o.quick)
 	o.streams = intList(streams, []int{50, 200}, []int{50}, o.quick)
-	if o.transport != "" && o.transport != "t1" && o.transport != "tn" {
-		fatalf("-transport must be t1 or tn")
-	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -181,11 +219,12 @@ func main() {
 	printTable(os.Stdout, mi, rep)
 	if o.out != "" {
 		out := struct {
-			Machine map[string]string `json:"machine"`
-			Quick   bool              `json:"quick"`
-			Results []Result          `json:"results"`
-			Notes   []string          `json:"notes"`
-		}{mi, o.quick, rep.results, rep.notes}
+			Machine  map[string]string `json:"machine"`
+			Quick    bool              `json:"quick"`
+			Results  []Result          `json:"results"`
+			CallRate *CallRate         `json:"call_rate,omitempty"`
+			Notes    []string          `json:"notes"`
+		}{mi, o.quick, rep.results, rep.callRate, rep.notes}
 		b, _ := json.MarshalIndent(out, "", "  ")
 		if err := os.WriteFile(o.out, append(b, '\n'), 0o644); err != nil {
 			fatalf("%v", err)

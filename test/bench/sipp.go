@@ -3,53 +3,71 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/edge-sbc/edge-sbc/test/internal/proc"
 )
 
-// freeUDPRange returns p such that UDP p..p+n-1 are free on loopback.
+// sippUDPMin and sippUDPMax bound the UDP ports of sipp (-cp, -mp): below
+// the SBC's media ranges (from 20000) and the kernel's ephemeral ports
+// (from 32768), so that neither takes a port the other is about to bind.
+const sippUDPMin, sippUDPMax = 10000, 19999
+
+// freeUDPRange returns an even p such that UDP p..p+n-1 are free on
+// loopback and not handed out before in this run, within sippUDPMin..Max.
 func (e *env) freeUDPRange(n int) (int, error) {
-	for range 100 {
-		p, err := e.freePort(true)
-		if err != nil {
-			return 0, err
-		}
-		if p%2 == 1 || p+n > 65535 {
+	for range 500 {
+		p := sippUDPMin + 2*rand.IntN((sippUDPMax-sippUDPMin)/2)
+		if p+n-1 > sippUDPMax {
 			continue
 		}
+		e.mu.Lock()
 		ok := true
-		for i := 1; i < n && ok; i++ {
+		for i := range n {
+			ok = ok && !e.used[p+i]
+		}
+		e.mu.Unlock()
+		for i := 0; i < n && ok; i++ {
 			c, err := net.ListenPacket("udp4", net.JoinHostPort(loopback, strconv.Itoa(p+i)))
 			if err != nil {
 				ok = false
 				break
 			}
 			_ = c.Close()
-			e.mu.Lock()
-			ok = !e.used[p+i]
-			e.used[p+i] = true
-			e.mu.Unlock()
 		}
+		if !ok {
+			continue
+		}
+		e.mu.Lock()
+		for i := range n {
+			ok = ok && !e.used[p+i]
+			e.used[p+i] = true
+		}
+		e.mu.Unlock()
 		if ok {
 			return p, nil
 		}
 	}
-	return 0, fmt.Errorf("no free UDP port range")
+	return 0, fmt.Errorf("no free UDP port range in %d-%d", sippUDPMin, sippUDPMax)
 }
 
 // sippRun describes one sipp process.
 type sippRun struct {
+	// tool is Debian's sipp (zero value) or sipp-tls; with sipp-tls and tls
+	// set, sipp speaks TLS itself (-t l1) with that certificate and
+	// verifies the peer's against tls.ca.
+	tool      loadTool
+	tls       *tlsFiles
 	scenario  string // path
 	remote    string // UAC: host:port; "" for a UAS
-	transport string // t1 or tn
+	transport string // t1 or tn (ignored with tls: l1)
 	rate      int
 	calls     int // -m; 0 = unlimited (UAS)
 	limit     int // -l; 0 = sipp default
@@ -57,6 +75,7 @@ type sippRun struct {
 	timeout   time.Duration // -timeout (whole run)
 	port      int           // local port (UAS listens there)
 	stat      string        // -stf file
+	errf      string        // -error_file (-trace_err)
 }
 
 func (e *env) sippArgs(r *sippRun) ([]string, error) {
@@ -77,12 +96,18 @@ func (e *env) sippArgs(r *sippRun) ([]string, error) {
 	e.mu.Lock()
 	e.seq++
 	r.stat = filepath.Join(e.dir, fmt.Sprintf("%02d-sipp-stat.csv", e.seq))
+	r.errf = filepath.Join(e.dir, fmt.Sprintf("%02d-sipp-errors.log", e.seq))
 	e.mu.Unlock()
 	var a []string
 	if r.remote != "" {
 		a = append(a, r.remote)
 	}
-	a = append(a, "-sf", r.scenario, "-t", r.transport,
+	transport := r.transport
+	if r.tls != nil {
+		transport = "l1"
+		a = append(a, "-tls_cert", r.tls.cert, "-tls_key", r.tls.key, "-tls_ca", r.tls.ca)
+	}
+	a = append(a, "-sf", r.scenario, "-t", transport,
 		"-i", loopback, "-p", strconv.Itoa(r.port), "-bind_local",
 		"-ci", loopback, "-cp", strconv.Itoa(cp),
 		"-mi", loopback, "-mp", strconv.Itoa(mp),
@@ -90,7 +115,11 @@ func (e *env) sippArgs(r *sippRun) ([]string, error) {
 		"-r", strconv.Itoa(max(r.rate, 1)),
 		"-d", strconv.FormatInt(r.pause.Milliseconds(), 10),
 		"-nostdin", "-max_socket", "8000",
-		"-trace_stat", "-stf", r.stat, "-fd", "1")
+		// A UAS lives for a whole section on a shared, loaded machine:
+		// late timer ticks must not end it (3 s stalls still do).
+		"-watchdog_minor_maxtriggers", "1000000",
+		"-trace_stat", "-stf", r.stat, "-fd", "1",
+		"-trace_err", "-error_file", r.errf)
 	if r.calls > 0 {
 		a = append(a, "-m", strconv.Itoa(r.calls))
 	}
@@ -103,18 +132,20 @@ func (e *env) sippArgs(r *sippRun) ([]string, error) {
 	return a, nil
 }
 
-// startUAS starts a sipp UAS and waits until it listens.
-func (e *env) startUAS(scenario, transport string) (*proc.Proc, *sippRun, error) {
-	r := &sippRun{scenario: scenario, transport: transport, pause: 100 * time.Millisecond}
+// startUAS starts a sipp UAS (-t t1, or sipp-tls -t l1 when tls is set:
+// then it is a TLS server with that certificate that requires a client
+// certificate of tls.ca) and waits until it listens.
+func (e *env) startUAS(tool loadTool, scenario, name string, tls *tlsFiles) (*proc, *sippRun, error) {
+	r := &sippRun{tool: tool, tls: tls, scenario: scenario, transport: "t1", pause: 100 * time.Millisecond}
 	args, err := e.sippArgs(r)
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := e.start("sipp-uas", "sipp", args...)
+	p, err := e.start(name, tool.sipp(), args...)
 	if err != nil {
 		return nil, nil, err
 	}
-	return p, r, proc.WaitListening(r.port, 10*time.Second, p)
+	return p, r, waitListening(r.port, 10*time.Second, p)
 }
 
 // uacResult is the outcome of one UAC run.
@@ -127,10 +158,12 @@ type uacResult struct {
 	cpu                map[string]float64 // CPU seconds per process name during the run
 	sbcRSS, sbcCPU     float64            // SBC RSS at the end (bytes), CPU seconds used
 	sbcGoroutinesAfter float64
+	errs               string // the most frequent error of sipp's -trace_err file
 }
 
 // runUAC runs a sipp UAC to completion (bounded by ctx and a timeout).
-func (e *env) runUAC(ctx context.Context, r *sippRun) (uacResult, *proc.Proc, error) {
+// name names its process (log file, CPU accounting).
+func (e *env) runUAC(ctx context.Context, r *sippRun, name string) (uacResult, *proc, error) {
 	res := uacResult{rate: r.rate, calls: r.calls}
 	args, err := e.sippArgs(r)
 	if err != nil {
@@ -138,35 +171,72 @@ func (e *env) runUAC(ctx context.Context, r *sippRun) (uacResult, *proc.Proc, er
 	}
 	cpu0 := groupCPU()
 	t0 := time.Now()
-	p, err := e.start("sipp-uac", "sipp", args...)
+	p, err := e.start(name, r.tool.sipp(), args...)
 	if err != nil {
 		return res, nil, err
 	}
 	bound := time.Duration(r.calls/max(r.rate, 1))*time.Second + r.pause + 20*time.Second
 	cctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	_ = wait(cctx, p)
+	_ = p.wait(cctx)
 	res.elapsed = time.Since(t0)
 	res.cpu = cpuDelta(cpu0, groupCPU(), e)
-	if p.Exited() {
-		res.cpu["sipp-uac"] = p.CPU().Seconds()
+	if st := p.cmd.ProcessState; st != nil {
+		res.cpu[name] = (st.UserTime() + st.SystemTime()).Seconds()
 	}
-	res.exit = p.ExitCode()
+	res.exit = exitCode(p)
 	e.forget(p)
-	if st, err := proc.ReadSippStats(r.stat); err == nil {
-		res.succ, res.fail = st.Successful, st.Failed
-	} else {
-		res.why = "no statistics from sipp: " + err.Error()
+	var ok bool
+	res.succ, res.fail, ok = parseStatCSV(readFile(r.stat))
+	if !ok {
+		res.why = "no statistics from sipp"
 	}
+	res.errs = sippErrDigest(r.errf)
 	return res, p, nil
 }
 
 // forget drops a finished process from the list cleanupProcs stops.
-func (e *env) forget(p *proc.Proc) {
-	p.Stop(syscall.SIGKILL, time.Second)
+func (e *env) forget(p *proc) {
+	p.stop(syscall.SIGKILL, time.Second)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.procs = slices.DeleteFunc(e.procs, func(q *proc.Proc) bool { return q == p })
+	e.procs = slices.DeleteFunc(e.procs, func(q *proc) bool { return q == p })
+}
+
+func exitCode(p *proc) int {
+	if p.cmd.ProcessState == nil {
+		return -1
+	}
+	if st, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && st.Signaled() {
+		return 128 + int(st.Signal())
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+func readFile(p string) string {
+	b, _ := os.ReadFile(p)
+	return string(b)
+}
+
+// parseStatCSV returns the cumulative SuccessfulCall(C)/FailedCall(C) of the
+// last row of a sipp -trace_stat file.
+func parseStatCSV(csv string) (succ, fail int, ok bool) {
+	lines := strings.Split(strings.TrimSpace(csv), "\n")
+	if len(lines) < 2 {
+		return 0, 0, false
+	}
+	head := strings.Split(lines[0], ";")
+	si, fi := slices.Index(head, "SuccessfulCall(C)"), slices.Index(head, "FailedCall(C)")
+	if si < 0 || fi < 0 {
+		return 0, 0, false
+	}
+	row := strings.Split(lines[len(lines)-1], ";")
+	if len(row) <= max(si, fi) {
+		return 0, 0, false
+	}
+	s, err1 := strconv.Atoi(strings.TrimSpace(row[si]))
+	f, err2 := strconv.Atoi(strings.TrimSpace(row[fi]))
+	return s, f, err1 == nil && err2 == nil
 }
 
 // groupCPU returns the CPU time (user+sys, seconds) of every process group
@@ -210,9 +280,9 @@ func cpuDelta(a, b map[int]float64, e *env) map[string]float64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, p := range e.procs {
-		pg := p.Pid()
+		pg := p.cmd.Process.Pid
 		if d := b[pg] - a[pg]; d > 0 {
-			out[p.Name()] += d
+			out[p.name] += d
 		}
 	}
 	return out
@@ -237,4 +307,53 @@ func fmtCPU(m map[string]float64, wall time.Duration) string {
 		parts = append(parts, fmt.Sprintf("%s %.0f%%", n, 100*m[n]/wall.Seconds()))
 	}
 	return strings.Join(parts, ", ")
+}
+
+var (
+	sippErrLine = regexp.MustCompile(`^\d{4}-\d\d-\d\d\t[\d:.]+\t[\d.]+: (.*)$`)
+	sippCallID  = regexp.MustCompile(`Call-I[dD] '[^']*'`)
+)
+
+// sippErrDigest names the most frequent error in a sipp -trace_err file
+// (Call-IDs left out; a received response with its Warning header), e.g.
+// `378× "... received 'SIP/2.0 503 Service Unavailable | Warning: 399 ..."`.
+func sippErrDigest(path string) string {
+	b := readFile(path)
+	if b == "" {
+		return ""
+	}
+	count := map[string]int{}
+	total := 0
+	key := ""
+	flush := func() {
+		if key != "" {
+			count[key]++
+			total++
+		}
+		key = ""
+	}
+	for _, l := range strings.Split(b, "\n") {
+		if m := sippErrLine.FindStringSubmatch(l); m != nil {
+			flush()
+			key = strings.TrimSpace(sippCallID.ReplaceAllString(m[1], "Call-Id"))
+			if strings.HasSuffix(key, "Retrying...") || strings.HasPrefix(key, "Overload warning:") {
+				key = "" // SSL_ERROR_WANT_READ/WRITE retried; sipp's own timer late: not call errors
+			}
+			continue
+		}
+		if key != "" && strings.HasPrefix(l, "Warning:") {
+			key += " | " + strings.TrimSpace(l)
+		}
+	}
+	flush()
+	best, n := "", 0
+	for k, c := range count {
+		if c > n || (c == n && k < best) {
+			best, n = k, c
+		}
+	}
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d× %q (of %d errors)", n, best, total)
 }
