@@ -133,4 +133,5 @@ func (c *Config) applyDefaults(set keySet) {
 	dur("cdr.sync_interval", &c.CDR.SyncInterval, DefaultCDRSyncInterval)
 	dur("shutdown.drain_timeout", &c.Shutdown.DrainTimeout, DefaultDrainTimeout)
 	c.applyPolicyDefaults(set)
+	c.applyTraceDefaults(set)
 }

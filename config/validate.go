@@ -42,6 +42,9 @@ func (c *Config) Validate() error {
 	if err := c.validatePolicy(); err != nil {
 		return err
 	}
+	if err := c.validateTrace(); err != nil {
+		return err
+	}
 	return c.validateLog()
 }
 
