@@ -162,6 +162,8 @@ func serve(sigs <-chan os.Signal, path, stateDir string, stderr io.Writer) error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := sip.NewMetrics(reg)
+	tr := startTracing(cfg, reg, store, log) // trace.go: HEP export, TLS key log
+	defer tr.Close()
 
 	mctx, stopMedia := context.WithCancel(context.Background())
 	defer stopMedia()
@@ -184,7 +186,7 @@ func serve(sigs <-chan os.Signal, path, stateDir string, stderr io.Writer) error
 		}
 	}
 
-	b2b, err := sip.New(sip.Options{Config: cfg, Store: store, Resolver: res, Log: log, Media: anchor, Metrics: metrics, CDRs: cdrs})
+	b2b, err := sip.New(sip.Options{Config: cfg, Store: store, Resolver: res, Log: log, Media: anchor, Metrics: metrics, CDRs: cdrs, Tracer: tr.Tracer()})
 	if err != nil {
 		return err
 	}
