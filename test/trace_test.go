@@ -28,17 +28,22 @@ type traceBed struct {
 
 // traceOpts are the keys a traceBed adds to its configuration.
 type traceOpts struct {
-	tls    string // more keys under tls:, indented by two spaces
-	top    string // more top-level sections
-	inside string // more keys of the callee trunk, e.g. ", trace: false"
+	tls    string   // more keys under tls:, indented by two spaces
+	top    string   // more top-level sections
+	inside string   // more keys of the callee trunk, e.g. ", trace: false"
+	media  string   // media.port_range; default "41000-41999"
+	uas    []string // more sipp arguments of the callee
 }
 
 func newTraceBed(t *testing.T, o traceOpts) *traceBed {
 	t.Helper()
 	harness.LookTools(t)
 	b := &traceBed{}
+	if o.media == "" {
+		o.media = "41000-41999"
+	}
 	b.pki = harness.DevPKI(t, t.TempDir(), "sbc.test", "caller.test", "callee.test")
-	uas := harness.StartSippUAS(t, harness.SippOptions{Scenario: "uas_basic.xml", Timeout: 60 * time.Second})
+	uas := harness.StartSippUAS(t, harness.SippOptions{Scenario: "uas_basic.xml", Timeout: 60 * time.Second, Extra: o.uas})
 	b.calleeTL = harness.StartTLSServerProxy(t, b.pki["callee.test"], uas.Port(), true)
 	b.mtlsPort = harness.FreePort(t)
 	b.metrics = harness.FreePort(t)
@@ -57,13 +62,13 @@ trunks:
 routes:
   - { from: outside, to: inside }
 sip: { provisional_timeout: 1s }
-media: { port_range: "41000-41999", bind: 127.0.0.1 }
+media: { port_range: "%s", bind: 127.0.0.1 }
 log: { level: debug, format: json }
 shutdown: { drain_timeout: 2s }
 limits: { max_connections_per_ip: 1000, handshakes_per_ip: 1000 }
 metrics: { listen: "127.0.0.1:%d" }
 %s
-`, b.pki["sbc.test"].Cert, b.pki["sbc.test"].Key, b.pki["sbc.test"].CA, o.tls, b.mtlsPort, b.calleeTL, o.inside, b.metrics, o.top)
+`, b.pki["sbc.test"].Cert, b.pki["sbc.test"].Key, b.pki["sbc.test"].CA, o.tls, b.mtlsPort, b.calleeTL, o.inside, o.media, b.metrics, o.top)
 	b.sbc = harness.StartSBC(t, cfg)
 	return b
 }
@@ -72,12 +77,28 @@ metrics: { listen: "127.0.0.1:%d" }
 // and waits for its CDR.
 func (b *traceBed) call(t *testing.T) {
 	t.Helper()
+	b.callWhile(t, 0, nil)
+}
+
+// callWhile places the call with the callee's answer lasting pause (0:
+// sipp's default) and runs during (when not nil) once it is answered.
+func (b *traceBed) callWhile(t *testing.T, pause time.Duration, during func()) {
+	t.Helper()
 	local := harness.StartTLSClientProxy(t, fmt.Sprintf("127.0.0.1:%d", b.mtlsPort), b.pki["caller.test"], true, "sbc.test")
-	res := harness.RunSippUAC(t, harness.SippOptions{
-		Scenario: "uac_basic.xml", RemoteAddr: fmt.Sprintf("127.0.0.1:%d", local),
-		RURIHost: "sbc.test", Service: "alice", Calls: 1, Timeout: 40 * time.Second,
-	})
-	harness.RequireOK(t, "call", res, 1)
+	done := make(chan harness.SippResult, 1)
+	go func() {
+		done <- harness.RunSippUAC(t, harness.SippOptions{
+			Scenario: "uac_basic.xml", RemoteAddr: fmt.Sprintf("127.0.0.1:%d", local),
+			RURIHost: "sbc.test", Service: "alice", Calls: 1, Pause: pause, Timeout: pause + 40*time.Second,
+		})
+	}()
+	if during != nil {
+		if !b.sbc.WaitLog(`"event":"call_answer"`, 10*time.Second) {
+			t.Fatal("call not answered")
+		}
+		during()
+	}
+	harness.RequireOK(t, "call", <-done, 1)
 	if !b.sbc.WaitLog(`"event":"call_end"`, 5*time.Second) {
 		t.Fatal("no call_end CDR line")
 	}
