@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 # Debian packages the tests talk to (real peers on loopback).
-TEST_DEBS := sip-tester socat openssl systemd baresip-core sox
+TEST_DEBS := sip-tester socat openssl systemd baresip-core sox tshark prometheus npm
 # How long `make test` fuzzes each target (`make fuzz` runs longer).
 FUZZ_BRIEF ?= 5s
 FUZZTIME   ?= 2m
@@ -34,6 +34,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRequestPolicy$$' -fuzztime $(FUZZTIME) ./sip
 	$(GO) test -run '^$$' -fuzz '^FuzzOffer$$' -fuzztime $(FUZZTIME) ./media
 	$(GO) test -run '^$$' -fuzz '^FuzzOfferTerminate$$' -fuzztime $(FUZZTIME) ./media
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./sip/hep
 
 test-deps:
 	@missing=""; \
@@ -43,10 +44,18 @@ test-deps:
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v baresip >/dev/null || missing="$$missing baresip-core"; \
 	command -v sox >/dev/null || missing="$$missing sox"; \
+	command -v tshark >/dev/null || missing="$$missing tshark"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
+		echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@# hep-js, the HEP decoder of the HEP export test (test/hep); without the
+	@# npm registry that test skips.
+	@[ -f test/hep/node_modules/hep-js/index.js ] || (cd test/hep && npm ci --no-audit --no-fund) || \
+		echo "test-deps: npm ci in test/hep failed: TestHEPExportDecodedByHepJS will skip"
 	@[ -x "$$($(GO) env GOPATH)/bin/staticcheck" ] || (cd /tmp && $(GO) install $(STATICCHECK))
 
 unit:

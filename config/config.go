@@ -33,6 +33,7 @@ type Config struct {
 	Metrics  Metrics  `yaml:"metrics"`
 	CDR      CDR      `yaml:"cdr"`
 	Limits   Limits   `yaml:"limits"`
+	Trace    Trace    `yaml:"trace"` // see trace.go
 }
 
 // Limits protect the SBC and the networks behind it.
@@ -132,6 +133,8 @@ type TLS struct {
 	MinVersion string `yaml:"min_version"`
 	// HandshakeTimeout bounds a TLS handshake. Default 10s; 0 is refused.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// KeylogFile receives the NSS key log of every TLS connection (see trace.go). Default: empty (off).
+	KeylogFile string `yaml:"keylog_file"`
 }
 
 // Listen is one SIP-over-TLS listener.

@@ -134,4 +134,5 @@ func (c *Config) applyDefaults(set keySet) {
 	dur("shutdown.drain_timeout", &c.Shutdown.DrainTimeout, DefaultDrainTimeout)
 	c.applyPolicyDefaults(set)
 	c.applyOperatorDefaults(set)
+	c.applyTraceDefaults(set)
 }

@@ -23,7 +23,8 @@ import (
 // tls.handshake_timeout, dns (all keys: the resolver is built at start),
 // sip.keepalive_interval, sip.max_message_size, media (all keys: the relay
 // keeps its sockets, range and timers; SDP must never advertise an address
-// no socket is bound to), log.format, metrics (all keys) and cdr (all keys).
+// no socket is bound to), log.format, metrics (all keys), cdr (all keys),
+// tls.keylog_file and trace (all keys).
 
 // StartOnlyChanges returns the dotted keys (as in KeyError) of the
 // start-only settings that differ between old, the configuration the
@@ -80,5 +81,6 @@ func StartOnlyChanges(old, next *Config) []string {
 	diff("metrics.pprof", old.Metrics.Pprof, next.Metrics.Pprof)
 	diff("cdr.file", old.CDR.File, next.CDR.File)
 	diff("cdr.sync_interval", old.CDR.SyncInterval, next.CDR.SyncInterval)
+	out = append(out, traceStartOnlyChanges(old, next)...)
 	return out
 }

@@ -20,6 +20,7 @@ var (
 		"media.port_range", "media.bind", "media.timeout", "media.strict_source", "media.learning",
 		"media.dscp.audio", "media.dscp.video", "media.dscp.signalling",
 		"log.format", "metrics.listen", "metrics.pprof", "cdr.file", "cdr.sync_interval",
+		"tls.keylog_file", "trace.hep.addr", "trace.hep.transport", "trace.hep.node_id", "trace.hep.password",
 	}
 	wantLive = []string{
 		"node.public_ipv4", "node.domains",

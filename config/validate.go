@@ -45,6 +45,9 @@ func (c *Config) Validate() error {
 	if err := c.validateOperator(); err != nil {
 		return err
 	}
+	if err := c.validateTrace(); err != nil {
+		return err
+	}
 	return c.validateLog()
 }
 

@@ -32,6 +32,7 @@ func NewServerConfig(s *Store, mode ClientAuth, minVersion uint16) *tls.Config {
 	outer.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		c := baseConfig(minVersion)
 		c.Certificates = []tls.Certificate{*s.Certificate()}
+		c.KeyLogWriter = s.keyLogWriter() // SetKeyLog; nil: off
 		c.ClientAuth = mode.tlsClientAuth()
 		if mode != ClientAuthNone {
 			c.ClientCAs = s.Roots()
@@ -89,6 +90,7 @@ func NewClientConfig(s *Store, serverName, identity string, minVersion uint16) *
 		want = serverName
 	}
 	c.InsecureSkipVerify = true
+	c.KeyLogWriter = s.keyLogWriter() // SetKeyLog; nil: off
 	c.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
 		return s.Certificate(), nil
 	}

@@ -30,6 +30,7 @@ type Store struct {
 
 	reloadMu sync.Mutex // serialises Reload; readers never block
 	cur      atomic.Pointer[material]
+	keyLog   atomic.Pointer[keyLogBox] // SetKeyLog (keylog.go); nil: off
 }
 
 // material is one immutable, consistent snapshot of the Store files.

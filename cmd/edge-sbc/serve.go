@@ -158,6 +158,7 @@ type sbc struct {
 	eng     *media.Engine
 
 	// Set by start.
+	tr      *tracing
 	b2b     *sip.B2BUA
 	watched []*watchedListener
 	wdog    <-chan time.Time // the systemd watchdog tick; nil without one
@@ -212,6 +213,9 @@ func (s *sbc) start() (err error) {
 		return fmt.Errorf("media: %w", err)
 	}
 
+	s.tr = startTracing(s.cfg, s.reg, s.store, s.log) // trace.go: HEP export, TLS key log
+	s.closers.push("tracing", func() error { s.tr.Close(); return nil })
+
 	var cdrs sip.CDRSink
 	if s.cfg.CDR.File != "" {
 		f, err := sip.OpenCDRFile(s.cfg.CDR.File, s.cfg.CDR.SyncInterval, s.log)
@@ -227,7 +231,7 @@ func (s *sbc) start() (err error) {
 	// New opens nothing: its Close is pushed once it has something to
 	// close, before Start.
 	s.b2b, err = sip.New(sip.Options{Config: s.cfg, Store: s.store, Resolver: s.res, Log: s.log,
-		Media: sip.NewMediaAnchor(s.eng, s.metrics), Metrics: s.metrics, CDRs: cdrs})
+		Media: sip.NewMediaAnchor(s.eng, s.metrics), Metrics: s.metrics, CDRs: cdrs, Tracer: s.tr.Tracer()})
 	if err != nil {
 		return err
 	}

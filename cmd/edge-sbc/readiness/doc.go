@@ -44,6 +44,9 @@
 //     chain verifies to the roots in tls.ca. Whether Webex trusts the root
 //     (a public CA) cannot be checked offline; the evidence says so.
 //   - tls.min_version (must): the TLS floor is 1.2 or 1.3.
+//   - tls.keylog (should): tls.keylog_file is not set; while it is, the
+//     check warns that anyone who reads the file can decrypt every call's
+//     signalling.
 //
 // This host:
 //

@@ -84,6 +84,7 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) []Result {
 	out = append(out, r...)
 	out = append(out, checkCert(e)...)
 	out = append(out, checkTLSFloor(cfg))
+	out = append(out, checkKeyLog(cfg))
 
 	out = append(out, checkLocal(ctx, e)...)
 	out = append(out, checkStop(ctx, e))
