@@ -154,6 +154,7 @@ type stream struct {
 
 	legs     [2]leg
 	clocks   atomic.Pointer[clockTable]
+	codec    atomic.Pointer[Codec]
 	held     atomic.Bool // pauses the dead-media timer
 	answered atomic.Bool // both sides signalled: the timer may run
 	closing  atomic.Bool
@@ -462,6 +463,7 @@ func (st *stream) stats() StreamStats {
 		}
 	}
 	ss.PortA, ss.PortB = st.legs[SideA].base, st.legs[SideB].base
+	ss.score(st.codec.Load()) // voice codec of the last SDP (nil: not voice)
 	return ss
 }
 
