@@ -166,6 +166,9 @@ func TestRelayStatsMOS(t *testing.T) {
 		if x.Codec != "PCMU" {
 			t.Fatalf("codec %q", x.Codec)
 		}
+		if x.RemoteA.Port() != uint16(a.port()) || x.RemoteB.Port() != uint16(b.port()) {
+			t.Errorf("remote addresses %v %v, want ports %d %d", x.RemoteA, x.RemoteB, a.port(), b.port())
+		}
 		// 10 % random loss, G.711 with PLC (Ie,eff 27.07), 20 ms plus the
 		// jitter buffer (the packets go faster than their timestamps).
 		want := Estimate(CodecByName("PCMU"), DefaultOneWayDelayMs, x.FromA.JitterMs, 10)

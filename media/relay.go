@@ -463,6 +463,11 @@ func (st *stream) stats() StreamStats {
 		}
 	}
 	ss.PortA, ss.PortB = st.legs[SideA].base, st.legs[SideB].base
+	for side, ap := range [2]*netip.AddrPort{&ss.RemoteA, &ss.RemoteB} {
+		if e := st.legs[side].remRTP.Load(); e != nil {
+			*ap = e.ap
+		}
+	}
 	ss.score(st.codec.Load()) // voice codec of the last SDP (nil: not voice)
 	return ss
 }

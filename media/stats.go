@@ -1,6 +1,7 @@
 package media
 
 import (
+	"net/netip"
 	"sync/atomic"
 )
 
@@ -121,6 +122,10 @@ type StreamStats struct {
 	Content string
 	// PortA and PortB are the SBC's RTP ports facing side A and side B.
 	PortA, PortB int
+	// RemoteA and RemoteB are where the relay sends side A's and side B's
+	// RTP: the address:port of the side's SDP, or the source learned from
+	// its packets (invalid until known).
+	RemoteA, RemoteB netip.AddrPort
 	// Codec is the voice codec of an audio stream (the first of the last
 	// SDP's formats, see Estimate), "" otherwise.
 	Codec string `json:",omitempty"`
