@@ -183,3 +183,27 @@ func TestRelayStatsMOS(t *testing.T) {
 		}
 	}
 }
+
+// TestReceiver: an endpoint's Receiver counts as the relay does.
+func TestReceiver(t *testing.T) {
+	r := NewReceiver(8000, 101)
+	var at time.Duration
+	for i := range 100 {
+		at += 20 * time.Millisecond
+		if i%20 == 3 {
+			continue // 5 % loss
+		}
+		r.RTP(rtpPacket(0, uint16(65500+i), uint32(i*160), 0xabc, 172), at)
+	}
+	r.RTCP(make([]byte, 28))
+	d := r.Stats()
+	if d.Packets != 95 || d.Expected != 100 || d.Lost != 5 || d.RTCPPackets != 1 || d.JitterMs != 0 {
+		t.Fatalf("stats %+v", d)
+	}
+	if hs, ok := r.HighestSeq(0xabc); !ok || hs != 1<<16+63 {
+		t.Fatalf("highest seq %d %v", hs, ok)
+	}
+	if _, ok := r.HighestSeq(1); ok {
+		t.Fatal("unknown SSRC seen")
+	}
+}
