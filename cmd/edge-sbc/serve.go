@@ -184,6 +184,7 @@ func serve(sigs <-chan os.Signal, path, stateDir string, stderr io.Writer) error
 		}
 	}
 
+	cdrs = withMOSMetric(reg, cdrs) // edge_sbc_media_mos from each CDR (calls.go)
 	b2b, err := sip.New(sip.Options{Config: cfg, Store: store, Resolver: res, Log: log, Media: anchor, Metrics: metrics, CDRs: cdrs})
 	if err != nil {
 		return err
@@ -410,6 +411,7 @@ func serveMetrics(addr string, withPprof bool, reg *prometheus.Registry, b2b *si
 		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
+	registerCallsHandlers(mux, b2b.Calls) // GET /calls and the live call page at / (calls.go)
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
