@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 # Debian packages the tests talk to (real peers on loopback).
-TEST_DEBS := sip-tester socat openssl systemd baresip-core sox
+TEST_DEBS := sip-tester socat openssl systemd baresip-core sox chromium
 # How long `make test` fuzzes each target (`make fuzz` runs longer).
 FUZZ_BRIEF ?= 5s
 FUZZTIME   ?= 2m
@@ -43,6 +43,7 @@ test-deps:
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v baresip >/dev/null || missing="$$missing baresip-core"; \
 	command -v sox >/dev/null || missing="$$missing sox"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
