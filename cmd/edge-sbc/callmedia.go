@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"errors"
@@ -210,6 +211,10 @@ func linearToMuLaw(s int16) byte {
 	return ^(sign | byte(exp<<4) | byte(mant))
 }
 
+// errNoEchoKey: the packet failed authentication with the far end's key,
+// which is also ours.
+var errNoEchoKey = errors.New("SRTP authentication failed")
+
 // mediaResult is what the media streams measured.
 type mediaResult struct {
 	SentRTP, SentRTCP uint64
@@ -259,10 +264,14 @@ func startMedia(conn *net.UDPConn, ours sdesKey, ans answerMedia) (*callMedia, e
 		return nil, err
 	}
 	// A far end that echoes the packets byte for byte sends them back
-	// encrypted with our own key.
-	ownEcho, err := ours.context(true)
-	if err != nil {
-		return nil, err
+	// encrypted with our own key (unless it answered with our key: then
+	// remoteCtx decrypts them, and a second context would let a replay
+	// through).
+	var ownEcho *srtp.Context
+	if !bytes.Equal(ours.key, ans.key.key) || !bytes.Equal(ours.salt, ans.key.salt) {
+		if ownEcho, err = ours.context(true); err != nil {
+			return nil, err
+		}
 	}
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
@@ -402,7 +411,12 @@ func (m *callMedia) receive() {
 		out, err := m.remoteCtx.DecryptRTP(dec[:0], p, nil)
 		echo := false
 		if err != nil {
-			if out, err = m.ownEcho.DecryptRTP(dec[:0], p, nil); err != nil {
+			if m.ownEcho == nil {
+				err = errNoEchoKey
+			} else {
+				out, err = m.ownEcho.DecryptRTP(dec[:0], p, nil)
+			}
+			if err != nil {
 				m.mu.Lock()
 				m.authFailures++
 				m.mu.Unlock()
@@ -426,7 +440,12 @@ func (m *callMedia) receive() {
 func (m *callMedia) receiveRTCP(p []byte, at time.Time, dec *[]byte) {
 	out, err := m.remoteCtx.DecryptRTCP((*dec)[:0], p, nil)
 	if err != nil {
-		if out, err = m.ownEcho.DecryptRTCP((*dec)[:0], p, nil); err != nil {
+		if m.ownEcho == nil {
+			err = errNoEchoKey
+		} else {
+			out, err = m.ownEcho.DecryptRTCP((*dec)[:0], p, nil)
+		}
+		if err != nil {
 			m.mu.Lock()
 			m.authFailures++
 			m.mu.Unlock()
