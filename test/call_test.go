@@ -99,8 +99,8 @@ func parseCallReport(t *testing.T, out string) callReport {
 // TestCallCommand places test calls with `edge-sbc call` directly to a
 // trunk's target, sipp behind socat: an SRTP call to a far end that echoes
 // (media both ways, RTT from our echoed RTCP sender reports, MOS), a busy
-// far end (exit 1, 486) and a far end that answers but sends nothing back
-// (exit 1).
+// far end (exit 1, 486), one that only rings (CANCEL at --timeout, 487
+// ACKed, exit 1) and one that answers but sends nothing back (exit 1).
 func TestCallCommand(t *testing.T) {
 	t.Run("echo", func(t *testing.T) {
 		cfg, uas := callBed(t, "uas_echo_srtp.xml", "-rtp_echo")
@@ -151,6 +151,15 @@ func TestCallCommand(t *testing.T) {
 			t.Fatalf("exit %d, report %+v\n%s", code, r, uas.Stop().Diagnostics())
 		}
 		harness.RequireOK(t, "sipp callee", uas.Wait(10*time.Second), 1)
+	})
+	t.Run("no answer", func(t *testing.T) {
+		cfg, uas := callBed(t, "uas_ring_cancel.xml")
+		code, out := runCall(t, "--config", cfg, "--trunk", "far", "sips:ringing@callee.test", "--timeout", "1s", "--json")
+		r := parseCallReport(t, out)
+		if code != 1 || r.Result != "fail" || r.Answered || !strings.Contains(strings.Join(r.Failures, ";"), "CANCEL sent, 487") {
+			t.Fatalf("exit %d, report %+v\n%s", code, r, uas.Stop().Diagnostics())
+		}
+		harness.RequireOK(t, "sipp callee (CANCEL, ACK of the 487)", uas.Wait(10*time.Second), 1)
 	})
 	t.Run("no media back", func(t *testing.T) {
 		cfg, uas := callBed(t, "uas_echo_srtp.xml") // no -rtp_echo

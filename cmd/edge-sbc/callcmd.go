@@ -377,6 +377,7 @@ func awaitFinal(ctx context.Context, sc *sipConn, dlg *uacDialog, rep *callRepor
 	defer deadline.Stop()
 	cancelled := false
 	var grace <-chan time.Time
+	stop := ctx.Done()
 	for {
 		select {
 		case msg, ok := <-sc.msgs:
@@ -415,7 +416,8 @@ func awaitFinal(ctx context.Context, sc *sipConn, dlg *uacDialog, rep *callRepor
 				_ = sc.send(dlg.cancel())
 				grace = time.After(4 * time.Second)
 			}
-		case <-ctx.Done():
+		case <-stop:
+			stop = nil // once
 			if !cancelled {
 				cancelled = true
 				_ = sc.send(dlg.cancel())
