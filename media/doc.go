@@ -247,7 +247,9 @@
 // Bpl from G.113 Appendix I; see mos.go). The relay does not read RTCP
 // reports (SRTCP report blocks are encrypted in pass-through), so the
 // one-way delay is DefaultOneWayDelayMs (20 ms) plus a jitter buffer of
-// twice the jitter.
+// twice the jitter. StreamStats.RemoteA and RemoteB are where each side's
+// RTP goes (signalled or learned). Receiver is the same accounting for an
+// endpoint outside the relay (`edge-sbc call`).
 //
 // # Dead media
 //
