@@ -93,7 +93,8 @@ func (d DirectionStats) LossPercent() float64 {
 // Degraded reports whether this direction exceeds the Webex thresholds:
 // jitter above 30 ms, loss above 1 % or a MOS (when scored) below 4.0.
 func (d DirectionStats) Degraded() bool {
-	return len(d.DegradedReasons()) > 0
+	return d.JitterMs > JitterThresholdMs || d.LossPercent() > LossThresholdPercent ||
+		(d.MOS > 0 && d.MOS < MOSThreshold)
 }
 
 // DegradedReasons names each Webex threshold the direction exceeds
