@@ -238,8 +238,17 @@
 // muxed or not, is counted separately. Every counter has a single writer,
 // the reader goroutine of its socket, which keeps its state in plain
 // fields and publishes it with atomic stores once per batch; other
-// goroutines only load. StreamStats.Degraded flags jitter above 30 ms or
-// loss above 1 % (Webex thresholds).
+// goroutines only load. StreamStats.Degraded flags jitter above 30 ms,
+// loss above 1 % or a MOS below 4.0 (Webex thresholds).
+//
+// Each direction of an audio stream gets an E-model (ITU-T G.107) R rating
+// and MOS, from its loss, its jitter and the codec of the last SDP (Ie and
+// Bpl from G.113 Appendix I; see mos.go). The relay does not read RTCP
+// reports (SRTCP report blocks are encrypted in pass-through), so the
+// one-way delay is DefaultOneWayDelayMs (20 ms) plus a jitter buffer of
+// twice the jitter. StreamStats.RemoteA and RemoteB are where each side's
+// RTP goes (signalled or learned). Receiver is the same accounting for an
+// endpoint outside the relay (`edge-sbc call`).
 //
 // # Dead media
 //

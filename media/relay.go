@@ -162,6 +162,7 @@ type stream struct {
 
 	legs     [2]leg
 	clocks   atomic.Pointer[clockTable]
+	codec    atomic.Pointer[Codec]
 	held     atomic.Bool // pauses the dead-media timer
 	answered atomic.Bool // both sides signalled: the timer may run
 	closing  atomic.Bool
@@ -470,6 +471,12 @@ func (st *stream) stats() StreamStats {
 		}
 	}
 	ss.PortA, ss.PortB = st.legs[SideA].base, st.legs[SideB].base
+	for side, ap := range [2]*netip.AddrPort{&ss.RemoteA, &ss.RemoteB} {
+		if e := st.legs[side].remRTP.Load(); e != nil {
+			*ap = e.ap
+		}
+	}
+	ss.score(st.codec.Load()) // voice codec of the last SDP (nil: not voice)
 	return ss
 }
 

@@ -545,6 +545,7 @@ func (s *Session) learn(st *stream, from Side, ri remoteInfo) {
 	st.held.Store(st.dir[SideA] != dirSendRecv || st.dir[SideB] != dirSendRecv)
 	if st.isRTP {
 		st.clocks.Store(buildClocks(st.clocks.Load(), ri.md))
+		st.codec.Store(codecOf(ri.md))
 	}
 	if ri.content != st.content {
 		st.content = ri.content

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"net/netip"
 	"sync/atomic"
 )
 
@@ -75,6 +76,10 @@ type DirectionStats struct {
 	MaxJitterMs float64
 	// Drops counts packets not forwarded, by reason.
 	Drops Drops
+	// R and MOS are the E-model estimate of a voice direction (see
+	// Estimate; 0: not scored, i.e. not audio or no packet yet).
+	R   float64 `json:",omitempty"`
+	MOS float64 `json:",omitempty"`
 }
 
 // LossPercent returns Lost/Expected in percent (0 when nothing expected).
@@ -86,9 +91,26 @@ func (d DirectionStats) LossPercent() float64 {
 }
 
 // Degraded reports whether this direction exceeds the Webex thresholds:
-// jitter above 30 ms or loss above 1 %.
+// jitter above 30 ms, loss above 1 % or a MOS (when scored) below 4.0.
 func (d DirectionStats) Degraded() bool {
-	return d.JitterMs > JitterThresholdMs || d.LossPercent() > LossThresholdPercent
+	return d.JitterMs > JitterThresholdMs || d.LossPercent() > LossThresholdPercent ||
+		(d.MOS > 0 && d.MOS < MOSThreshold)
+}
+
+// DegradedReasons names each Webex threshold the direction exceeds
+// ("jitter", "loss", "mos"); nil when none.
+func (d DirectionStats) DegradedReasons() []string {
+	var r []string
+	if d.JitterMs > JitterThresholdMs {
+		r = append(r, "jitter")
+	}
+	if d.LossPercent() > LossThresholdPercent {
+		r = append(r, "loss")
+	}
+	if d.MOS > 0 && d.MOS < MOSThreshold {
+		r = append(r, "mos")
+	}
+	return r
 }
 
 // StreamStats describes one m= stream of a session.
@@ -101,13 +123,20 @@ type StreamStats struct {
 	Content string
 	// PortA and PortB are the SBC's RTP ports facing side A and side B.
 	PortA, PortB int
+	// RemoteA and RemoteB are where the relay sends side A's and side B's
+	// RTP: the address:port of the side's SDP, or the source learned from
+	// its packets (invalid until known).
+	RemoteA, RemoteB netip.AddrPort
+	// Codec is the voice codec of an audio stream (the first of the last
+	// SDP's formats, see Estimate), "" otherwise.
+	Codec string `json:",omitempty"`
 	// FromA describes packets received from side A (forwarded to B),
 	// FromB those received from side B (forwarded to A).
 	FromA, FromB DirectionStats
 }
 
 // Degraded reports whether either direction exceeds the Webex thresholds
-// (jitter > 30 ms or loss > 1 %).
+// (jitter > 30 ms, loss > 1 % or MOS < 4.0).
 func (s StreamStats) Degraded() bool {
 	return s.FromA.Degraded() || s.FromB.Degraded()
 }

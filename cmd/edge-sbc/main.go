@@ -5,6 +5,8 @@
 //	edge-sbc validate --config FILE
 //	edge-sbc check --config FILE [--json]
 //	edge-sbc devcert --out DIR --name FQDN [--name FQDN ...] [--ip IP ...]
+//	edge-sbc calls [--json] [--metrics ADDR | --config FILE]
+//	edge-sbc call --config FILE --trunk NAME sips:user@host [--duration 10s] [--json]
 //	edge-sbc version
 package main
 
@@ -40,6 +42,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDevcert(args[1:], stdout)
 	case "check":
 		err = cmdCheck(args[1:], stdout)
+	case "calls":
+		err = cmdCalls(args[1:], stdout)
+	case "call":
+		err = cmdCall(args[1:], stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "edge-sbc %s\n", version)
 	case "help", "-h", "--help":
@@ -66,6 +72,10 @@ func usage(w io.Writer) {
   edge-sbc check --config FILE [--json] [--timeout 5s]
                                                    Webex readiness: DNS, certificate, ports, trunks
   edge-sbc devcert --out DIR --name FQDN [...]     write a development CA and certificates
+  edge-sbc calls [--json] [--metrics ADDR | --config FILE]
+                                                   calls in progress of the running SBC (its /calls)
+  edge-sbc call --config FILE --trunk NAME sips:user@host [--duration 10s] [--json]
+                                                   test call to a trunk: setup, SRTP media both ways, MOS
   edge-sbc version                                 print the version
 `)
 }

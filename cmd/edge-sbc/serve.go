@@ -228,6 +228,7 @@ func (s *sbc) start() (err error) {
 		}
 	}
 
+	cdrs = withMOSMetric(s.reg, cdrs) // edge_sbc_media_mos from each CDR (calls.go)
 	// New opens nothing: its Close is pushed once it has something to
 	// close, before Start.
 	s.b2b, err = sip.New(sip.Options{Config: s.cfg, Store: s.store, Resolver: s.res, Log: s.log,
@@ -467,6 +468,7 @@ func serveMetrics(addr string, withPprof bool, reg *prometheus.Registry, b2b *si
 		}
 		_, _ = io.WriteString(w, "ready\n")
 	})
+	registerCallsHandlers(mux, b2b.Calls) // GET /calls and the live call page at / (calls.go)
 	if withPprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

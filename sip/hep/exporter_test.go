@@ -87,6 +87,12 @@ func TestExporterUDP(t *testing.T) {
 			t.Fatalf("packet %d: %+v", i, p)
 		}
 	}
+	// The counter is bumped after the write: the last packet may arrive
+	// before it is.
+	deadline := time.Now().Add(2 * time.Second)
+	for e.Stats().Sent != n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if st := e.Stats(); st.Sent != n || st.Dropped() != 0 {
 		t.Fatalf("stats %+v", st)
 	}
