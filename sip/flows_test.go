@@ -379,6 +379,7 @@ func TestTraceAndCallView(t *testing.T) {
 	var corr string
 	for _, ev := range tl.evs {
 		if ev.Call == "" {
+			t.Errorf("a message of the call without its correlation id:\n%s", ev.Data)
 			continue
 		}
 		if corr == "" {

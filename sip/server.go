@@ -274,6 +274,11 @@ func (b *B2BUA) housekeeping(ctx context.Context) {
 					delete(b.trusted, a)
 				}
 			}
+			for cid, r := range b.traceIDs {
+				if !r.until.IsZero() && now.After(r.until) {
+					delete(b.traceIDs, cid)
+				}
+			}
 			b.mu.Unlock()
 		}
 	}
@@ -421,7 +426,10 @@ func (b *B2BUA) forget(c *call) {
 		}
 		if b.tracer != nil {
 			cid, _, _ := strings.Cut(k, "|")
-			delete(b.traceIDs, cid)
+			if r, ok := b.traceIDs[cid]; ok {
+				r.until = time.Now().Add(timerTx)
+				b.traceIDs[cid] = r
+			}
 		}
 	}
 	delete(b.calls, c)
@@ -487,7 +495,10 @@ func (b *B2BUA) onMessage(cn *conn, m sip.Message) {
 			b.log.Error().Interface("panic", r).Str("remote", cn.remote).Msg("message handler panic recovered")
 		}
 	}()
-	b.trace(cn, true, m, nil)
+	if b.tracer != nil {
+		at := time.Now()
+		defer b.traceAt(at, cn, true, m, nil)
+	}
 	switch m := m.(type) {
 	case *sip.Response:
 		if b.clientResponse(cn, m) {

@@ -34,10 +34,12 @@ type TraceEvent struct {
 }
 
 // traceRef is what the tracer needs to know of a SIP Call-ID: the call's
-// correlation id and the leg's trunk.
+// correlation id and the leg's trunk. An ended call's entries stay until
+// until (64*T1: late responses and retransmissions keep their id).
 type traceRef struct {
 	call  string
 	trunk string
+	until time.Time // zero while the call is up
 }
 
 // trace hands a message to the tracer (no-op without one). data is the
@@ -47,7 +49,14 @@ func (b *B2BUA) trace(c *conn, received bool, m sip.Message, data []byte) {
 	if b.tracer == nil {
 		return
 	}
-	ev := TraceEvent{Time: time.Now(), Received: received, Data: data}
+	b.traceAt(time.Now(), c, received, m, data)
+}
+
+// traceAt is trace with the time the message was seen (a received message
+// is traced after it was handled, so that the INVITE that starts a call
+// carries the call's id).
+func (b *B2BUA) traceAt(at time.Time, c *conn, received bool, m sip.Message, data []byte) {
+	ev := TraceEvent{Time: at, Received: received, Data: data}
 	if ap, err := netip.ParseAddrPort(c.nc.LocalAddr().String()); err == nil {
 		ev.Local = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
 	}

@@ -16,7 +16,6 @@ import (
 // logged and calls go on without it.
 type tracing struct {
 	hep    *hep.Exporter   // nil: off
-	corr   *correlator     // in front of hep
 	keylog *tlsconf.KeyLog // nil: off
 	store  *tlsconf.Store
 	log    zerolog.Logger
@@ -49,7 +48,6 @@ func startTracing(cfg *config.Config, reg prometheus.Registerer, store *tlsconf.
 			log.Error().Err(err).Msg("trace.hep: the HEP export stays off")
 		} else {
 			t.hep = e
-			t.corr = newCorrelator(hepTracer{e}.Trace)
 			log.Info().Str("collector", h.Addr).Str("transport", h.Transport).Int("node_id", h.NodeID).
 				Bool("password", h.Password != "").Msg("HEP export on: every SIP message, decrypted, goes to the collector")
 		}
@@ -60,10 +58,10 @@ func startTracing(cfg *config.Config, reg prometheus.Registerer, store *tlsconf.
 
 // Tracer is what sip.Options.Tracer takes: nil when HEP is off.
 func (t *tracing) Tracer() sip.Tracer {
-	if t.corr == nil {
+	if t.hep == nil {
 		return nil
 	}
-	return t.corr
+	return hepTracer{t.hep}
 }
 
 // Close stops the exporter (sending what is queued for at most a second)
