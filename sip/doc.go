@@ -114,9 +114,10 @@
 //   - B2BUA.mu guards calls, dialogs, trusted and closed.
 //   - txLayer.mu guards the transaction tables; serverTx.mu a server
 //     transaction's last response; clientTx.mu its timer.
-//   - conn.wmu serialises writes on one connection (held across the write
-//     only, bounded by limits.write_timeout); conn.mu guards the calls
-//     using it and its pending count.
+//   - conn.omu guards a connection's write queue (never held across the
+//     write: one writer at a time flushes what all queued, bounded by
+//     limits.write_timeout); conn.mu guards the calls using it and its
+//     pending count.
 //   - call.qmu guards a call's event queue only; every other field of a
 //     call and its legs is owned by the call's event loop.
 //   - planner.mu guards the admission counters and rate buckets.

@@ -53,7 +53,10 @@ type conn struct {
 	sni        string            // outbound: the host name we dialed
 	release    func()            // frees the per-address slot; nil for outbound
 
-	wmu sync.Mutex // guards writes on nc (one message at a time); held only across the write
+	omu      sync.Mutex // guards out, spare, flushing (never held across a write)
+	out      []byte     // bytes waiting for the flusher
+	spare    []byte     // the flusher's previous buffer, reused
+	flushing bool       // a writer is flushing out
 
 	closeOnce sync.Once
 	done      chan struct{} // closed when the connection is closed
@@ -346,20 +349,63 @@ func (c *conn) send(m sip.Message) error {
 	return err
 }
 
-// write writes p within the write timeout; a connection whose peer does
-// not read in time is closed.
+// maxPending bounds what may wait for a connection's flusher: a peer that
+// does not read is cut off by the write timeout long before, but the
+// bound holds whatever the timeout.
+const maxPending = 4 << 20
+
+// write queues p and, unless another writer is flushing, writes it and
+// whatever others queued meanwhile in as few TLS records and system calls
+// as possible (many calls share a trunk's connection). Each flush is
+// bounded by limits.write_timeout: a peer that does not read in time is
+// disconnected. A queued write whose flush fails is reported by the
+// connection's end (its transactions fail, its calls end), not here.
 func (c *conn) write(p []byte) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	select {
-	case <-c.done:
+	c.omu.Lock()
+	if c.closed() {
+		c.omu.Unlock()
 		return fmt.Errorf("%w: %s", ErrConnClosed, c.remote)
-	default:
 	}
+	if len(c.out)+len(p) > maxPending {
+		c.omu.Unlock()
+		c.t.log.Info().Str("remote", c.remote).Msg("too much waiting to be written (peer not reading?): connection closed")
+		c.close()
+		return fmt.Errorf("%w: %s: write queue full", ErrConnClosed, c.remote)
+	}
+	c.out = append(c.out, p...)
+	if c.flushing {
+		c.omu.Unlock()
+		return nil
+	}
+	c.flushing = true
+	for len(c.out) > 0 {
+		buf := c.out
+		c.out = c.spare[:0]
+		c.omu.Unlock()
+		err := c.flush(buf)
+		c.omu.Lock()
+		if cap(buf) <= 256<<10 {
+			c.spare = buf[:0]
+		} else {
+			c.spare = nil // a burst: do not keep its buffer
+		}
+		if err != nil {
+			c.out, c.flushing = nil, false
+			c.omu.Unlock()
+			return err
+		}
+	}
+	c.flushing = false
+	c.omu.Unlock()
+	return nil
+}
+
+// flush writes buf within the write timeout (only the flusher calls it).
+func (c *conn) flush(buf []byte) error {
 	if wt := c.t.limits().WriteTimeout; wt > 0 {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(wt))
 	}
-	if _, err := c.nc.Write(p); err != nil {
+	if _, err := c.nc.Write(buf); err != nil {
 		c.t.log.Info().Err(err).Str("remote", c.remote).Msg("write failed (peer not reading?): connection closed")
 		c.close()
 		return fmt.Errorf("%w: %s: %w", ErrConnClosed, c.remote, err)

@@ -3,7 +3,10 @@ package test
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
+	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -14,24 +17,26 @@ import (
 // TestMediaThroughRelay: RTP sent toward the SBC's caller-facing port
 // crosses the relay to the callee (sipp -rtp_echo), comes back through the
 // callee-facing port and arrives from the SBC's port — and from nowhere
-// else. The media range holds exactly one stream, so the caller-facing
-// RTP port is its first port.
+// else. Relay ports are handed out at random: the caller-facing one is
+// read from the live call view (/calls on the metrics listener).
 func TestMediaThroughRelay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
 	}
-	b, _ := newBed(t, bedOptions{uasScenario: "uas_basic.xml", uasExtra: []string{"-rtp_echo"}, mediaRange: "47000-47003"})
+	mport := harness.FreePort(t)
+	b, _ := newBed(t, bedOptions{uasScenario: "uas_basic.xml", uasExtra: []string{"-rtp_echo"}, mediaRange: "47000-47003", metrics: mport})
 	local := b.caller(t, true, "caller.test")
 	long := longCall(t, local, 4*time.Second)
 	if !b.sbc.WaitLog(`"event":"call_answer"`, 10*time.Second) {
 		t.Fatal("call not answered")
 	}
+	portA := callerFacingPort(t, mport)
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	sbcA := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 47000}
+	sbcA := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: portA}
 	const n = 50
 	got := 0
 	buf := make([]byte, 2048)
@@ -106,4 +111,29 @@ func TestSRTPTerminateKeys(t *testing.T) {
 	if strings.Contains(b.sbc.Logs(), callerKey) || strings.Contains(b.sbc.Logs(), calleeKey) {
 		t.Fatal("an SRTP master key appeared in the log")
 	}
+}
+
+// callerFacingPort reads the caller-facing relay port of the only call in
+// progress from /calls.
+func callerFacingPort(t *testing.T, metricsPort int) int {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/calls", metricsPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		Calls []struct {
+			Streams []struct {
+				PortA int `json:"port_a"`
+			} `json:"streams"`
+		} `json:"calls"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Calls) != 1 || len(v.Calls[0].Streams) == 0 || v.Calls[0].Streams[0].PortA == 0 {
+		t.Fatalf("/calls: %+v", v)
+	}
+	return v.Calls[0].Streams[0].PortA
 }

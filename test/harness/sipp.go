@@ -127,7 +127,14 @@ func RunSippUAC(t testing.TB, o SippOptions) SippResult {
 		o.Timeout = 30 * time.Second
 	}
 	s := startSipp(t, o, true)
-	return s.Wait(o.Timeout + 10*time.Second)
+	r := s.Wait(o.Timeout + 10*time.Second)
+	if r.Successful == 0 && r.Failed == 0 && strings.Contains(r.Errors, "Unable to bind") {
+		// Another process took one of the free ports between the probe
+		// and sipp's bind: once more, with other ports.
+		t.Logf("harness: sipp could not bind its ports; starting it again")
+		r = startSipp(t, o, true).Wait(o.Timeout + 10*time.Second)
+	}
+	return r
 }
 
 func startSipp(t testing.TB, o SippOptions, client bool) *Sipp {
