@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"time"
+
+	"github.com/edge-sbc/edge-sbc/test/internal/proc"
 )
 
 // callBed is sipp UAS <- socat (TLS server) <- [edge-sbc] <- socat (TLS
@@ -16,10 +18,10 @@ type callBed struct {
 	sbcMTLS    int // edge-sbc mutual TLS listener
 	metrics    int // edge-sbc /metrics
 	viaSBC     int // socat client -> edge-sbc
-	sbc        *proc
+	sbc        *proc.Proc
 	uasScen    string
 	uacScen    string
-	uasProc    *proc
+	uasProc    *proc.Proc
 	uasStatCSV string
 }
 
@@ -63,7 +65,7 @@ func (e *env) step(ctx context.Context, b *callBed, port int, transport string, 
 	if viaSBC {
 		m0, _ = scrape(b.metrics)
 	}
-	_, uasFail0, _ := parseStatCSV(readFile(b.uasStatCSV))
+	uas0, _ := proc.ReadSippStats(b.uasStatCSV) // periodic dump; none yet is 0
 	r := &sippRun{scenario: scenario(e, b.uacScen), remote: fmt.Sprintf("%s:%d", loopback, port), transport: transport,
 		rate: rate, calls: n, pause: pause, limit: max(rate*4, 200), timeout: dur + pause + 15*time.Second}
 	res, _, err := e.runUAC(ctx, r, "sipp-uac")
@@ -72,7 +74,7 @@ func (e *env) step(ctx context.Context, b *callBed, port int, transport string, 
 	}
 	// Let the UAS write its statistics row (every second).
 	time.Sleep(1100 * time.Millisecond)
-	_, uasFail1, _ := parseStatCSV(readFile(b.uasStatCSV))
+	uas1, _ := proc.ReadSippStats(b.uasStatCSV)
 	if viaSBC {
 		if m1, err := scrape(b.metrics); err == nil && m0 != nil {
 			res.sbcRSS = m1["process_resident_memory_bytes"]
@@ -80,7 +82,7 @@ func (e *env) step(ctx context.Context, b *callBed, port int, transport string, 
 			res.sbcGoroutinesAfter = m1["go_goroutines"]
 		}
 	}
-	res.sustained, res.why = judge(res, n, uasFail1-uasFail0, dur, pause)
+	res.sustained, res.why = judge(res, n, uas1.Failed-uas0.Failed, dur, pause)
 	st := "ok"
 	if !res.sustained {
 		st = "FAIL: " + res.why

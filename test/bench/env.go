@@ -15,9 +15,11 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/edge-sbc/edge-sbc/test/internal/proc"
 )
 
-const loopback = "127.0.0.1"
+const loopback = proc.Loopback
 
 // env is the shared state of a run: work directory, binary, PKI, and the
 // processes started (stopped by cleanupProcs at the end of each section).
@@ -31,7 +33,7 @@ type env struct {
 	kamNote string
 
 	mu    sync.Mutex
-	procs []*proc
+	procs []*proc.Proc
 	seq   int
 	used  map[int]bool
 }
@@ -150,84 +152,31 @@ func (e *env) freePort(udp bool) (int, error) {
 	return 0, errors.New("no free port")
 }
 
-// proc is a child process in its own process group.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
-}
-
-func (e *env) start(name, bin string, args ...string) (*proc, error) {
+// start starts bin in the work directory, in its own process group, its
+// output in a numbered log file there; cleanupProcs stops it.
+func (e *env) start(name, bin string, args ...string) (*proc.Proc, error) {
 	e.mu.Lock()
 	e.seq++
 	logPath := filepath.Join(e.dir, fmt.Sprintf("%02d-%s.log", e.seq, name))
 	e.mu.Unlock()
-	f, err := os.Create(logPath)
+	p, err := proc.Start(proc.Options{Path: bin, Args: args, Name: name, Dir: e.dir, Log: logPath})
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = e.dir
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		_ = f.Close()
-		close(p.done)
-	}()
 	e.mu.Lock()
 	e.procs = append(e.procs, p)
 	e.mu.Unlock()
 	return p, nil
 }
 
-func (p *proc) exited() bool {
+// wait waits until p exits or ctx ends (then it is stopped).
+func wait(ctx context.Context, p *proc.Proc) error {
 	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// wait waits until the process exits or ctx ends (then it is stopped).
-func (p *proc) wait(ctx context.Context) error {
-	select {
-	case <-p.done:
+	case <-p.Done():
 	case <-ctx.Done():
-		p.stop(syscall.SIGINT, 3*time.Second)
+		p.Stop(syscall.SIGINT, 3*time.Second)
 	}
-	return p.err
-}
-
-// stop signals the process group with sig, then SIGKILL after grace.
-func (p *proc) stop(sig syscall.Signal, grace time.Duration) {
-	pid := p.cmd.Process.Pid
-	if !p.exited() {
-		_ = syscall.Kill(-pid, sig)
-		select {
-		case <-p.done:
-		case <-time.After(grace):
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
-			<-p.done
-		}
-	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL) // socat fork children
-}
-
-func (p *proc) tail(n int) string {
-	b, _ := os.ReadFile(p.log)
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
+	return p.Err()
 }
 
 func (e *env) cleanupProcs() {
@@ -236,33 +185,18 @@ func (e *env) cleanupProcs() {
 	e.procs = nil
 	e.mu.Unlock()
 	for i := len(ps) - 1; i >= 0; i-- {
-		ps[i].stop(syscall.SIGTERM, 5*time.Second)
+		ps[i].Stop(syscall.SIGTERM, 5*time.Second)
 	}
 }
 
-// waitListening waits for a TCP listener on loopback:port (read from
-// /proc/net/tcp, no probe connection).
-func waitListening(port int, timeout time.Duration, p *proc) error {
-	deadline := time.Now().Add(timeout)
-	want := fmt.Sprintf("0100007F:%04X", port)
-	for {
-		if b, err := os.ReadFile("/proc/net/tcp"); err == nil {
-			sc := bufio.NewScanner(strings.NewReader(string(b)))
-			for sc.Scan() {
-				f := strings.Fields(sc.Text())
-				if len(f) > 3 && f[3] == "0A" && f[1] == want {
-					return nil
-				}
-			}
-		}
-		if p != nil && p.exited() {
-			return fmt.Errorf("%s exited before listening on %d: %v\n%s", p.name, port, p.err, p.tail(2000))
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("nothing listens on %s:%d after %v", loopback, port, timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
+// waitListening is proc.WaitListening; when p exits first, the error ends
+// with the tail of its log.
+func waitListening(port int, timeout time.Duration, p *proc.Proc) error {
+	err := proc.WaitListening(port, timeout, p)
+	if err != nil && p != nil && p.Exited() {
+		err = fmt.Errorf("%w\n%s", err, p.LogTail(2000))
 	}
+	return err
 }
 
 func socatEscape(s string) string {
@@ -338,7 +272,7 @@ metrics: { listen: "127.0.0.1:%[6]d" }
 }
 
 // startSBC starts edge-sbc and waits for /readyz.
-func (e *env) startSBC(cfg string, metrics int) (*proc, error) {
+func (e *env) startSBC(cfg string, metrics int) (*proc.Proc, error) {
 	path := filepath.Join(e.dir, fmt.Sprintf("edge-sbc-%d.yaml", metrics))
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		return nil, err
@@ -356,8 +290,8 @@ func (e *env) startSBC(cfg string, metrics int) (*proc, error) {
 				return p, nil
 			}
 		}
-		if p.exited() || time.Now().After(deadline) {
-			return nil, fmt.Errorf("edge-sbc not ready: %v\n%s", p.err, p.tail(3000))
+		if p.Exited() || time.Now().After(deadline) {
+			return nil, fmt.Errorf("edge-sbc not ready: %v\n%s", p.Err(), p.LogTail(3000))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edge-sbc/edge-sbc/test/internal/proc"
 )
 
 // The baseline of section 1: Kamailio (Debian's kamailio +
@@ -105,7 +107,7 @@ func (k *kamailioInstall) shortVersion() string {
 // relays every new call to the callee's TLS listener on callee, and starts
 // kamailio in the foreground (its own process group: all its processes are
 // measured together).
-func (e *env) startKamailio(k *kamailioInstall, port, callee int) (*proc, error) {
+func (e *env) startKamailio(k *kamailioInstall, port, callee int) (*proc.Proc, error) {
 	pki, err := e.devPKI()
 	if err != nil {
 		return nil, err

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edge-sbc/edge-sbc/test/internal/proc"
 )
 
 // Section 1: the call rate over mutual TLS of edge-sbc next to Kamailio,
@@ -91,7 +93,7 @@ type RSSMark struct {
 type sut struct {
 	name    string // "edge-sbc" or "kamailio"
 	label   string // for tables: "edge-sbc", "Kamailio 5.6.3"
-	proc    *proc
+	proc    *proc.Proc
 	target  int // port the caller's sipp dials (the system, or a socat in front)
 	metrics int // edge-sbc's /metrics; 0 for Kamailio
 	uasStat string
@@ -311,9 +313,9 @@ func (e *env) rateStep(ctx context.Context, tool loadTool, caller *tlsFiles, s *
 	if log {
 		e.waitQuiet(ctx)
 	}
-	_, uasFail0, _ := parseStatCSV(readFile(s.uasStat))
-	g0 := readGroupStat(s.proc.cmd.Process.Pid)
-	logOff := fileSize(s.proc.log)
+	uas0, _ := proc.ReadSippStats(s.uasStat) // periodic dump; none yet is 0
+	g0 := readGroupStat(s.proc.Pid())
+	logOff := fileSize(s.proc.Log())
 	busy0, self0 := machineBusy(), selfCPU()
 	res, _, err := e.runUAC(ctx, r, "sipp-uac")
 	if err != nil {
@@ -321,20 +323,20 @@ func (e *env) rateStep(ctx context.Context, tool loadTool, caller *tlsFiles, s *
 	}
 	// Let the callee write its statistics row (every second).
 	time.Sleep(1100 * time.Millisecond)
-	_, uasFail1, _ := parseStatCSV(readFile(s.uasStat))
-	g1 := readGroupStat(s.proc.cmd.Process.Pid)
-	if s.proc.exited() {
-		res.why = fmt.Sprintf("%s exited: %v: %s", s.label, s.proc.err, lastLines(s.proc.tail(2000), 3))
+	uas1, _ := proc.ReadSippStats(s.uasStat)
+	g1 := readGroupStat(s.proc.Pid())
+	if s.proc.Exited() {
+		res.why = fmt.Sprintf("%s exited: %v: %s", s.label, s.proc.Err(), lastLines(s.proc.LogTail(2000), 3))
 	}
 	st := &RateStep{System: s.name, Offered: rate, Calls: r.calls, Successful: res.succ, Failed: r.calls - res.succ,
-		CalleeFail: uasFail1 - uasFail0, RSSMiB: g1.rss / (1 << 20), PSSMiB: g1.pss / (1 << 20), Procs: g1.procs,
+		CalleeFail: uas1.Failed - uas0.Failed, RSSMiB: g1.rss / (1 << 20), PSSMiB: g1.pss / (1 << 20), Procs: g1.procs,
 		WallS: res.elapsed.Seconds(), LoadCPU: map[string]float64{}}
 	st.Sustained, st.Why = judge(res, r.calls, st.CalleeFail, dur, callHold)
 	if !st.Sustained {
 		if res.errs != "" {
 			st.Why += "; caller: " + res.errs
 		}
-		if d := logDigest(s.proc.log, logOff); d != "" {
+		if d := logDigest(s.proc.Log(), logOff); d != "" {
 			st.Why += "; " + s.name + " log: " + d
 		}
 	}
@@ -394,7 +396,7 @@ func (e *env) rssRun(ctx context.Context, tool loadTool, caller *tlsFiles, s *su
 	logf("  edge-sbc RSS: %d cps for %.0fs, read at %.0fs and %.0fs", rr.Rate, rr.DurS, rr.DurS/2, rr.DurS)
 	r := e.uacRun(tool, caller, s, e.o.rssRate, e.o.rssDur)
 	e.waitQuiet(ctx)
-	logOff := fileSize(s.proc.log)
+	logOff := fileSize(s.proc.Log())
 	done := make(chan uacResult, 1)
 	t0 := time.Now()
 	go func() {
@@ -409,7 +411,7 @@ func (e *env) rssRun(ctx context.Context, tool loadTool, caller *tlsFiles, s *su
 		case <-time.After(time.Until(t0.Add(at))):
 		case <-ctx.Done():
 		}
-		g := readGroupStat(s.proc.cmd.Process.Pid)
+		g := readGroupStat(s.proc.Pid())
 		m := RSSMark{AtS: at.Seconds(), RSSMiB: g.rss / (1 << 20)}
 		if v, err := scrape(s.metrics); err == nil {
 			m.Metrics, m.Active, m.Gorout = v["process_resident_memory_bytes"]/(1<<20), v["edge_sbc_calls_active"], v["go_goroutines"]
@@ -427,7 +429,7 @@ func (e *env) rssRun(ctx context.Context, tool loadTool, caller *tlsFiles, s *su
 		if res.errs != "" {
 			rr.Why += "; caller: " + res.errs
 		}
-		if d := logDigest(s.proc.log, logOff); d != "" {
+		if d := logDigest(s.proc.Log(), logOff); d != "" {
 			rr.Why += "; edge-sbc log: " + d
 		}
 	}

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/edge-sbc/edge-sbc/test/internal/proc"
 )
 
 // sippUDPMin and sippUDPMax bound the UDP ports of sipp (-cp, -mp): below
@@ -135,7 +137,7 @@ func (e *env) sippArgs(r *sippRun) ([]string, error) {
 // startUAS starts a sipp UAS (-t t1, or sipp-tls -t l1 when tls is set:
 // then it is a TLS server with that certificate that requires a client
 // certificate of tls.ca) and waits until it listens.
-func (e *env) startUAS(tool loadTool, scenario, name string, tls *tlsFiles) (*proc, *sippRun, error) {
+func (e *env) startUAS(tool loadTool, scenario, name string, tls *tlsFiles) (*proc.Proc, *sippRun, error) {
 	r := &sippRun{tool: tool, tls: tls, scenario: scenario, transport: "t1", pause: 100 * time.Millisecond}
 	args, err := e.sippArgs(r)
 	if err != nil {
@@ -163,7 +165,7 @@ type uacResult struct {
 
 // runUAC runs a sipp UAC to completion (bounded by ctx and a timeout).
 // name names its process (log file, CPU accounting).
-func (e *env) runUAC(ctx context.Context, r *sippRun, name string) (uacResult, *proc, error) {
+func (e *env) runUAC(ctx context.Context, r *sippRun, name string) (uacResult, *proc.Proc, error) {
 	res := uacResult{rate: r.rate, calls: r.calls}
 	args, err := e.sippArgs(r)
 	if err != nil {
@@ -178,65 +180,29 @@ func (e *env) runUAC(ctx context.Context, r *sippRun, name string) (uacResult, *
 	bound := time.Duration(r.calls/max(r.rate, 1))*time.Second + r.pause + 20*time.Second
 	cctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	_ = p.wait(cctx)
+	_ = wait(cctx, p)
 	res.elapsed = time.Since(t0)
 	res.cpu = cpuDelta(cpu0, groupCPU(), e)
-	if st := p.cmd.ProcessState; st != nil {
-		res.cpu[name] = (st.UserTime() + st.SystemTime()).Seconds()
+	if p.Exited() {
+		res.cpu[name] = p.CPU().Seconds()
 	}
-	res.exit = exitCode(p)
+	res.exit = p.ExitCode()
 	e.forget(p)
-	var ok bool
-	res.succ, res.fail, ok = parseStatCSV(readFile(r.stat))
-	if !ok {
-		res.why = "no statistics from sipp"
+	if st, err := proc.ReadSippStats(r.stat); err == nil {
+		res.succ, res.fail = st.Successful, st.Failed
+	} else {
+		res.why = "no statistics from sipp: " + err.Error()
 	}
 	res.errs = sippErrDigest(r.errf)
 	return res, p, nil
 }
 
 // forget drops a finished process from the list cleanupProcs stops.
-func (e *env) forget(p *proc) {
-	p.stop(syscall.SIGKILL, time.Second)
+func (e *env) forget(p *proc.Proc) {
+	p.Stop(syscall.SIGKILL, time.Second)
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.procs = slices.DeleteFunc(e.procs, func(q *proc) bool { return q == p })
-}
-
-func exitCode(p *proc) int {
-	if p.cmd.ProcessState == nil {
-		return -1
-	}
-	if st, ok := p.cmd.ProcessState.Sys().(syscall.WaitStatus); ok && st.Signaled() {
-		return 128 + int(st.Signal())
-	}
-	return p.cmd.ProcessState.ExitCode()
-}
-
-func readFile(p string) string {
-	b, _ := os.ReadFile(p)
-	return string(b)
-}
-
-// parseStatCSV returns the cumulative SuccessfulCall(C)/FailedCall(C) of the
-// last row of a sipp -trace_stat file.
-func parseStatCSV(csv string) (succ, fail int, ok bool) {
-	lines := strings.Split(strings.TrimSpace(csv), "\n")
-	if len(lines) < 2 {
-		return 0, 0, false
-	}
-	head := strings.Split(lines[0], ";")
-	si, fi := slices.Index(head, "SuccessfulCall(C)"), slices.Index(head, "FailedCall(C)")
-	if si < 0 || fi < 0 {
-		return 0, 0, false
-	}
-	row := strings.Split(lines[len(lines)-1], ";")
-	if len(row) <= max(si, fi) {
-		return 0, 0, false
-	}
-	s, err1 := strconv.Atoi(strings.TrimSpace(row[si]))
-	f, err2 := strconv.Atoi(strings.TrimSpace(row[fi]))
-	return s, f, err1 == nil && err2 == nil
+	e.procs = slices.DeleteFunc(e.procs, func(q *proc.Proc) bool { return q == p })
 }
 
 // groupCPU returns the CPU time (user+sys, seconds) of every process group
@@ -280,9 +246,9 @@ func cpuDelta(a, b map[int]float64, e *env) map[string]float64 {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, p := range e.procs {
-		pg := p.cmd.Process.Pid
+		pg := p.Pid()
 		if d := b[pg] - a[pg]; d > 0 {
-			out[p.name] += d
+			out[p.Name()] += d
 		}
 	}
 	return out
@@ -318,7 +284,8 @@ var (
 // (Call-IDs left out; a received response with its Warning header), e.g.
 // `378× "... received 'SIP/2.0 503 Service Unavailable | Warning: 399 ..."`.
 func sippErrDigest(path string) string {
-	b := readFile(path)
+	raw, _ := os.ReadFile(path)
+	b := string(raw)
 	if b == "" {
 		return ""
 	}
