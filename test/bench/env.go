@@ -267,7 +267,7 @@ media:
   timeout: 600s
 log: { level: warn, format: json }
 shutdown: { drain_timeout: 2s }
-metrics: { listen: "127.0.0.1:%[6]d" }
+metrics: { listen: "127.0.0.1:%[6]d", pprof: true }
 `, pki["sbc.test"].cert, pki["sbc.test"].key, pki["sbc.test"].ca, mtls, callee, metrics, portRange)
 }
 

@@ -55,6 +55,27 @@ type RateStep struct {
 	Retried bool `json:"retried,omitempty"`
 	// LoadCPU is the CPU of the load tools during the step, % of one core.
 	LoadCPU map[string]float64 `json:"load_cpu_percent,omitempty"`
+	// edge-sbc only, from its Go runtime metrics over the step: bytes and
+	// heap allocations per successful call, and the share of its CPU
+	// the garbage collector took.
+	AllocKiB float64 `json:"alloc_kib_per_call,omitempty"`
+	Allocs   float64 `json:"allocs_per_call,omitempty"`
+	GCPct    float64 `json:"gc_cpu_percent,omitempty"`
+}
+
+// goRuntime is what rateStep reads from edge-sbc's Go collector.
+type goRuntime struct{ bytes, mallocs, gcCPU, totalCPU float64 }
+
+func readGoRuntime(port int) (goRuntime, bool) {
+	if port == 0 {
+		return goRuntime{}, false
+	}
+	m, err := scrape(port)
+	if err != nil {
+		return goRuntime{}, false
+	}
+	return goRuntime{m["go_memstats_alloc_bytes_total"], m["go_memstats_mallocs_total"],
+		m["go_cpu_classes_gc_total_cpu_seconds_total"], m["go_cpu_classes_total_cpu_seconds_total"]}, true
 }
 
 // CallRate is section 1 in bench.json.
@@ -317,7 +338,10 @@ func (e *env) rateStep(ctx context.Context, tool loadTool, caller *tlsFiles, s *
 	g0 := readGroupStat(s.proc.Pid())
 	logOff := fileSize(s.proc.Log())
 	busy0, self0 := machineBusy(), selfCPU()
+	rt0, rtOK := readGoRuntime(s.metrics)
+	stopProfile := e.profileStep(ctx, s, rate, dur)
 	res, _, err := e.runUAC(ctx, r, "sipp-uac")
+	stopProfile()
 	if err != nil {
 		return nil, err
 	}
@@ -348,6 +372,13 @@ func (e *env) rateStep(ctx context.Context, tool loadTool, caller *tlsFiles, s *
 		st.CPUms = 1000 * cpu / float64(res.succ)
 	}
 	st.CPUPct = 100 * cpu / res.elapsed.Seconds()
+	if rt1, ok := readGoRuntime(s.metrics); ok && rtOK && res.succ > 0 {
+		st.AllocKiB = (rt1.bytes - rt0.bytes) / 1024 / float64(res.succ)
+		st.Allocs = (rt1.mallocs - rt0.mallocs) / float64(res.succ)
+		if d := rt1.totalCPU - rt0.totalCPU; d > 0 {
+			st.GCPct = 100 * (rt1.gcCPU - rt0.gcCPU) / d
+		}
+	}
 	ours := selfCPU() - self0
 	for n, v := range res.cpu {
 		ours += v
@@ -363,8 +394,12 @@ func (e *env) rateStep(ctx context.Context, tool loadTool, caller *tlsFiles, s *
 		if !st.Sustained {
 			status = "FAIL: " + st.Why
 		}
-		logf("    %-14s %5d cps x %2.0fs: %s; %.0f cps achieved, %d failed; %.3f ms CPU/call (%.0f%% of a core); RSS %.1f MiB (%d procs, PSS %.1f); load: %s; other users: %.0f%%",
-			s.label, rate, dur.Seconds(), status, st.Achieved, st.Failed, st.CPUms, st.CPUPct, st.RSSMiB, st.Procs, st.PSSMiB, fmtPct(st.LoadCPU), st.OtherPct)
+		heap := ""
+		if st.Allocs > 0 {
+			heap = fmt.Sprintf("; %.1f KiB and %.0f allocations per call, GC %.0f%% of its CPU", st.AllocKiB, st.Allocs, st.GCPct)
+		}
+		logf("    %-14s %5d cps x %2.0fs: %s; %.0f cps achieved, %d failed; %.3f ms CPU/call (%.0f%% of a core); RSS %.1f MiB (%d procs, PSS %.1f)%s; load: %s; other users: %.0f%%",
+			s.label, rate, dur.Seconds(), status, st.Achieved, st.Failed, st.CPUms, st.CPUPct, st.RSSMiB, st.Procs, st.PSSMiB, heap, fmtPct(st.LoadCPU), st.OtherPct)
 	}
 	return st, nil
 }
