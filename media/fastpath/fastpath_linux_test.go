@@ -2,7 +2,6 @@ package fastpath
 
 import (
 	"encoding/binary"
-	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -24,68 +23,6 @@ func rtpPacket(seq uint16, ssrc uint32) []byte {
 		p[i] = byte(i*7 + int(seq))
 	}
 	return p
-}
-
-// capture opens a raw socket (AF_PACKET, cooked) on interface ifc of
-// namespace ns: it sees IPv4 packets as they arrived, before any socket.
-func capture(t *testing.T, ns, ifc string) int {
-	t.Helper()
-	var fd int
-	err := nstest.In(ns, func() error {
-		i, err := net.InterfaceByName(ifc)
-		if err != nil {
-			return err
-		}
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_IP)))
-		if err != nil {
-			return err
-		}
-		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: i.Index})
-	})
-	if err != nil {
-		t.Fatalf("capture on %s: %v", ifc, err)
-	}
-	tv := unix.NsecToTimeval(int64(2 * time.Second))
-	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = unix.Close(fd) })
-	return fd
-}
-
-func htons(v uint16) uint16 { return v>>8 | v<<8 }
-
-// csum is the Internet checksum of b (RFC 1071), folded, not inverted.
-func csum(sum uint32, b []byte) uint32 {
-	for i := 0; i+1 < len(b); i += 2 {
-		sum += uint32(b[i])<<8 | uint32(b[i+1])
-	}
-	if len(b)%2 == 1 {
-		sum += uint32(b[len(b)-1]) << 8
-	}
-	for sum>>16 != 0 {
-		sum = sum&0xffff + sum>>16
-	}
-	return sum
-}
-
-// CheckIPv4UDP verifies the IPv4 header and UDP checksums of packet ip.
-func checkIPv4UDP(ip []byte) error {
-	if len(ip) < 28 || ip[0] != 0x45 || ip[9] != unix.IPPROTO_UDP {
-		return errors.New("not an IPv4 UDP packet without options")
-	}
-	if csum(0, ip[:20]) != 0xffff {
-		return errors.New("bad IPv4 header checksum")
-	}
-	udp := ip[20:]
-	if binary.BigEndian.Uint16(udp[6:]) == 0 {
-		return errors.New("no UDP checksum")
-	}
-	pseudo := csum(0, ip[12:20]) + uint32(unix.IPPROTO_UDP) + uint32(len(udp))
-	if csum(pseudo, udp) != 0xffff {
-		return errors.New("bad UDP checksum")
-	}
-	return nil
 }
 
 // TestForward loads the program in a namespace of its own and forwards RTP
@@ -127,7 +64,7 @@ func TestForward(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stranger.Close()
-	raw := capture(t, topo.B, "b")
+	raw := nstest.Capture(t, topo.B, "b")
 
 	const ssrc = 0x11223344
 	f := Flow{
@@ -162,7 +99,7 @@ func TestForward(t *testing.T) {
 		if err != nil {
 			t.Fatalf("capture: %v", err)
 		}
-		if err := checkIPv4UDP(buf[:rm]); err != nil {
+		if err := nstest.CheckIPv4UDP(buf[:rm]); err != nil {
 			t.Fatalf("packet %d: %v", i, err)
 		}
 		if tos, ttl := buf[1], buf[8]; tos != 46<<2 || ttl != 64 {

@@ -13,6 +13,8 @@ package nstest
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -22,6 +24,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -53,7 +56,11 @@ func Inside() (Topo, bool) {
 // under -test.run) in the SBC's namespace, failing t when that run fails.
 // It skips t when not root or when `ip` is missing. Call it only when
 // Inside returns false.
-func Run(t *testing.T) {
+func Run(t *testing.T) { t.Helper(); RunWith(t) }
+
+// RunWith is Run with the re-run test started through wrap (a command and
+// its arguments, such as setpriv dropping capabilities).
+func RunWith(t *testing.T, wrap ...string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces and loads eBPF")
@@ -97,7 +104,7 @@ func Run(t *testing.T) {
 	} else {
 		t.Log("ethtool missing: veth checksum offloads stay on")
 	}
-	args := []string{"netns", "exec", topo.SBC, os.Args[0], "-test.run", "^" + t.Name() + "$", "-test.count=1", "-test.v"}
+	args := append(append([]string{"netns", "exec", topo.SBC}, wrap...), os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.count=1", "-test.v")
 	if testing.Short() {
 		args = append(args, "-test.short")
 	}
@@ -153,4 +160,66 @@ func ListenUDP(ns string, addr netip.AddrPort) (*net.UDPConn, error) {
 		return err
 	})
 	return c, err
+}
+
+// Capture opens a raw socket (AF_PACKET, cooked) on interface ifc of
+// namespace ns: it sees IPv4 packets as they arrived, before any socket.
+func Capture(t *testing.T, ns, ifc string) int {
+	t.Helper()
+	var fd int
+	err := In(ns, func() error {
+		i, err := net.InterfaceByName(ifc)
+		if err != nil {
+			return err
+		}
+		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM, int(htons(unix.ETH_P_IP)))
+		if err != nil {
+			return err
+		}
+		return unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: i.Index})
+	})
+	if err != nil {
+		t.Fatalf("capture on %s: %v", ifc, err)
+	}
+	tv := unix.NsecToTimeval(int64(2 * time.Second))
+	if err := unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Close(fd) })
+	return fd // read it with unix.Read: each read is one IPv4 packet
+}
+
+func htons(v uint16) uint16 { return v>>8 | v<<8 }
+
+// csum is the Internet checksum of b (RFC 1071), folded, not inverted.
+func csum(sum uint32, b []byte) uint32 {
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		sum += uint32(b[len(b)-1]) << 8
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return sum
+}
+
+// CheckIPv4UDP verifies the IPv4 header and UDP checksums of packet ip.
+func CheckIPv4UDP(ip []byte) error {
+	if len(ip) < 28 || ip[0] != 0x45 || ip[9] != unix.IPPROTO_UDP {
+		return errors.New("not an IPv4 UDP packet without options")
+	}
+	if csum(0, ip[:20]) != 0xffff {
+		return errors.New("bad IPv4 header checksum")
+	}
+	udp := ip[20:]
+	if binary.BigEndian.Uint16(udp[6:]) == 0 {
+		return errors.New("no UDP checksum")
+	}
+	pseudo := csum(0, ip[12:20]) + uint32(unix.IPPROTO_UDP) + uint32(len(udp))
+	if csum(pseudo, udp) != 0xffff {
+		return errors.New("bad UDP checksum")
+	}
+	return nil
 }
