@@ -219,9 +219,6 @@ func (p *Program) Add(f Flow) (Key, error) {
 	case KindRTCP:
 		v.Kind = 2
 	}
-	if r.local {
-		v.Flags |= 1 // FP_LOCAL: delivered through the ingress of the loopback
-	}
 	k := f.Key()
 	if err := p.objs.Flows.Update(k.raw(), &v, ebpf.UpdateNoExist); err != nil {
 		return Key{}, fmt.Errorf("fastpath: add flow %v -> :%d: %w", f.Src, f.Port, err)

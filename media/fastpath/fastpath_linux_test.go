@@ -143,3 +143,57 @@ func TestForward(t *testing.T) {
 		t.Fatal("the entry is still there")
 	}
 }
+
+// TestForwardLoopback: with both sides on this host (loopback), the
+// rewritten datagram is delivered through the loopback's ingress.
+func TestForwardLoopback(t *testing.T) {
+	if _, inside := nstest.Inside(); !inside {
+		nstest.Run(t)
+		return
+	}
+	lo := netip.MustParseAddr("127.0.0.1")
+	p, err := Load(lo)
+	if err != nil {
+		t.Skipf("the fast path cannot load here: %v", err)
+	}
+	defer p.Close()
+	if got := p.Interfaces(); len(got) != 1 || got[0] != "lo" {
+		t.Fatalf("attached to %v, want [lo]", got)
+	}
+	a, err := net.ListenUDP("udp4", &net.UDPAddr{IP: lo.AsSlice(), Port: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	b, err := net.ListenUDP("udp4", &net.UDPAddr{IP: lo.AsSlice(), Port: 6000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	k, err := p.Add(Flow{
+		Src: netip.AddrPortFrom(lo, 5000), Port: 40000,
+		From: netip.AddrPortFrom(lo, 40002), To: netip.AddrPortFrom(lo, 6000), Kind: KindRaw,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 2048)
+	for i := range 20 {
+		pkt := rtpPacket(uint16(i), 1)
+		if _, err := a.WriteToUDPAddrPort(pkt, netip.AddrPortFrom(lo, 40000)); err != nil {
+			t.Fatal(err)
+		}
+		_ = b.SetReadDeadline(time.Now().Add(2 * time.Second))
+		m, from, err := b.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			c, _ := p.Read(k)
+			t.Fatalf("packet %d: %v (counters %+v)", i, err, c)
+		}
+		if from != netip.AddrPortFrom(lo, 40002) || string(buf[:m]) != string(pkt) {
+			t.Fatalf("packet %d from %v, changed: %v", i, from, string(buf[:m]) != string(pkt))
+		}
+	}
+	if c, _ := p.Remove(k); c.Packets != 20 {
+		t.Fatalf("counted %d packets, want 20", c.Packets)
+	}
+}

@@ -47,9 +47,6 @@
 #define FP_RTP 1  // the RTP port of an RTP stream (RTCP may be muxed)
 #define FP_RTCP 2 // the RTCP port of a stream without rtcp-mux
 
-// Entry flags (fp_value.flags).
-#define FP_LOCAL 1 // the destination is local: redirect to the ingress of ifindex
-
 #define MAX_DROPOUT 3000
 #define MAX_MISORDER 100
 #define SEQ_MOD 65536
@@ -70,7 +67,7 @@ struct fp_value {
 	__u32 ssrc;      // FP_RTP: the only SSRC forwarded (host order)
 	__u32 clock;     // FP_RTP: clock rate of pt (0: no jitter)
 	__u8 kind;
-	__u8 flags;
+	__u8 flags; // none yet
 	__u8 pt; // FP_RTP: payload type whose clock is clock
 	__u8 tos;
 
@@ -234,7 +231,7 @@ int edge_sbc_relay(struct __sk_buff *skb)
 	}
 
 	__u32 mtu = 0;
-	if (!(v->flags & FP_LOCAL) && bpf_check_mtu(skb, v->ifindex, &mtu, 0, 0) != BPF_MTU_CHK_RET_SUCCESS)
+	if (bpf_check_mtu(skb, v->ifindex, &mtu, 0, 0) != BPF_MTU_CHK_RET_SUCCESS)
 		return TCX_NEXT; // too big for the egress: the relay's socket fragments it
 
 	// Read the old header words before the helpers invalidate the pointers.
@@ -269,7 +266,6 @@ int edge_sbc_relay(struct __sk_buff *skb)
 	__u32 new_saddr = v->new_saddr, new_daddr = v->new_daddr;
 	__u16 new_sport = v->new_sport, new_dport = v->new_dport;
 	__u32 ifindex = v->ifindex;
-	__u8 flags = v->flags;
 
 	// UDP checksum: the pseudo header's addresses, then the ports.
 	bpf_l4_csum_replace(skb, UDP_CSUM_OFF, old_saddr, new_saddr, L4_PSEUDO | sizeof(__u32));
@@ -289,8 +285,8 @@ int edge_sbc_relay(struct __sk_buff *skb)
 	bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(struct iphdr) + offsetof(struct udphdr, source), &new_sport, sizeof(__u16), 0);
 	bpf_skb_store_bytes(skb, ETH_HLEN + sizeof(struct iphdr) + offsetof(struct udphdr, dest), &new_dport, sizeof(__u16), 0);
 
-	if (flags & FP_LOCAL)
-		return bpf_redirect(ifindex, BPF_F_INGRESS);
+	// The route lookup of bpf_redirect_neigh also serves a destination on
+	// this host (through the loopback, which keeps the route it sets).
 	return bpf_redirect_neigh(ifindex, NULL, 0, 0);
 }
 
