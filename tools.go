@@ -3,6 +3,7 @@
 package tools
 
 import (
+	_ "github.com/cilium/ebpf/cmd/bpf2go"
 	_ "github.com/coreos/go-systemd/v22/daemon"
 	_ "github.com/emiago/sipgo"
 	_ "github.com/miekg/dns"

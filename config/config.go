@@ -303,6 +303,9 @@ type Media struct {
 	Learning string `yaml:"learning"`
 	// DSCP values per kind of traffic (RFC 4594).
 	DSCP DSCP `yaml:"dscp"`
+	// Fastpath moves latched pass-through streams into the kernel (eBPF)
+	// when the kernel and the privileges allow it: auto or off. Default "auto".
+	Fastpath string `yaml:"fastpath"` // see fastpath.go
 }
 
 // DSCP holds DiffServ code points, 0-63; an explicit 0 = best effort

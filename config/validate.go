@@ -39,6 +39,9 @@ func (c *Config) Validate() error {
 	if err := c.validateMedia(); err != nil {
 		return err
 	}
+	if err := c.validateFastpath(); err != nil {
+		return err
+	}
 	if err := c.validatePolicy(); err != nil {
 		return err
 	}

@@ -57,6 +57,11 @@ type Config struct {
 	// before another source can take the stream over as a NAT rebind
 	// (LearningHeuristic). Default 2s.
 	RebindSilence time.Duration
+	// Fastpath moves latched pass-through streams into the kernel (see
+	// doc.go, Kernel fast path) when FastpathAuto and the kernel and the
+	// process's privileges allow it. The zero value is FastpathOff
+	// (edge-sbc's configuration defaults to auto).
+	Fastpath FastpathMode
 }
 
 // Defaults of Config, applied by withDefaults.
@@ -127,6 +132,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Learning > LearningOff {
 		return c, fmt.Errorf("%w: %v", ErrBadLearningMode, c.Learning)
+	}
+	if c.Fastpath > FastpathAuto {
+		return c, fmt.Errorf("%w: %v", ErrBadFastpathMode, c.Fastpath)
 	}
 	if c.LearnWindow < 0 || c.RebindSilence < 0 {
 		return c, fmt.Errorf("media: invalid learning window %v or rebind silence %v", c.LearnWindow, c.RebindSilence)

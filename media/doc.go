@@ -262,6 +262,40 @@
 // hold (music on hold beside an idle BFCP stream, say), the call is not
 // timed out.
 //
+// # Kernel fast path
+//
+// With Config.Fastpath FastpathAuto, Start loads package fastpath's eBPF
+// program (TCX ingress on the interfaces carrying BindAddr); if it cannot
+// (kernel before 6.6, no CAP_BPF and CAP_NET_ADMIN, an IPv6 bind
+// address, learning off), one log line says why and nothing else changes.
+// Readers publish the source they learned and locked (sock.lock: address,
+// SSRC and payload type of its last RTP packet, the sigGen it was learned
+// under). At every watchdog tick a stream whose signalling is idle (no
+// offer pending), which passes SRTP through, is answered and not on hold,
+// and whose both sides' locked sources are current and are where the
+// relay sends to, gets one flow per direction in the kernel (and per RTCP
+// port when RTCP is not muxed and both RTCP sources are locked); the
+// kernel then forwards, from the relay's port facing the other side, only
+// datagrams of the locked source carrying the locked SSRC (or muxed
+// RTCP), with the stream's DSCP; anything else reaches the sockets as
+// before. The stream leaves the kernel (flows removed with their final
+// counters; the next datagram reaches the socket, none is lost) when an
+// Offer is staged (re-INVITE, UPDATE: holds and re-keys come this way),
+// when a reader is about to latch a new destination, when a datagram from
+// another source carries the locked SSRC (a NAT rebind candidate: the
+// learner is told when the kernel last heard the locked source, so the
+// silence rule holds, and the stream stays out for RebindSilence +
+// LearnWindow), when it stops being eligible, and when it is closed.
+//
+// The kernel counts what it forwards as the readers do: packets and bytes,
+// RTCP apart, RFC 3550 sequence runs (expected, lost, out of order) and
+// A.8 jitter of the locked SSRC, and the last-seen time. The watchdog
+// reads the counters every tick (the dead-media timer sees them);
+// StreamStats adds them (and the finished kernel periods) to the readers'
+// figures, sets Kernel and counts them in DirectionStats.KernelPackets;
+// after a kernel period the readers start new sequence runs, so nothing
+// is counted twice or as lost.
+//
 // # Concurrency and ownership
 //
 // Engine and Session methods are safe for concurrent use. Sockets belong

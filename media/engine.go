@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/edge-sbc/edge-sbc/media/fastpath"
 )
 
 // Engine owns the relay port pool, the sessions and the dead-media
@@ -30,6 +32,9 @@ type Engine struct {
 	closed   bool
 
 	lastTick atomic.Int64 // UnixNano of the watchdog's last scan (Alive)
+
+	fp        atomic.Pointer[fastpath.Program] // kernel fast path, nil when off (Start loads it)
+	fpStreams atomic.Int64                     // streams in the kernel
 
 	stop     chan struct{} // closed by Close to stop the watchdog
 	stopOnce sync.Once
@@ -65,7 +70,10 @@ func (e *Engine) Config() Config { return e.cfg }
 // Start starts the dead-media watchdog, an engine-wide ticker that scans
 // the sessions every second (every Timeout/4 when Timeout is shorter). It
 // runs until ctx is done or Close is called. Without Start, OnTimeout is
-// never called; relaying works regardless.
+// never called; relaying works regardless. With Config.Fastpath auto,
+// Start loads the kernel fast path (a failure is logged, not returned:
+// userspace then relays everything) and the watchdog moves streams into
+// the kernel and out of it.
 func (e *Engine) Start(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -76,6 +84,7 @@ func (e *Engine) Start(ctx context.Context) error {
 		return fmt.Errorf("media: engine already started")
 	}
 	e.started = true
+	e.startFastpath()
 	e.wg.Add(1)
 	go e.watchdog(ctx)
 	return nil
@@ -119,6 +128,7 @@ func (e *Engine) Close() error {
 	for _, s := range sessions {
 		s.Close()
 	}
+	e.stopFastpath()
 	return nil
 }
 
@@ -293,14 +303,18 @@ func (e *Engine) watchdog(ctx context.Context) {
 			return
 		case now := <-t.C:
 			e.lastTick.Store(now.UnixNano())
-			if e.cfg.Timeout <= 0 {
-				continue // no dead-media timeout: the watchdog only proves it runs
-			}
 			e.mu.Lock()
 			for s := range e.sessions {
 				list = append(list, s)
 			}
 			e.mu.Unlock()
+			e.syncFastpath(now, list)
+			if e.cfg.Timeout <= 0 {
+				// No dead-media timeout: the watchdog only proves it runs.
+				clear(list)
+				list = list[:0]
+				continue
+			}
 			for _, s := range list {
 				if s.deadMedia(now, e.cfg.Timeout) {
 					s.log.Warn().Dur("timeout", e.cfg.Timeout).Msg("media: no media received, timing out")

@@ -42,6 +42,10 @@ var (
 	// ErrBadSRTPMode means an SRTP mode name (ParseSRTPMode) or value
 	// (SessionConfig.ModeA/ModeB) is not known.
 	ErrBadSRTPMode = errors.New("media: unknown SRTP mode")
+
+	// ErrBadFastpathMode means a fast path mode name (ParseFastpathMode)
+	// or value (Config.Fastpath) is not known.
+	ErrBadFastpathMode = errors.New("media: unknown fast path mode")
 )
 
 // Errors of the SDES (RFC 4568) a=crypto parser. They never leave the

@@ -134,6 +134,7 @@ type learner struct {
 	last     uint64    // arrival of the last packet from the learned source
 	ssrc     uint32    // SSRC last seen from the learned source
 	hasSSRC  bool
+	pt       uint8 // payload type of its last RTP packet (kernel fast path)
 
 	cand    netip.AddrPort // rebind candidate
 	candN   int            // its packets counted so far
@@ -216,8 +217,27 @@ func (l *learner) heard(p []byte, isRTCP bool, now uint64) {
 	}
 	if ssrc, ok := l.ssrcOf(p, isRTCP); ok {
 		l.ssrc, l.hasSSRC = ssrc, true
+		if !isRTCP {
+			l.pt = p[1] & 0x7f
+		}
 	}
 }
+
+// locked reports whether the learned source is locked: learned, and the
+// learning window closed (what the kernel fast path waits for).
+func (l *learner) locked() bool { return !l.learning && l.rank != rankNone }
+
+// candidate reports whether p, from a source other than the learned one,
+// carries the learned source's SSRC: a NAT rebind candidate.
+func (l *learner) candidate(p []byte, isRTCP bool) bool {
+	ssrc, ok := l.ssrcOf(p, isRTCP)
+	return ok && l.hasSSRC && ssrc == l.ssrc
+}
+
+// heardAt records that the learned source was heard at now (µs since the
+// engine epoch) where this reader could not see it: the kernel fast path
+// forwarded its packets.
+func (l *learner) heardAt(now uint64) { l.last = max(l.last, now) }
 
 // ssrcOf returns the SSRC of an RTP packet, or the sender SSRC of an RTCP
 // packet (both are in clear with SRTP).

@@ -113,6 +113,12 @@ type sock struct {
 	// which then stays within its first 2 KB.
 	local localStats
 	learn learner
+
+	// lock is the source the reader learned and locked, published for the
+	// kernel fast path; kgen counts the stream's moves into and out of the
+	// kernel, after which the reader's sequence runs start anew.
+	lock atomic.Pointer[lockInfo]
+	kgen atomic.Uint64
 }
 
 // leg is the part of a stream facing one side.
@@ -168,6 +174,7 @@ type stream struct {
 	closing  atomic.Bool
 	wg       sync.WaitGroup // reader goroutines
 	sigGen   atomic.Uint64  // SDPs of either side (setRemote): each makes the readers learn anew
+	kern     kernelState    // the kernel fast path's part (kernel.go)
 }
 
 // openStream allocates relay sockets on both legs and starts their
@@ -312,6 +319,12 @@ func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
 	lr := &in.learn // set up by startReaders
 	epoch := st.eng.epoch
 	ls := &in.local
+	// The kernel fast path may take over latched pass-through streams:
+	// the reader publishes its locked source, gives the stream back to
+	// userspace before a new destination or a rebind candidate is dealt
+	// with, and starts new sequence runs after a kernel period.
+	kernOK := st.eng.cfg.Fastpath == FastpathAuto && !term && (strict || learn)
+	var kgen uint64
 	for {
 		n, err := bio.recv()
 		if err != nil {
@@ -336,9 +349,20 @@ func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
 			dec, enc = me.remote.Load(), peer.local.Load()
 		}
 		var want *endpoint
+		var gen uint64
 		if strict {
 			want = sig.Load()
+			gen = st.sigGen.Load()
 		}
+		if kernOK {
+			if g := in.kgen.Load(); g != kgen {
+				kgen = g
+				ls.seq.rerun()
+			}
+		}
+		var heard bool // strict: a packet from want came
+		var ssrc uint32
+		var pt uint8
 		for i := range n {
 			if bio.truncated(i) {
 				ls.oversize++
@@ -354,7 +378,17 @@ func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
 					ls.stranger++
 					continue
 				}
+				if heard = true; !isRTCP && len(p) >= 12 {
+					ssrc, pt = binary.BigEndian.Uint32(p[8:12]), p[1]&0x7f
+				}
 			case learn:
+				if kernOK && (cur == nil || cur.ap != src) && st.kern.in.Load() && lr.candidate(p, isRTCP) {
+					// The kernel forwarded the learned source's packets:
+					// the learner must know when it last sent.
+					if age, ok := st.leaveRebind(from, rtcp); ok && uint64(age/time.Microsecond) < nowUs {
+						lr.heardAt(nowUs - uint64(age/time.Microsecond))
+					}
+				}
 				switch lr.admit(src, cur, p, isRTCP, nowUs) {
 				case verdictLatch:
 					latch = true
@@ -377,6 +411,9 @@ func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
 				}
 			}
 			if latch {
+				if kernOK && st.kern.in.Load() {
+					st.leaveKernel(leaveLatch) // the kernel sends to the old destination
+				}
 				// Symmetric latching: answer where the side sends from,
 				// unless the signalling set a new address meanwhile.
 				if ep := newEndpoint(src, st.v6); own.CompareAndSwap(cur, ep) {
@@ -401,6 +438,15 @@ func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
 		}
 		ls.sendErr += uint64(bio.flush())
 		ls.publish(&in.stats)
+		switch {
+		case !kernOK:
+		case strict && heard && want != nil:
+			in.publishLock(want.ap, gen, ssrc, pt, st.isRTP && ssrc != 0)
+		case learn && lr.locked() && cur != nil:
+			in.publishLock(cur.ap, lr.gen, lr.ssrc, lr.pt, lr.hasSSRC)
+		case learn:
+			in.publishLock(netip.AddrPort{}, 0, 0, 0, false)
+		}
 	}
 }
 
@@ -446,7 +492,7 @@ func (st *stream) setRemote(side Side, rtpAP, rtcpAP netip.AddrPort) {
 // activity returns a counter that grows with every packet accepted on the
 // stream, in either direction.
 func (st *stream) activity() uint64 {
-	var a uint64
+	a := st.kern.act.Load() // what the kernel forwarded (the watchdog's last read)
 	for i := range st.legs {
 		for _, s := range [2]*sock{st.legs[i].rtp, st.legs[i].rtcp.Load()} {
 			if s != nil {
@@ -471,6 +517,7 @@ func (st *stream) stats() StreamStats {
 		}
 	}
 	ss.PortA, ss.PortB = st.legs[SideA].base, st.legs[SideB].base
+	ss.Kernel = st.kernelStats(dirs)
 	for side, ap := range [2]*netip.AddrPort{&ss.RemoteA, &ss.RemoteB} {
 		if e := st.legs[side].remRTP.Load(); e != nil {
 			*ap = e.ap
@@ -483,6 +530,7 @@ func (st *stream) stats() StreamStats {
 // close closes the sockets, waits for the readers and returns the ports to
 // the pool (through quarantine). It must be called once, by the owner.
 func (st *stream) close() {
+	st.leaveKernel(leaveClose)
 	st.closing.Store(true)
 	var errs []error
 	for i := range st.legs {

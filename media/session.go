@@ -175,6 +175,9 @@ func (s *Session) Offer(from Side, offer []byte) ([]byte, error) {
 	if err := s.check(sd); err != nil {
 		return nil, err
 	}
+	// A re-offer (a hold, a new address, a re-key) is dealt with in
+	// userspace: streams in the kernel come back first, losing nothing.
+	s.leaveKernel(leaveOffer)
 	replaced := s.pending
 	if replaced == nil {
 		return s.stageOffer(from, sd, nil)

@@ -76,6 +76,9 @@ type DirectionStats struct {
 	MaxJitterMs float64
 	// Drops counts packets not forwarded, by reason.
 	Drops Drops
+	// KernelPackets is how many of Packets and RTCPPackets the kernel fast
+	// path forwarded (their loss and jitter are counted in the kernel).
+	KernelPackets uint64 `json:",omitempty"`
 	// R and MOS are the E-model estimate of a voice direction (see
 	// Estimate; 0: not scored, i.e. not audio or no packet yet).
 	R   float64 `json:",omitempty"`
@@ -133,6 +136,9 @@ type StreamStats struct {
 	// FromA describes packets received from side A (forwarded to B),
 	// FromB those received from side B (forwarded to A).
 	FromA, FromB DirectionStats
+	// Kernel is true when the stream ran in the kernel fast path for some
+	// time (FromA.KernelPackets and FromB.KernelPackets say how much).
+	Kernel bool `json:",omitempty"`
 }
 
 // Degraded reports whether either direction exceeds the Webex thresholds
@@ -286,6 +292,7 @@ type ssrcSeq struct {
 	baseSeq  uint64
 	badSeq   uint32 // seqMod+1 when none
 	received uint64 // packets of the current sequence run
+	rerun    bool   // the next packet starts a new run (packets went through the kernel)
 
 	clock       uint32 // clock rate of the last packet's payload type
 	haveTransit bool
@@ -301,7 +308,8 @@ func (t *seqTracker) update(seq uint16, ts, ssrc uint32, arrivalUs uint64, clock
 	t.lastUs = arrivalUs
 	src, fresh := t.source(ssrc)
 	src.lastTick, src.lastUs = t.tick, arrivalUs
-	if fresh {
+	if fresh || src.rerun {
+		src.rerun = false
 		t.restart(src, seq)
 	} else {
 		udelta := seq - src.maxSeq
@@ -380,6 +388,17 @@ func (t *seqTracker) source(ssrc uint32) (*ssrcSeq, bool) {
 	t.srcs[i] = ssrcSeq{ssrc: ssrc}
 	t.cur = i
 	return &t.srcs[i], true
+}
+
+// rerun makes the next packet of every SSRC start a new run: the packets in
+// between were forwarded, and counted, by the kernel fast path.
+func (t *seqTracker) rerun() {
+	if t.srcs == nil {
+		return
+	}
+	for i := range t.srcs[:t.n] {
+		t.srcs[i].rerun = true
+	}
 }
 
 // fold adds the current run of src to the totals.

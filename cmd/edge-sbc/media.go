@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/edge-sbc/edge-sbc/config"
@@ -23,6 +24,10 @@ func mediaConfig(cfg *config.Config) (media.Config, error) {
 	learning, err := media.ParseLearningMode(cfg.Media.Learning)
 	if err != nil {
 		return media.Config{}, fmt.Errorf("media.learning: %w", err)
+	}
+	fastpath, err := media.ParseFastpathMode(cfg.Media.Fastpath)
+	if err != nil {
+		return media.Config{}, fmt.Errorf("media.fastpath: %w", err)
 	}
 	// config keeps an explicit 0 (off, best effort); media.Config's zero
 	// values mean "default" and its negative ones "off".
@@ -51,6 +56,7 @@ func mediaConfig(cfg *config.Config) (media.Config, error) {
 		Timeout:         timeout,
 		StrictSource:    cfg.Media.StrictSource,
 		Learning:        learning,
+		Fastpath:        fastpath,
 	}, nil
 }
 
@@ -75,4 +81,17 @@ func newMediaEngine(cfg *config.Config, log zerolog.Logger) (*media.Engine, erro
 		mlog.Warn().Msg("media.learning: off lets anyone who guesses a relay port take over a stream")
 	}
 	return eng, nil
+}
+
+// registerFastpathMetrics exposes the kernel fast path: the streams it
+// forwards now and the packets it forwarded (0 when it is not loaded).
+func registerFastpathMetrics(reg prometheus.Registerer, eng *media.Engine) {
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edge_sbc_fastpath_streams",
+			Help: "Media streams forwarded by the kernel fast path (eBPF) now."},
+			func() float64 { return float64(eng.FastpathStreams()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edge_sbc_fastpath_packets_total",
+			Help: "Media packets forwarded by the kernel fast path (eBPF) since start."},
+			func() float64 { return float64(eng.FastpathPackets()) }),
+	)
 }

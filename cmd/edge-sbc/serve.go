@@ -450,6 +450,7 @@ func registerStoreMetrics(reg *prometheus.Registry, store *tlsconf.Store, eng *m
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edge_sbc_media_ports_free", Help: "Relay ports free (not counting quarantine)."},
 			func() float64 { return float64(eng.PortsFree()) }),
 	)
+	registerFastpathMetrics(reg, eng)
 }
 
 // serveMetrics serves /metrics, /healthz and /readyz until the returned
