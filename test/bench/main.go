@@ -100,6 +100,7 @@ type options struct {
 	rssDur         time.Duration
 	profileDir     string // -profile: CPU and allocation profiles of edge-sbc
 	profileRate    int    // the step they are taken in
+	baseline       bool   // section 1 measures Kamailio too
 }
 
 var start = time.Now()
@@ -142,6 +143,7 @@ func main() {
 	flag.StringVar(&o.sbcLimits, "sbc-limits", "", `extra "limits:" keys of edge-sbc in section 1, e.g. "max_pending_per_connection: 1024" (default: edge-sbc's defaults)`)
 	flag.IntVar(&o.retries, "retries", 1, "how often a failed call-rate step is run again before the ramp of that system ends (the machine may be shared)")
 	flag.StringVar(&o.profileDir, "profile", "", "write edge-sbc's CPU and allocation profiles of one call-rate step (-profile-rate) to this directory (go tool pprof reads them)")
+	flag.BoolVar(&o.baseline, "baseline", true, "section 1 measures Kamailio next to edge-sbc (false: edge-sbc alone, for profiling; the ratios are then missing)")
 	flag.IntVar(&o.profileRate, "profile-rate", 2000, "the call-rate step -profile is taken in, calls/s")
 	flag.IntVar(&o.rssRate, "rss-rate", 0, "rate of edge-sbc's RSS run, calls/s (default 2000; 1000 with -quick)")
 	flag.DurationVar(&o.rssDur, "rss-dur", 0, "length of edge-sbc's RSS run, RSS read half way and at the end (default 60s; 10s with -quick; -1s: none)")

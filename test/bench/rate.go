@@ -143,7 +143,9 @@ func runCallRate(ctx context.Context, e *env, rep *report) error {
 		return fmt.Errorf("edge-sbc: %w", err)
 	}
 	kam := &sut{name: "kamailio", label: "Kamailio"}
-	if k, err := e.findKamailio(); err != nil {
+	if !e.o.baseline {
+		kam.err = "-baseline=false"
+	} else if k, err := e.findKamailio(); err != nil {
 		kam.err = err.Error()
 	} else {
 		kam.label = k.shortVersion()
