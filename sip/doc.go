@@ -116,8 +116,9 @@
 //     transaction's last response; clientTx.mu its timer.
 //   - conn.omu guards a connection's write queue (never held across the
 //     write: one writer at a time flushes what all queued, bounded by
-//     limits.write_timeout); conn.mu guards the calls using it and its
-//     pending count.
+//     limits.write_timeout; a writer finding the queue full waits on
+//     conn.ofree until the flusher takes it); conn.mu guards the calls
+//     using it and its pending count.
 //   - call.qmu guards a call's event queue only; every other field of a
 //     call and its legs is owned by the call's event loop.
 //   - planner.mu guards the admission counters and rate buckets.

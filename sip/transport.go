@@ -57,6 +57,7 @@ type conn struct {
 	out      []byte     // bytes waiting for the flusher
 	spare    []byte     // the flusher's previous buffer, reused
 	flushing bool       // a writer is flushing out
+	ofree    *sync.Cond // signalled when out is taken by the flusher or the connection closes (uses omu)
 
 	closeOnce sync.Once
 	done      chan struct{} // closed when the connection is closed
@@ -192,6 +193,7 @@ func (l *listener) handshake(ctx context.Context, raw net.Conn, ip netip.Addr) {
 	t.metrics.TLSHandshakes.WithLabelValues("inbound", "ok", "").Inc()
 	cs := tc.ConnectionState()
 	c := &conn{t: t, nc: tc, raw: raw, remote: remote, remoteIP: ip, unauth: l.unauthTrunk, release: release}
+	c.ofree = sync.NewCond(&c.omu)
 	c.verified = len(cs.VerifiedChains) > 0
 	if !c.verified && len(cs.PeerCertificates) > 0 {
 		// client_auth optional: the handshake accepted whatever was sent.
@@ -349,10 +351,13 @@ func (c *conn) send(m sip.Message) error {
 	return err
 }
 
-// maxPending bounds what may wait for a connection's flusher: a peer that
-// does not read is cut off by the write timeout long before, but the
-// bound holds whatever the timeout.
-const maxPending = 4 << 20
+// maxPending bounds what may wait for a connection's flusher. A writer
+// that finds it full waits until the flusher takes the queue (each flush
+// is bounded by limits.write_timeout, so the wait is too): a trunk's
+// connection carries bursts of many calls, and a peer that is slow for a
+// moment must not lose them; one that does not read at all is cut off by
+// the write timeout.
+const maxPending = 1 << 20
 
 // write queues p and, unless another writer is flushing, writes it and
 // whatever others queued meanwhile in as few TLS records and system calls
@@ -362,15 +367,12 @@ const maxPending = 4 << 20
 // connection's end (its transactions fail, its calls end), not here.
 func (c *conn) write(p []byte) error {
 	c.omu.Lock()
+	for c.flushing && len(c.out) > 0 && len(c.out)+len(p) > maxPending && !c.closed() {
+		c.ofree.Wait()
+	}
 	if c.closed() {
 		c.omu.Unlock()
 		return fmt.Errorf("%w: %s", ErrConnClosed, c.remote)
-	}
-	if len(c.out)+len(p) > maxPending {
-		c.omu.Unlock()
-		c.t.log.Info().Str("remote", c.remote).Msg("too much waiting to be written (peer not reading?): connection closed")
-		c.close()
-		return fmt.Errorf("%w: %s: write queue full", ErrConnClosed, c.remote)
 	}
 	c.out = append(c.out, p...)
 	if c.flushing {
@@ -381,6 +383,7 @@ func (c *conn) write(p []byte) error {
 	for len(c.out) > 0 {
 		buf := c.out
 		c.out = c.spare[:0]
+		c.ofree.Broadcast()
 		c.omu.Unlock()
 		err := c.flush(buf)
 		c.omu.Lock()
@@ -423,6 +426,9 @@ func (c *conn) close() {
 		c.mu.Lock()
 		c.room.Broadcast()
 		c.mu.Unlock()
+		c.omu.Lock()
+		c.ofree.Broadcast()
+		c.omu.Unlock()
 	})
 }
 
@@ -679,6 +685,7 @@ func (t *transport) dialNew(ctx context.Context, addr, sni, identity string) (*c
 	t.metrics.TLSHandshakes.WithLabelValues("outbound", "ok", "").Inc()
 	cs := tc.ConnectionState()
 	c := &conn{t: t, nc: tc, raw: raw, remote: addr, outbound: true, sni: sni, verified: true}
+	c.ofree = sync.NewCond(&c.omu)
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
 		c.remoteIP = ap.Addr().Unmap()
 	}
