@@ -303,6 +303,12 @@ type Media struct {
 	Learning string `yaml:"learning"`
 	// DSCP values per kind of traffic (RFC 4594).
 	DSCP DSCP `yaml:"dscp"`
+	// SocketCache is how many relay sockets stay open after their call,
+	// through the quarantine, to be reused by later calls: opening, binding
+	// and marking new sockets is the largest cost of a call's setup. At
+	// most a quarter of the process's file descriptor limit is used.
+	// Default 16384; an explicit 0 = every call opens new sockets.
+	SocketCache int `yaml:"socket_cache"`
 	// Fastpath moves latched pass-through streams into the kernel (eBPF)
 	// when the kernel and the privileges allow it: auto or off. Default "auto".
 	Fastpath string `yaml:"fastpath"` // see fastpath.go

@@ -29,6 +29,7 @@ const (
 	DefaultDSCPAudio           = 46
 	DefaultDSCPVideo           = 34
 	DefaultDSCPSignalling      = 24
+	DefaultSocketCache         = 16384
 	DefaultLogLevel            = "info"
 	DefaultLogFormat           = "json"
 	DefaultDrainTimeout        = 30 * time.Second
@@ -125,6 +126,7 @@ func (c *Config) applyDefaults(set keySet) {
 	num("media.dscp.audio", &c.Media.DSCP.Audio, DefaultDSCPAudio)
 	num("media.dscp.video", &c.Media.DSCP.Video, DefaultDSCPVideo)
 	num("media.dscp.signalling", &c.Media.DSCP.Signalling, DefaultDSCPSignalling)
+	num("media.socket_cache", &c.Media.SocketCache, DefaultSocketCache)
 	str(&c.Log.Level, DefaultLogLevel)
 	str(&c.Log.Format, DefaultLogFormat)
 	num("limits.max_connections_per_ip", &c.Limits.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)

@@ -76,6 +76,7 @@ func StartOnlyChanges(old, next *Config) []string {
 	diff("media.dscp.video", old.Media.DSCP.Video, next.Media.DSCP.Video)
 	diff("media.dscp.signalling", old.Media.DSCP.Signalling, next.Media.DSCP.Signalling)
 	diff("media.fastpath", old.Media.Fastpath, next.Media.Fastpath)
+	diff("media.socket_cache", old.Media.SocketCache, next.Media.SocketCache)
 
 	diff("log.format", old.Log.Format, next.Log.Format)
 	diff("metrics.listen", old.Metrics.Listen, next.Metrics.Listen)

@@ -18,7 +18,7 @@ var (
 		"dns.servers", "dns.timeout", "dns.attempts", "dns.min_ttl", "dns.max_ttl", "dns.negative_ttl", "dns.down_time",
 		"sip.keepalive_interval", "sip.max_message_size",
 		"media.port_range", "media.bind", "media.timeout", "media.strict_source", "media.learning",
-		"media.dscp.audio", "media.dscp.video", "media.dscp.signalling", "media.fastpath",
+		"media.dscp.audio", "media.dscp.video", "media.dscp.signalling", "media.fastpath", "media.socket_cache",
 		"log.format", "metrics.listen", "metrics.pprof", "cdr.file", "cdr.sync_interval",
 		"tls.keylog_file", "trace.hep.addr", "trace.hep.transport", "trace.hep.node_id", "trace.hep.password",
 	}

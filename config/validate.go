@@ -336,6 +336,9 @@ func (c *Config) validateMedia() error {
 	if err := notNegative("media.timeout", c.Media.Timeout, "no dead-media timeout"); err != nil {
 		return err
 	}
+	if c.Media.SocketCache < 0 {
+		return bad("media.socket_cache", "%d: must be positive, or 0 to open new sockets for every call", c.Media.SocketCache)
+	}
 	switch c.Media.Learning {
 	case "heuristic", "strict":
 	case "off":

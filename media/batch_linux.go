@@ -54,21 +54,35 @@ type batchIO struct {
 }
 
 func newBatchIO(own, peer *net.UDPConn, slots int, pool *slotPool) (*batchIO, error) {
-	slots = min(max(slots, 1), batchSize)
+	b := &batchIO{pool: pool}
+	if pool == nil {
+		b.cur = new(slotBuf)
+	}
+	b.recvF = b.doRecv
+	b.sendF = b.doSend
+	if err := b.rebind(own, peer, slots); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// rebind points b at the sockets of another reader: a batchIO is reused
+// across streams (Engine.newBatchIO), its headers already linked.
+func (b *batchIO) rebind(own, peer *net.UDPConn, slots int) error {
 	rc, err := own.SyscallConn()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	prc, err := peer.SyscallConn()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	b := &batchIO{rc: rc, peer: prc, slots: slots, pool: pool}
-	if pool == nil {
-		b.cur = new(slotBuf)
+	b.rc, b.peer, b.nsend = rc, prc, 0
+	b.slots = min(max(slots, 1), batchSize)
+	if b.pool == nil {
 		b.bind()
 	}
-	for i := range slots {
+	for i := range b.slots {
 		b.riov[i].SetLen(bufSize)
 		b.rhs[i].hdr.Iov = &b.riov[i]
 		b.rhs[i].hdr.SetIovlen(1)
@@ -76,9 +90,14 @@ func newBatchIO(own, peer *net.UDPConn, slots int, pool *slotPool) (*batchIO, er
 		b.shs[i].hdr.Iov = &b.siov[i]
 		b.shs[i].hdr.SetIovlen(1)
 	}
-	b.recvF = b.doRecv
-	b.sendF = b.doSend
-	return b, nil
+	return nil
+}
+
+// unbind lets go of the sockets and of any borrowed buffers, before b is
+// kept for another reader.
+func (b *batchIO) unbind() {
+	b.giveBack()
+	b.rc, b.peer = nil, nil
 }
 
 // bind points the receive vectors at the buffers in hand.

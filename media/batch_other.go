@@ -25,6 +25,13 @@ func newBatchIO(own, peer *net.UDPConn, _ int, _ *slotPool) (*batchIO, error) {
 	return &batchIO{own: own, peer: peer, bufs: make([]byte, slotSize)}, nil
 }
 
+func (b *batchIO) rebind(own, peer *net.UDPConn, _ int) error {
+	b.own, b.peer, b.nsend = own, peer, 0
+	return nil
+}
+
+func (b *batchIO) unbind() { b.own, b.peer = nil, nil }
+
 func (b *batchIO) recv() (int, error) {
 	n, from, err := b.own.ReadFromUDPAddrPort(b.bufs[:bufSize+1])
 	if err != nil {

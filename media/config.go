@@ -62,6 +62,11 @@ type Config struct {
 	// process's privileges allow it. The zero value is FastpathOff
 	// (edge-sbc's configuration defaults to auto).
 	Fastpath FastpathMode
+	// SocketCache is how many relay sockets may stay open after their
+	// stream, through the quarantine, for later streams (see portPool);
+	// NewEngine caps it at a quarter of the file descriptor limit. 0
+	// means the default, DefaultSocketCache; a negative value disables it.
+	SocketCache int
 }
 
 // Defaults of Config, applied by withDefaults.
@@ -73,6 +78,7 @@ const (
 	DefaultDSCPApplication = 24 // CS3
 	DefaultTimeout         = 60 * time.Second
 	DefaultQuarantine      = 2 * time.Second
+	DefaultSocketCache     = 16384
 )
 
 // withDefaults returns c with defaults applied, or an error if the result is
@@ -110,6 +116,13 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Quarantine < 0 {
 		c.Quarantine = 0
 	}
+	switch {
+	case c.SocketCache == 0:
+		c.SocketCache = DefaultSocketCache
+	case c.SocketCache < 0:
+		c.SocketCache = 0
+	}
+	c.SocketCache = min(c.SocketCache, fdBudget()/4)
 	if c.LearnWindow == 0 {
 		c.LearnWindow = DefaultLearnWindow
 	}

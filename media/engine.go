@@ -23,6 +23,7 @@ type Engine struct {
 	log   zerolog.Logger
 	pool  *portPool
 	slots *slotPool // batch buffers lent to readers
+	bios  sync.Pool // *batchIO of ended readers, for the next ones
 	epoch time.Time // origin of arrival times for jitter
 	tick  time.Duration
 
@@ -55,7 +56,7 @@ func NewEngine(cfg Config, log zerolog.Logger) (*Engine, error) {
 	return &Engine{
 		cfg:      c,
 		log:      log,
-		pool:     newPortPool(c.PortMin, c.PortMax, c.Quarantine, time.Now),
+		pool:     newPortPool(c.PortMin, c.PortMax, c.Quarantine, time.Now).withSocketCache(c.SocketCache),
 		slots:    newSlotPool(),
 		epoch:    time.Now(),
 		tick:     tick,
@@ -128,6 +129,9 @@ func (e *Engine) Close() error {
 	for _, s := range sessions {
 		s.Close()
 	}
+	for _, ps := range e.pool.drainOpen() {
+		closePair(ps)
+	}
 	e.stopFastpath()
 	return nil
 }
@@ -194,8 +198,11 @@ func listenUDP(addr netip.Addr, port int) (*net.UDPConn, error) {
 	return net.ListenUDP(network, &net.UDPAddr{IP: addr.AsSlice(), Port: port})
 }
 
-// openPair takes a pair from the pool and binds its RTP socket, and its
-// RTCP socket if withRTCP. A pair that cannot be bound (taken by another
+// openPair takes a pair from the pool with its sockets: a warm pair whose
+// sockets stayed open (drained of what arrived meanwhile), else a free
+// pair whose RTP socket it binds, and its RTCP socket if withRTCP. A warm
+// pair may come with an RTCP socket when withRTCP is false: the caller
+// keeps it for later. A pair that cannot be bound (taken by another
 // process) is set aside and the next pair is tried; the pairs set aside go
 // back through quarantine when openPair returns, so a pool without
 // quarantine does not hand the same unusable pair out twice.
@@ -204,7 +211,12 @@ func listenUDP(addr netip.Addr, port int) (*net.UDPConn, error) {
 // ErrAddressNotLocal (also wrapping ErrPortsExhausted, which the SIP layer
 // answers with 503), and the pair goes back to the pool untouched: every
 // other pair would fail the same way, and none of them is to blame.
-func (e *Engine) openPair(withRTCP bool) (base int, rtp, rtcp *net.UDPConn, err error) {
+func (e *Engine) openPair(withRTCP bool) (base int, ps pairSocks, err error) {
+	if b, warm, ok := e.pool.getWarm(); ok {
+		if ps, ok := e.reuse(b, warm, withRTCP); ok {
+			return b, ps, nil
+		}
+	}
 	var lastErr error
 	var taken []int
 	defer func() {
@@ -217,26 +229,91 @@ func (e *Engine) openPair(withRTCP bool) (base int, rtp, rtcp *net.UDPConn, err 
 		if !ok {
 			break
 		}
-		rtp, rtcp, err = e.bindPair(b, withRTCP)
+		rtp, rtcp, err := e.bindPair(b, withRTCP)
 		switch {
 		case err == nil:
-			return b, rtp, rtcp, nil
+			return b, pairSocks{rtp: rtp, rtcp: rtcp, tos: -1}, nil
 		case errors.Is(err, syscall.EADDRNOTAVAIL):
 			e.pool.unget(b)
-			return 0, nil, nil, fmt.Errorf("%w (%w): %w", ErrAddressNotLocal, ErrPortsExhausted, err)
+			return 0, pairSocks{}, fmt.Errorf("%w (%w): %w", ErrAddressNotLocal, ErrPortsExhausted, err)
 		case !portTaken(err):
 			// Out of descriptors or buffers: no other pair would bind
 			// either, and this one is not to blame.
 			e.pool.unget(b)
-			return 0, nil, nil, fmt.Errorf("%w: %w", ErrPortsExhausted, err)
+			return 0, pairSocks{}, fmt.Errorf("%w: %w", ErrPortsExhausted, err)
 		}
 		taken = append(taken, b)
 		lastErr = err
 	}
 	if lastErr != nil {
-		return 0, nil, nil, fmt.Errorf("%w: last bind error: %w", ErrPortsExhausted, lastErr)
+		return 0, pairSocks{}, fmt.Errorf("%w: last bind error: %w", ErrPortsExhausted, lastErr)
 	}
-	return 0, nil, nil, ErrPortsExhausted
+	return 0, pairSocks{}, ErrPortsExhausted
+}
+
+// reuse readies the open sockets of warm pair b for a new stream: their
+// read deadline (which stopped the previous stream's readers) is cleared
+// and whatever arrived since is discarded, so that nothing of the previous
+// call reaches this one; a missing RTCP socket is bound if withRTCP. When
+// that fails the sockets are closed and the pair goes back to the pool.
+func (e *Engine) reuse(b int, ps pairSocks, withRTCP bool) (pairSocks, bool) {
+	ok := ps.rtp != nil
+	for _, c := range [2]*net.UDPConn{ps.rtp, ps.rtcp} {
+		if c != nil && ok {
+			ok = c.SetReadDeadline(time.Time{}) == nil && discardQueued(c) == nil
+		}
+	}
+	if ok && withRTCP && ps.rtcp == nil {
+		c, err := e.listen(b + 1)
+		if err == nil {
+			ps.rtcp = c
+			ps.tos = -1 // the new socket is not marked yet
+		} else {
+			ok = false
+		}
+	}
+	if ok {
+		return ps, true
+	}
+	closePair(ps)
+	e.pool.release(b)
+	return pairSocks{}, false
+}
+
+// recycle returns pair b after its stream: with its sockets open when the
+// pool has room for them (Config.SocketCache), else closed.
+func (e *Engine) recycle(b int, ps pairSocks) {
+	if e.pool.releaseOpen(b, ps) {
+		return
+	}
+	closePair(ps)
+	e.pool.release(b)
+}
+
+func closePair(ps pairSocks) {
+	for _, c := range [2]*net.UDPConn{ps.rtp, ps.rtcp} {
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+}
+
+// discardQueued reads and drops every datagram waiting on c, without
+// waiting for more.
+func discardQueued(c *net.UDPConn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var buf [1]byte // datagrams are truncated: only their removal matters
+	return rc.Read(func(fd uintptr) bool {
+		for {
+			_, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_DONTWAIT)
+			if err != nil && err != syscall.EINTR {
+				return true
+			}
+		}
+	})
 }
 
 // bindPair binds the RTP socket of pair b, and its RTCP socket if withRTCP;
@@ -252,6 +329,24 @@ func (e *Engine) bindPair(b int, withRTCP bool) (rtp, rtcp *net.UDPConn, err err
 		}
 	}
 	return rtp, rtcp, nil
+}
+
+// newBatchIO gives a reader its batched I/O between own and peer: one an
+// ended reader left (its message headers are a few KB, allocated once)
+// or a new one.
+func (e *Engine) newBatchIO(own, peer *net.UDPConn, slots int) (*batchIO, error) {
+	if b, ok := e.bios.Get().(*batchIO); ok {
+		if err := b.rebind(own, peer, slots); err == nil {
+			return b, nil
+		}
+	}
+	return newBatchIO(own, peer, slots, e.slots)
+}
+
+// freeBatchIO keeps the batchIO of an ending reader for newBatchIO.
+func (e *Engine) freeBatchIO(b *batchIO) {
+	b.unbind()
+	e.bios.Put(b)
 }
 
 // portTaken reports whether a bind failed because another socket holds the

@@ -2,6 +2,7 @@ package media
 
 import (
 	"math/rand/v2"
+	"net"
 	"sync"
 	"time"
 )
@@ -30,18 +31,44 @@ type portPool struct {
 	quarantine time.Duration
 	now        func() time.Time
 
-	pairs int // pairs managed, immutable
+	pairs    int // pairs managed, immutable
+	maxCache int // open sockets the pool may keep (Config.SocketCache), immutable
 
 	mu    sync.Mutex // guards the fields below
-	free  []int      // free base ports, unordered; capacity for every pair
+	free  []int      // free base ports without open sockets, unordered; capacity for every pair
+	warm  []int      // free base ports whose sockets stayed open, unordered; same capacity
 	quar  []quarEntry
 	qhead int // quar[qhead:] are still in quarantine, oldest first
 	inUse int // pairs handed out and not released
+	// open holds the sockets of warm pairs and of quarantined pairs
+	// released with their sockets; cached counts those sockets.
+	open   map[int]pairSocks
+	cached int
+}
+
+// pairSocks are the open sockets of a pair kept by the pool between two
+// streams: its RTP socket, its RTCP socket if one was opened, and the
+// traffic class both are set to.
+type pairSocks struct {
+	rtp, rtcp *net.UDPConn
+	tos       int
+}
+
+func (s pairSocks) count() int {
+	n := 0
+	if s.rtp != nil {
+		n++
+	}
+	if s.rtcp != nil {
+		n++
+	}
+	return n
 }
 
 type quarEntry struct {
 	base  int
 	until time.Time
+	warm  bool // its sockets are in open
 }
 
 func newPortPool(minPort, maxPort int, quarantine time.Duration, now func() time.Time) *portPool {
@@ -54,6 +81,17 @@ func newPortPool(minPort, maxPort int, quarantine time.Duration, now func() time
 		p.free = append(p.free, b)
 	}
 	p.pairs = len(p.free)
+	return p
+}
+
+// withSocketCache lets the pool keep up to n open sockets of released
+// pairs (see releaseOpen); 0 keeps none.
+func (p *portPool) withSocketCache(n int) *portPool {
+	p.maxCache = max(0, n)
+	if p.maxCache > 0 {
+		p.warm = make([]int, 0, p.pairs)
+		p.open = make(map[int]pairSocks)
+	}
 	return p
 }
 
@@ -74,14 +112,60 @@ func (p *portPool) get() (int, bool) {
 	return b, true
 }
 
+// getWarm takes a free pair whose sockets are still open, chosen at random
+// among those, with its sockets; ok is false when there is none. Reusing
+// open sockets spares the system calls that open, bind, mark and register
+// new ones (the largest cost of a call's setup). The port is then one of
+// the pairs released at least a quarantine ago rather than any free pair:
+// learning and the strict-source rule, not the port, keep strangers out.
+func (p *portPool) getWarm() (base int, socks pairSocks, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expireLocked()
+	n := len(p.warm)
+	if n == 0 {
+		return 0, pairSocks{}, false
+	}
+	i := rand.IntN(n)
+	b := p.warm[i]
+	p.warm[i] = p.warm[n-1]
+	p.warm = p.warm[:n-1]
+	socks = p.open[b]
+	delete(p.open, b)
+	p.cached -= socks.count()
+	p.inUse++
+	return b, socks, true
+}
+
 // release returns a pair obtained from get; it becomes free again after
 // the quarantine.
 func (p *portPool) release(base int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.releaseLocked(base, false)
+}
+
+// releaseOpen returns a pair with its open sockets, kept (through the
+// quarantine, unread) for a later getWarm. It returns false, keeping
+// nothing and releasing nothing, when the pool has no room for them: the
+// caller then closes them and calls release.
+func (p *portPool) releaseOpen(base int, socks pairSocks) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := socks.count()
+	if n == 0 || p.cached+n > p.maxCache {
+		return false
+	}
+	p.open[base] = socks
+	p.cached += n
+	p.releaseLocked(base, true)
+	return true
+}
+
+func (p *portPool) releaseLocked(base int, warm bool) {
 	p.inUse--
 	if p.quarantine <= 0 {
-		p.pushFreeLocked(base)
+		p.pushLocked(base, warm)
 		return
 	}
 	if p.qhead > 0 && p.qhead >= len(p.quar)/2 {
@@ -89,7 +173,28 @@ func (p *portPool) release(base int) {
 		p.quar = p.quar[:n]
 		p.qhead = 0
 	}
-	p.quar = append(p.quar, quarEntry{base: base, until: p.now().Add(p.quarantine)})
+	p.quar = append(p.quar, quarEntry{base: base, until: p.now().Add(p.quarantine), warm: warm})
+}
+
+// drainOpen takes every open socket the pool keeps (the engine closes
+// them when it closes); their pairs become plain free pairs.
+func (p *portPool) drainOpen() []pairSocks {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]pairSocks, 0, len(p.open))
+	for _, s := range p.open {
+		out = append(out, s)
+	}
+	clear(p.open)
+	p.cached = 0
+	for _, b := range p.warm {
+		p.free = append(p.free, b)
+	}
+	p.warm = p.warm[:0]
+	for i := p.qhead; i < len(p.quar); i++ {
+		p.quar[i].warm = false
+	}
+	return out
 }
 
 // unget returns a pair obtained from get straight to the free pairs (it was
@@ -107,6 +212,16 @@ func (p *portPool) pushFreeLocked(base int) {
 	p.free = append(p.free, base)
 }
 
+// pushLocked adds base to the warm pairs if its sockets are kept, else to
+// the free pairs.
+func (p *portPool) pushLocked(base int, warm bool) {
+	if warm {
+		p.warm = append(p.warm, base)
+		return
+	}
+	p.pushFreeLocked(base)
+}
+
 // expireLocked moves pairs whose quarantine ended back to the free pairs.
 func (p *portPool) expireLocked() {
 	if p.qhead == len(p.quar) {
@@ -114,7 +229,7 @@ func (p *portPool) expireLocked() {
 	}
 	now := p.now()
 	for p.qhead < len(p.quar) && !now.Before(p.quar[p.qhead].until) {
-		p.pushFreeLocked(p.quar[p.qhead].base)
+		p.pushLocked(p.quar[p.qhead].base, p.quar[p.qhead].warm)
 		p.quar[p.qhead] = quarEntry{}
 		p.qhead++
 	}
@@ -124,12 +239,20 @@ func (p *portPool) expireLocked() {
 	}
 }
 
-// counts returns the number of pairs in use, free, and in quarantine.
+// counts returns the number of pairs in use, free (warm or not), and in
+// quarantine.
 func (p *portPool) counts() (inUse, free, quarantined int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.expireLocked()
-	return p.inUse, len(p.free), len(p.quar) - p.qhead
+	return p.inUse, len(p.free) + len(p.warm), len(p.quar) - p.qhead
+}
+
+// cachedSockets returns the number of open sockets the pool keeps.
+func (p *portPool) cachedSockets() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cached
 }
 
 // total returns the number of pairs managed by the pool.

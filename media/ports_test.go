@@ -85,12 +85,12 @@ func TestOpenPairSkipsPortInUse(t *testing.T) {
 	// be handed out twice by one openPair).
 	got := map[int]bool{}
 	for range 3 {
-		base, rtp, rtcp, err := e.openPair(true)
+		base, ps, err := e.openPair(true)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer rtp.Close()
-		defer rtcp.Close()
+		defer ps.rtp.Close()
+		defer ps.rtcp.Close()
 		if base == 12600 || base == 12602 || got[base] {
 			t.Fatalf("base %d: 12600 and 12602 are unusable, got %v before", base, got)
 		}
@@ -99,7 +99,7 @@ func TestOpenPairSkipsPortInUse(t *testing.T) {
 	if e.PortsInUse() != 6 {
 		t.Fatalf("in use %d, want 6", e.PortsInUse())
 	}
-	if _, _, _, err := e.openPair(true); !errorsIs(err, ErrPortsExhausted) {
+	if _, _, err := e.openPair(true); !errorsIs(err, ErrPortsExhausted) {
 		t.Fatalf("fourth pair: err = %v, want ErrPortsExhausted", err)
 	}
 	if e.PortsInUse() != 6 || e.PortsFree() != 4 {

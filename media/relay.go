@@ -2,7 +2,6 @@ package media
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -106,6 +105,7 @@ type clockTable [128]uint32
 type sock struct {
 	conn  *net.UDPConn
 	port  int
+	dscp  int // DSCP the socket is marked with; -1 not known (a new socket)
 	stats sockStats
 	// local and learn are the private state of the socket's reader (its
 	// counters before publication, its endpoint learning), owned by that
@@ -134,6 +134,9 @@ type leg struct {
 	// rtcp is nil until RTCP is known not to be muxed; it is set by the
 	// signalling and read by Stats and the watchdog, hence atomic.
 	rtcp atomic.Pointer[sock]
+	// spare is the open RTCP socket of a reused pair while RTCP is muxed
+	// (ensureRTCP takes it; close keeps it with the pair). Signalling.
+	spare *pairSocks
 
 	sigRTP, sigRTCP atomic.Pointer[endpoint] // signalled in this side's SDP
 	remRTP, remRTCP atomic.Pointer[endpoint] // where packets to this side go
@@ -198,16 +201,19 @@ func (e *Engine) openStream(log zerolog.Logger, index int, media, content string
 		st.sec = newStreamSec()
 	}
 	for side := range st.legs {
-		base, rtp, rtcp, err := e.openPair(withRTCP)
+		base, ps, err := e.openPair(withRTCP)
 		if err != nil {
 			st.close()
 			return nil, err
 		}
 		l := &st.legs[side]
 		l.base = base
-		l.rtp = &sock{conn: rtp, port: base}
-		if rtcp != nil {
-			l.rtcp.Store(&sock{conn: rtcp, port: base + 1})
+		l.rtp = &sock{conn: ps.rtp, port: base, dscp: ps.tos}
+		switch {
+		case ps.rtcp != nil && withRTCP:
+			l.rtcp.Store(&sock{conn: ps.rtcp, port: base + 1, dscp: ps.tos})
+		case ps.rtcp != nil:
+			l.spare = &pairSocks{rtcp: ps.rtcp, tos: ps.tos}
 		}
 	}
 	st.applyDSCP()
@@ -233,12 +239,15 @@ func (st *stream) applyDSCP() {
 	d := st.dscp()
 	for i := range st.legs {
 		for _, s := range [2]*sock{st.legs[i].rtp, st.legs[i].rtcp.Load()} {
-			if s == nil {
+			if s == nil || s.dscp == d {
 				continue
 			}
 			if err := SetDSCP(s.conn, d); err != nil {
 				st.log.Warn().Err(err).Int("port", s.port).Msg("media: cannot set DSCP")
+				s.dscp = -1
+				continue
 			}
+			s.dscp = d
 		}
 	}
 }
@@ -251,22 +260,34 @@ func (st *stream) ensureRTCP() error {
 		return nil
 	}
 	var conns [2]*net.UDPConn
+	tos := [2]int{-1, -1}
 	for side := range st.legs {
+		if sp := st.legs[side].spare; sp != nil {
+			conns[side], tos[side] = sp.rtcp, sp.tos
+			continue
+		}
 		c, err := st.eng.listen(st.legs[side].base + 1)
 		if err != nil {
-			if conns[0] != nil {
+			if conns[0] != nil && st.legs[0].spare == nil {
 				_ = conns[0].Close()
 			}
 			return fmt.Errorf("media: open RTCP port %d: %w", st.legs[side].base+1, err)
 		}
 		conns[side] = c
 	}
+	d := st.dscp()
 	for side := range st.legs {
 		l := &st.legs[side]
-		l.rtcp.Store(&sock{conn: conns[side], port: l.base + 1})
-		if err := SetDSCP(conns[side], st.dscp()); err != nil {
-			st.log.Warn().Err(err).Msg("media: cannot set DSCP")
+		l.spare = nil
+		sk := &sock{conn: conns[side], port: l.base + 1, dscp: tos[side]}
+		if sk.dscp != d {
+			if err := SetDSCP(conns[side], d); err != nil {
+				st.log.Warn().Err(err).Msg("media: cannot set DSCP")
+			} else {
+				sk.dscp = d
+			}
 		}
+		l.rtcp.Store(sk)
 	}
 	st.startReaders(true)
 	return nil
@@ -284,7 +305,7 @@ func (st *stream) startReaders(rtcp bool) {
 		if rtcp {
 			slots = rtcpSlots
 		}
-		bio, err := newBatchIO(in.conn, out.conn, slots, st.eng.slots)
+		bio, err := st.eng.newBatchIO(in.conn, out.conn, slots)
 		if err != nil {
 			st.log.Error().Err(err).Msg("media: relay socket unusable")
 			continue
@@ -303,10 +324,16 @@ func (st *stream) startReaders(rtcp bool) {
 // its local statistics; it returns when its socket is closed.
 func (st *stream) readLoop(from Side, rtcp bool, in *sock, bio *batchIO) {
 	defer st.wg.Done()
+	defer st.eng.freeBatchIO(bio)
 	me, peer := &st.legs[from], &st.legs[from.Other()]
 	term := st.terminates()
 	modeIn, modeOut := st.modes[from], st.modes[from.Other()]
-	var xf srtpXform
+	// xf is the SRTP scratch state, only needed (and allocated) when the
+	// stream terminates SRTP.
+	var xf *srtpXform
+	if term {
+		xf = new(srtpXform)
+	}
 	own, dstp, sig := &me.remRTP, &peer.remRTP, &me.sigRTP
 	if rtcp {
 		own, dstp, sig = &me.remRTCP, &peer.remRTCP, &me.sigRTCP
@@ -529,24 +556,39 @@ func (st *stream) stats() StreamStats {
 
 // close closes the sockets, waits for the readers and returns the ports to
 // the pool (through quarantine). It must be called once, by the owner.
+//
+// The readers are stopped with a read deadline in the past rather than by
+// closing their sockets: each pair goes back to the pool with its sockets
+// open (Engine.recycle), unless the pool keeps enough open sockets.
 func (st *stream) close() {
 	st.leaveKernel(leaveClose)
 	st.closing.Store(true)
-	var errs []error
+	past := time.Unix(1, 0)
 	for i := range st.legs {
 		for _, s := range [2]*sock{st.legs[i].rtp, st.legs[i].rtcp.Load()} {
 			if s != nil {
-				errs = append(errs, s.conn.Close())
+				_ = s.conn.SetReadDeadline(past)
 			}
 		}
 	}
 	st.wg.Wait()
 	for i := range st.legs {
-		if st.legs[i].rtp != nil {
-			st.eng.pool.release(st.legs[i].base)
+		l := &st.legs[i]
+		if l.rtp == nil {
+			continue
 		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		st.log.Debug().Err(err).Msg("media: closing relay sockets")
+		ps := pairSocks{rtp: l.rtp.conn, tos: l.rtp.dscp}
+		if r := l.rtcp.Load(); r != nil {
+			ps.rtcp = r.conn
+			if r.dscp != ps.tos {
+				ps.tos = -1
+			}
+		} else if l.spare != nil {
+			ps.rtcp = l.spare.rtcp
+			if l.spare.tos != ps.tos {
+				ps.tos = -1
+			}
+		}
+		st.eng.recycle(l.base, ps)
 	}
 }

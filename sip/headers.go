@@ -3,6 +3,7 @@ package sip
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"iter"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -192,11 +193,61 @@ func parseRAck(v string) (rseq, cseq uint32, method string, ok bool) {
 	return uint32(n), uint32(m), f[2], true
 }
 
+// headerList is what headersNamed reads: a request or a response.
+type headerList interface{ Headers() []sip.Header }
+
+// headersNamed ranges over the headers of m called name, in order. Names
+// match case-insensitively and in their compact form (RFC 3261 §7.3.3).
+// sipgo's GetHeaders lower-cases every header name of the message on each
+// call, an allocation per name that is not all lower case; this allocates
+// nothing.
+func headersNamed(m headerList, name string) iter.Seq[sip.Header] {
+	short := compactName(name)
+	return func(yield func(sip.Header) bool) {
+		for _, h := range m.Headers() {
+			n := h.Name()
+			if (strings.EqualFold(n, name) || (short != "" && strings.EqualFold(n, short))) && !yield(h) {
+				return
+			}
+		}
+	}
+}
+
+// countHeaders is the number of headers of m called name.
+func countHeaders(m headerList, name string) int {
+	n := 0
+	for range headersNamed(m, name) {
+		n++
+	}
+	return n
+}
+
+// compactName is the compact form of the header names the SBC reads, or "".
+func compactName(name string) string {
+	switch strings.ToLower(name) {
+	case "via":
+		return "v"
+	case "from":
+		return "f"
+	case "to":
+		return "t"
+	case "call-id":
+		return "i"
+	case "contact":
+		return "m"
+	case "supported":
+		return "k"
+	case "refer-to":
+		return "r"
+	}
+	return ""
+}
+
 // headerHasToken reports whether a comma-separated header (Supported,
 // Require, Allow) of m lists token.
-func headerHasToken(m interface{ GetHeaders(string) []sip.Header }, name, token string) bool {
-	for _, h := range m.GetHeaders(name) {
-		for _, v := range strings.Split(h.Value(), ",") {
+func headerHasToken(m headerList, name, token string) bool {
+	for h := range headersNamed(m, name) {
+		for v := range strings.SplitSeq(h.Value(), ",") {
 			if strings.EqualFold(strings.TrimSpace(v), token) {
 				return true
 			}
@@ -243,10 +294,9 @@ func branchOf(m sip.Message) string {
 // routeSetOf is the route set of a dialog learnt from Record-Route: in
 // order for the UAS (request), reversed for the UAC (response), RFC 3261
 // §12.1.1/§12.1.2.
-func routeSetOf(m interface{ GetHeaders(string) []sip.Header }, reverse bool) []sip.Uri {
-	hs := m.GetHeaders("Record-Route")
+func routeSetOf(m headerList, reverse bool) []sip.Uri {
 	var rs []sip.Uri
-	for _, h := range hs {
+	for h := range headersNamed(m, "Record-Route") {
 		rr, ok := h.(*sip.RecordRouteHeader)
 		if !ok {
 			var u sip.Uri

@@ -119,8 +119,8 @@ func (c *call) request(l *leg, method sip.RequestMethod, cseq uint32, maxForward
 }
 
 // learnPeer records what a peer's message says it supports.
-func (l *leg) learnPeer(m interface{ GetHeaders(string) []sip.Header }) {
-	if len(m.GetHeaders("Allow")) > 0 {
+func (l *leg) learnPeer(m headerList) {
+	if countHeaders(m, "Allow") > 0 {
 		l.peerUpdate = headerHasToken(m, "Allow", "UPDATE")
 	}
 	if headerHasToken(m, "Supported", "100rel") || headerHasToken(m, "Require", "100rel") {

@@ -368,7 +368,7 @@ func (c *call) cancelAttempt(at *attempt) {
 	cancel.AppendHeader(inv.Via().Clone())
 	mf := sip.MaxForwardsHeader(70)
 	cancel.AppendHeader(&mf)
-	for _, h := range inv.GetHeaders("Route") {
+	for h := range headersNamed(inv, "Route") {
 		cancel.AppendHeader(sip.HeaderClone(h))
 	}
 	cancel.AppendHeader(sip.HeaderClone(inv.From()))
@@ -823,7 +823,7 @@ type contactOut struct {
 // best q first, without URI headers or parameters other than user=.
 func sipsContacts(res *sip.Response) []contactOut {
 	var out []contactOut
-	for _, h := range res.GetHeaders("Contact") {
+	for h := range headersNamed(res, "Contact") {
 		ct, ok := h.(*sip.ContactHeader)
 		if !ok {
 			continue

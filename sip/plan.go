@@ -415,7 +415,7 @@ func (b *bucket) take(rate float64, now time.Time) bool {
 // isLoop reports whether a Via of req was written by this SBC: the request
 // left here and came back (RFC 3261 §16.3 item 4, applied to a B2BUA).
 func isLoop(req *sip.Request, fqdn string) bool {
-	for _, h := range req.GetHeaders("Via") {
+	for h := range headersNamed(req, "Via") {
 		v, ok := h.(*sip.ViaHeader)
 		if !ok || !strings.EqualFold(v.Host, fqdn) {
 			continue

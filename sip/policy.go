@@ -22,7 +22,7 @@ func checkRequest(req *sip.Request) *refusal {
 		return malformed("missing mandatory header")
 	}
 	for _, name := range []string{"From", "To", "Call-ID", "CSeq"} {
-		if len(req.GetHeaders(name)) != 1 {
+		if countHeaders(req, name) != 1 {
 			return malformed("repeated " + name + " header")
 		}
 	}

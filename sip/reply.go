@@ -331,7 +331,7 @@ func (b *B2BUA) rejectInline(c *conn, req *sip.Request, r refusal) {
 // not implement (for 420 Bad Extension), or "".
 func unsupportedTags(req *sip.Request) string {
 	var out []string
-	for _, h := range req.GetHeaders("Require") {
+	for h := range headersNamed(req, "Require") {
 		for _, t := range strings.Split(h.Value(), ",") {
 			t = strings.ToLower(strings.TrimSpace(t))
 			if t != "" && !supportedTag(t) {

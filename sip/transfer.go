@@ -67,7 +67,7 @@ func (c *call) onRefer(l *leg, tx *serverTx) {
 		return
 	}
 	rt := req.GetHeader("Refer-To")
-	if rt == nil || len(req.GetHeaders("Refer-To")) != 1 {
+	if rt == nil || countHeaders(req, "Refer-To") != 1 {
 		c.respond(tx, c.b.refusalResponse(req, *malformed("one Refer-To header is required"), "", ""))
 		return
 	}

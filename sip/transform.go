@@ -131,7 +131,7 @@ func (c *call) applyRewrites(req *sip.Request, l *leg) {
 			l.remoteURI = u
 		}
 	}
-	for _, h := range req.GetHeaders("P-Asserted-Identity") {
+	for h := range headersNamed(req, "P-Asserted-Identity") {
 		v := h.Value()
 		i, j := strings.Index(v, "<"), strings.Index(v, ">")
 		if i < 0 || j < i {

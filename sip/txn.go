@@ -349,7 +349,7 @@ func ackNonSuccess(inv *sip.Request, res *sip.Response) *sip.Request {
 	}
 	mf := sip.MaxForwardsHeader(70)
 	ack.AppendHeader(&mf)
-	for _, h := range inv.GetHeaders("Route") {
+	for h := range headersNamed(inv, "Route") {
 		ack.AppendHeader(sip.HeaderClone(h))
 	}
 	if f := inv.From(); f != nil {

@@ -57,6 +57,7 @@ func mediaConfig(cfg *config.Config) (media.Config, error) {
 		StrictSource:    cfg.Media.StrictSource,
 		Learning:        learning,
 		Fastpath:        fastpath,
+		SocketCache:     off(cfg.Media.SocketCache), // config's 0 is off, media's is the default
 	}, nil
 }
 

@@ -30,3 +30,6 @@ func (p *Program) Totals() (packets, bytes uint64) { return 0, 0 }
 
 // Now returns 0.
 func (p *Program) Now() uint64 { return 0 }
+
+// Refresh does nothing where the fast path is unsupported.
+func (p *Program) Refresh() error { return nil }

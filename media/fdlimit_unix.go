@@ -1,0 +1,15 @@
+//go:build unix
+
+package media
+
+import "syscall"
+
+// fdBudget is the process's file descriptor limit (the soft limit, which
+// Go raises to the hard limit at start).
+func fdBudget() int {
+	var r syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil || r.Cur > 1<<30 {
+		return 1 << 30
+	}
+	return int(r.Cur)
+}

@@ -1,0 +1,118 @@
+package media
+
+import (
+	"bytes"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// TestSocketsReusedAcrossCalls: a finished call's relay sockets stay open
+// through the quarantine and carry a later call; what reached them in
+// between (late packets of the first call, a stranger's probes) never
+// reaches the later call, and the later call's counters start from zero.
+func TestSocketsReusedAcrossCalls(t *testing.T) {
+	e := testEngine(t, func(c *Config) {
+		c.PortMin, c.PortMax = 12420, 12427 // 4 pairs
+		c.Quarantine = 100 * time.Millisecond
+	})
+	a, b := newPeer(t), newPeer(t)
+	s1, portA, portB := call(t, e, a, b, SessionConfig{CallID: "first"})
+	a.send(portA, rtpPacket(0, 1, 160, 0xA, 172))
+	if got, _ := b.recv(time.Second); len(got) != 172 {
+		t.Fatalf("first call: got %d bytes", len(got))
+	}
+	s1.Close()
+	if n := e.pool.cachedSockets(); n != 2 {
+		t.Fatalf("after the first call the pool keeps %d sockets, want its 2 (RTCP muxed)", n)
+	}
+	// Late packets and probes while the ports are in quarantine.
+	stale := rtpPacket(0, 2, 320, 0xA, 100)
+	for range 5 {
+		a.send(portA, stale)
+		b.send(portB, stale)
+	}
+	time.Sleep(150 * time.Millisecond) // the quarantine ends
+
+	a2, b2 := newPeer(t), newPeer(t)
+	s2, portA2, portB2 := call(t, e, a2, b2, SessionConfig{CallID: "second"})
+	defer s2.Close()
+	old := map[int]bool{portA: true, portB: true}
+	if !old[portA2] || !old[portB2] {
+		t.Fatalf("second call got ports %d/%d, want the open pairs %d/%d again", portA2, portB2, portA, portB)
+	}
+	if n := e.pool.cachedSockets(); n != 0 {
+		t.Fatalf("pool still keeps %d sockets while both are in use", n)
+	}
+	b2.expectNothing(200 * time.Millisecond)
+	a2.expectNothing(50 * time.Millisecond)
+	fresh := rtpPacket(0, 500, 8000, 0xC, 172)
+	a2.send(portA2, fresh)
+	got, from := b2.recv(time.Second)
+	if !bytes.Equal(got, fresh) || from != netip.AddrPortFrom(lo, uint16(portB2)) {
+		t.Fatalf("second call relayed %d bytes from %v, want the fresh packet from port %d", len(got), from, portB2)
+	}
+	st := s2.Close()
+	if st[0].FromA.Packets != 1 || st[0].FromB.Packets != 0 {
+		t.Fatalf("second call counted A %d / B %d packets, want 1 / 0 (the stale ones dropped)", st[0].FromA.Packets, st[0].FromB.Packets)
+	}
+}
+
+// TestSocketCacheBounded: the pool keeps no more open sockets than
+// SocketCache; the rest are closed with their call, and Engine.Close
+// closes those it kept (their ports can be bound again).
+func TestSocketCacheBounded(t *testing.T) {
+	e := testEngine(t, func(c *Config) {
+		c.PortMin, c.PortMax = 12430, 12437
+		c.SocketCache = 1
+	})
+	a, b := newPeer(t), newPeer(t)
+	s, portA, portB := call(t, e, a, b, SessionConfig{CallID: "bounded"})
+	s.Close()
+	if n := e.pool.cachedSockets(); n != 1 {
+		t.Fatalf("pool keeps %d sockets, want 1 (SocketCache)", n)
+	}
+	open := 0
+	for _, p := range []int{portA, portB} {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: lo.AsSlice(), Port: p})
+		if err != nil {
+			open++
+			continue
+		}
+		c.Close()
+	}
+	if open != 1 {
+		t.Fatalf("%d of the call's 2 ports still bound, want the 1 the pool keeps", open)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []int{portA, portB} {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: lo.AsSlice(), Port: p})
+		if err != nil {
+			t.Fatalf("port %d still bound after Engine.Close: %v", p, err)
+		}
+		c.Close()
+	}
+}
+
+// TestSocketCacheOff: with SocketCache negative every call opens and
+// closes its own sockets.
+func TestSocketCacheOff(t *testing.T) {
+	e := testEngine(t, func(c *Config) {
+		c.PortMin, c.PortMax = 12440, 12447
+		c.SocketCache = -1
+	})
+	a, b := newPeer(t), newPeer(t)
+	s, portA, _ := call(t, e, a, b, SessionConfig{CallID: "off"})
+	s.Close()
+	if n := e.pool.cachedSockets(); n != 0 {
+		t.Fatalf("pool keeps %d sockets with the cache off", n)
+	}
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: lo.AsSlice(), Port: portA})
+	if err != nil {
+		t.Fatalf("port %d still bound after its call: %v", portA, err)
+	}
+	c.Close()
+}
