@@ -398,6 +398,9 @@ func (e *Engine) watchdog(ctx context.Context) {
 			return
 		case now := <-t.C:
 			e.lastTick.Store(now.UnixNano())
+			for _, ps := range e.pool.expireWarm(now.Add(-warmIdle)) {
+				closePair(ps)
+			}
 			e.mu.Lock()
 			for s := range e.sessions {
 				list = append(list, s)

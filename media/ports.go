@@ -52,7 +52,13 @@ type portPool struct {
 type pairSocks struct {
 	rtp, rtcp *net.UDPConn
 	tos       int
+	since     time.Time // when the pool took them (releaseOpen)
 }
+
+// warmIdle is how long a warm pair's sockets stay open unused before the
+// engine's watchdog closes them (expireWarm): after a burst, an idle SBC
+// does not keep thousands of sockets.
+const warmIdle = 30 * time.Second
 
 func (s pairSocks) count() int {
 	n := 0
@@ -156,6 +162,7 @@ func (p *portPool) releaseOpen(base int, socks pairSocks) bool {
 	if n == 0 || p.cached+n > p.maxCache {
 		return false
 	}
+	socks.since = p.now()
 	p.open[base] = socks
 	p.cached += n
 	p.releaseLocked(base, true)
@@ -174,6 +181,30 @@ func (p *portPool) releaseLocked(base int, warm bool) {
 		p.qhead = 0
 	}
 	p.quar = append(p.quar, quarEntry{base: base, until: p.now().Add(p.quarantine), warm: warm})
+}
+
+// expireWarm takes the sockets of the warm pairs the pool has kept since
+// before cutoff (the caller closes them); those pairs become plain free
+// pairs.
+func (p *portPool) expireWarm(cutoff time.Time) []pairSocks {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []pairSocks
+	for i := 0; i < len(p.warm); {
+		b := p.warm[i]
+		s := p.open[b]
+		if !s.since.Before(cutoff) {
+			i++
+			continue
+		}
+		out = append(out, s)
+		delete(p.open, b)
+		p.cached -= s.count()
+		p.warm[i] = p.warm[len(p.warm)-1]
+		p.warm = p.warm[:len(p.warm)-1]
+		p.pushFreeLocked(b)
+	}
+	return out
 }
 
 // drainOpen takes every open socket the pool keeps (the engine closes

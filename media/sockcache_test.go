@@ -116,3 +116,39 @@ func TestSocketCacheOff(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestWarmSocketsExpire: sockets kept after a call are closed once unused
+// for warmIdle, and their pairs are plain free pairs again.
+func TestWarmSocketsExpire(t *testing.T) {
+	now := time.Unix(1000, 0)
+	p := newPortPool(12450, 12457, 0, func() time.Time { return now }).withSocketCache(8)
+	b, ok := p.get()
+	if !ok {
+		t.Fatal("no pair")
+	}
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: lo.AsSlice(), Port: b})
+	if err != nil {
+		t.Skipf("port %d: %v", b, err)
+	}
+	defer c.Close()
+	if !p.releaseOpen(b, pairSocks{rtp: c}) {
+		t.Fatal("the pool refused one socket with room for 8")
+	}
+	if got := p.expireWarm(now.Add(-warmIdle)); len(got) != 0 {
+		t.Fatalf("expired %d pairs kept just now", len(got))
+	}
+	now = now.Add(warmIdle + time.Second)
+	got := p.expireWarm(now.Add(-warmIdle))
+	if len(got) != 1 || got[0].rtp != c {
+		t.Fatalf("expired %v, want the one pair kept %s ago", got, warmIdle+time.Second)
+	}
+	if n := p.cachedSockets(); n != 0 {
+		t.Fatalf("pool still counts %d sockets", n)
+	}
+	if _, _, ok := p.getWarm(); ok {
+		t.Fatal("an expired pair is still warm")
+	}
+	if _, free, _ := p.counts(); free != 4 {
+		t.Fatalf("free pairs %d, want all 4", free)
+	}
+}

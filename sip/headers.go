@@ -200,45 +200,46 @@ type headerList interface{ Headers() []sip.Header }
 // match case-insensitively and in their compact form (RFC 3261 §7.3.3).
 // sipgo's GetHeaders lower-cases every header name of the message on each
 // call, an allocation per name that is not all lower case; this allocates
-// nothing.
+// nothing (it is small enough to be inlined, and its closure with it).
 func headersNamed(m headerList, name string) iter.Seq[sip.Header] {
-	short := compactName(name)
 	return func(yield func(sip.Header) bool) {
 		for _, h := range m.Headers() {
-			n := h.Name()
-			if (strings.EqualFold(n, name) || (short != "" && strings.EqualFold(n, short))) && !yield(h) {
+			if headerIs(h, name) && !yield(h) {
 				return
 			}
 		}
 	}
 }
 
+// headerIs reports whether h is called name, or name's compact form.
+func headerIs(h sip.Header, name string) bool {
+	n := h.Name()
+	if len(n) == 1 && len(name) > 1 {
+		return strings.EqualFold(n, compactName(name))
+	}
+	return strings.EqualFold(n, name)
+}
+
 // countHeaders is the number of headers of m called name.
 func countHeaders(m headerList, name string) int {
 	n := 0
-	for range headersNamed(m, name) {
-		n++
+	for _, h := range m.Headers() {
+		if headerIs(h, name) {
+			n++
+		}
 	}
 	return n
 }
 
 // compactName is the compact form of the header names the SBC reads, or "".
 func compactName(name string) string {
-	switch strings.ToLower(name) {
-	case "via":
-		return "v"
-	case "from":
-		return "f"
-	case "to":
-		return "t"
-	case "call-id":
-		return "i"
-	case "contact":
-		return "m"
-	case "supported":
-		return "k"
-	case "refer-to":
-		return "r"
+	for _, c := range [...]struct{ full, short string }{
+		{"Via", "v"}, {"From", "f"}, {"To", "t"}, {"Call-ID", "i"}, {"Contact", "m"},
+		{"Supported", "k"}, {"Refer-To", "r"}, {"Content-Type", "c"}, {"Content-Length", "l"},
+	} {
+		if strings.EqualFold(name, c.full) {
+			return c.short
+		}
 	}
 	return ""
 }

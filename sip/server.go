@@ -99,6 +99,7 @@ type B2BUA struct {
 	lns       []*listener
 	closeOnce sync.Once
 	idle      chan struct{} // signalled when the last call ends (Drain)
+	work      *workers      // runs spawn's tasks; its goroutines count in wg
 }
 
 // dialogRef finds the call and leg a dialog belongs to.
@@ -140,6 +141,7 @@ func New(o Options) (*B2BUA, error) {
 		trusted:  map[netip.Addr]time.Time{},
 		idle:     make(chan struct{}, 1),
 	}
+	b.work = newWorkers(&b.wg)
 	b.policy.Store(snap)
 	b.mon = &monitor{b: b, targets: map[string]*targetState{}}
 	for _, t := range o.Config.Trunks {
@@ -292,17 +294,21 @@ func (b *B2BUA) lifetime() context.Context {
 	return context.Background()
 }
 
-// spawn runs f as a goroutine owned by the B2BUA; it refuses (false) once
-// Close has finished waiting.
+// spawn runs f on a goroutine owned by the B2BUA (an idle worker, or a
+// new one: see workers); it refuses (false) once Close has begun waiting.
 func (b *B2BUA) spawn(f func()) bool {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
 		return false
 	}
+	if b.work.handOff(f) {
+		b.mu.Unlock()
+		return true
+	}
 	b.wg.Add(1)
 	b.mu.Unlock()
-	go func() { defer b.wg.Done(); f() }()
+	go b.work.loop(f)
 	return true
 }
 
@@ -379,6 +385,7 @@ func (b *B2BUA) Close() error {
 		b.mu.Lock()
 		b.closed = true
 		b.mu.Unlock()
+		close(b.work.stop) // idle workers exit; busy ones after their task
 		b.wg.Wait()
 	})
 	return nil
