@@ -305,8 +305,9 @@ type Media struct {
 	DSCP DSCP `yaml:"dscp"`
 	// SocketCache is how many relay sockets stay open after their call,
 	// through the quarantine, to be reused by later calls: opening, binding
-	// and marking new sockets is the largest cost of a call's setup. At
-	// most a quarter of the process's file descriptor limit is used.
+	// and marking new sockets is the largest cost of a call's setup. Kept
+	// sockets and those of calls stay within half of the file descriptor
+	// limit, and kept ones are closed first when descriptors run out.
 	// Default 16384; an explicit 0 = every call opens new sockets.
 	SocketCache int `yaml:"socket_cache"`
 	// Fastpath moves latched pass-through streams into the kernel (eBPF)

@@ -63,9 +63,11 @@ type Config struct {
 	// (edge-sbc's configuration defaults to auto).
 	Fastpath FastpathMode
 	// SocketCache is how many relay sockets may stay open after their
-	// stream, through the quarantine, for later streams (see portPool);
-	// NewEngine caps it at a quarter of the file descriptor limit. 0
-	// means the default, DefaultSocketCache; a negative value disables it.
+	// stream, through the quarantine, for later streams (see portPool).
+	// Kept sockets and those in use together stay within half of the file
+	// descriptor limit, and kept ones are closed first when descriptors run
+	// out. 0 means the default, DefaultSocketCache; a negative value
+	// disables it.
 	SocketCache int
 }
 
@@ -122,7 +124,6 @@ func (c Config) withDefaults() (Config, error) {
 	case c.SocketCache < 0:
 		c.SocketCache = 0
 	}
-	c.SocketCache = min(c.SocketCache, fdBudget()/4)
 	if c.LearnWindow == 0 {
 		c.LearnWindow = DefaultLearnWindow
 	}

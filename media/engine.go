@@ -56,7 +56,7 @@ func NewEngine(cfg Config, log zerolog.Logger) (*Engine, error) {
 	return &Engine{
 		cfg:      c,
 		log:      log,
-		pool:     newPortPool(c.PortMin, c.PortMax, c.Quarantine, time.Now).withSocketCache(c.SocketCache),
+		pool:     newPortPool(c.PortMin, c.PortMax, c.Quarantine, time.Now).withSocketCache(c.SocketCache, fdLimit()/2),
 		slots:    newSlotPool(),
 		epoch:    time.Now(),
 		tick:     tick,
@@ -230,6 +230,14 @@ func (e *Engine) openPair(withRTCP bool) (base int, ps pairSocks, err error) {
 			break
 		}
 		rtp, rtcp, err := e.bindPair(b, withRTCP)
+		if outOfDescriptors(err) {
+			if shed := e.pool.shed(shedBatch); len(shed) > 0 {
+				for _, ps := range shed {
+					closePair(ps)
+				}
+				rtp, rtcp, err = e.bindPair(b, withRTCP)
+			}
+		}
 		switch {
 		case err == nil:
 			return b, pairSocks{rtp: rtp, rtcp: rtcp, tos: -1}, nil
@@ -347,6 +355,16 @@ func (e *Engine) newBatchIO(own, peer *net.UDPConn, slots int) (*batchIO, error)
 func (e *Engine) freeBatchIO(b *batchIO) {
 	b.unbind()
 	e.bios.Put(b)
+}
+
+// shedBatch is how many kept sockets openPair closes when the process is
+// out of descriptors, before it tries again.
+const shedBatch = 64
+
+// outOfDescriptors reports whether a bind failed for lack of file
+// descriptors, of the process or of the system.
+func outOfDescriptors(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // portTaken reports whether a bind failed because another socket holds the

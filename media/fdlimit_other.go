@@ -2,4 +2,4 @@
 
 package media
 
-func fdBudget() int { return 1 << 30 }
+func fdLimit() int { return 1 << 30 }

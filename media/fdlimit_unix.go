@@ -4,9 +4,9 @@ package media
 
 import "syscall"
 
-// fdBudget is the process's file descriptor limit (the soft limit, which
+// fdLimit is the process's file descriptor limit (the soft limit, which
 // Go raises to the hard limit at start).
-func fdBudget() int {
+func fdLimit() int {
 	var r syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &r); err != nil || r.Cur > 1<<30 {
 		return 1 << 30

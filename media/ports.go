@@ -33,6 +33,7 @@ type portPool struct {
 
 	pairs    int // pairs managed, immutable
 	maxCache int // open sockets the pool may keep (Config.SocketCache), immutable
+	fdRoom   int // kept sockets plus those of pairs in use stay within this, immutable
 
 	mu    sync.Mutex // guards the fields below
 	free  []int      // free base ports without open sockets, unordered; capacity for every pair
@@ -91,9 +92,11 @@ func newPortPool(minPort, maxPort int, quarantine time.Duration, now func() time
 }
 
 // withSocketCache lets the pool keep up to n open sockets of released
-// pairs (see releaseOpen); 0 keeps none.
-func (p *portPool) withSocketCache(n int) *portPool {
+// pairs (see releaseOpen), as long as they and the sockets of the pairs in
+// use (two per pair at most) stay within fdRoom; 0 keeps none.
+func (p *portPool) withSocketCache(n, fdRoom int) *portPool {
 	p.maxCache = max(0, n)
+	p.fdRoom = fdRoom
 	if p.maxCache > 0 {
 		p.warm = make([]int, 0, p.pairs)
 		p.open = make(map[int]pairSocks)
@@ -159,7 +162,9 @@ func (p *portPool) releaseOpen(base int, socks pairSocks) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := socks.count()
-	if n == 0 || p.cached+n > p.maxCache {
+	// inUse still counts this pair: its sockets are counted twice, which
+	// errs on the side of descriptors left for calls.
+	if n == 0 || p.cached+n > p.maxCache || p.cached+n+2*p.inUse > p.fdRoom {
 		return false
 	}
 	socks.since = p.now()
@@ -203,6 +208,36 @@ func (p *portPool) expireWarm(cutoff time.Time) []pairSocks {
 		p.warm[i] = p.warm[len(p.warm)-1]
 		p.warm = p.warm[:len(p.warm)-1]
 		p.pushFreeLocked(b)
+	}
+	return out
+}
+
+// shed takes up to n of the open sockets the pool keeps, warm pairs
+// first, then pairs still in quarantine (they stay there, without sockets),
+// for the caller to close: the process ran out of descriptors, and calls
+// need them more than the cache does.
+func (p *portPool) shed(n int) []pairSocks {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []pairSocks
+	take := func(b int) {
+		s := p.open[b]
+		delete(p.open, b)
+		p.cached -= s.count()
+		n -= s.count()
+		out = append(out, s)
+	}
+	for n > 0 && len(p.warm) > 0 {
+		b := p.warm[len(p.warm)-1]
+		p.warm = p.warm[:len(p.warm)-1]
+		take(b)
+		p.pushFreeLocked(b)
+	}
+	for i := p.qhead; n > 0 && i < len(p.quar); i++ {
+		if p.quar[i].warm {
+			p.quar[i].warm = false
+			take(p.quar[i].base)
+		}
 	}
 	return out
 }

@@ -121,7 +121,7 @@ func TestSocketCacheOff(t *testing.T) {
 // for warmIdle, and their pairs are plain free pairs again.
 func TestWarmSocketsExpire(t *testing.T) {
 	now := time.Unix(1000, 0)
-	p := newPortPool(12450, 12457, 0, func() time.Time { return now }).withSocketCache(8)
+	p := newPortPool(12450, 12457, 0, func() time.Time { return now }).withSocketCache(8, 1000)
 	b, ok := p.get()
 	if !ok {
 		t.Fatal("no pair")
@@ -150,5 +150,62 @@ func TestWarmSocketsExpire(t *testing.T) {
 	}
 	if _, free, _ := p.counts(); free != 4 {
 		t.Fatalf("free pairs %d, want all 4", free)
+	}
+}
+
+// TestSocketCacheLeavesDescriptors: kept sockets and the sockets of the
+// pairs in use stay within the pool's descriptor room, and shed gives the
+// kept ones up (warm first, then quarantined) when descriptors run out.
+func TestSocketCacheLeavesDescriptors(t *testing.T) {
+	now := time.Unix(1000, 0)
+	p := newPortPool(12460, 12475, time.Second, func() time.Time { return now }).withSocketCache(100, 6)
+	var conns []*net.UDPConn
+	open := func(port int) *net.UDPConn {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: lo.AsSlice(), Port: port})
+		if err != nil {
+			t.Skipf("port %d: %v", port, err)
+		}
+		conns = append(conns, c)
+		return c
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	var bases []int
+	for range 3 {
+		b, _ := p.get()
+		bases = append(bases, b)
+	}
+	// 3 pairs in use count 6 descriptors: no room for one more.
+	if p.releaseOpen(bases[0], pairSocks{rtp: open(bases[0])}) {
+		t.Fatal("kept a socket beyond the descriptor room")
+	}
+	p.release(bases[0])
+	// 2 in use (4) + 1 kept = 5: room.
+	if !p.releaseOpen(bases[1], pairSocks{rtp: open(bases[1])}) {
+		t.Fatal("refused a socket within the descriptor room")
+	}
+	now = now.Add(2 * time.Second) // bases[1] is warm now
+	if !p.releaseOpen(bases[2], pairSocks{rtp: open(bases[2])}) {
+		t.Fatal("refused a socket within the descriptor room")
+	}
+	if n := p.cachedSockets(); n != 2 {
+		t.Fatalf("kept %d sockets, want 2", n)
+	}
+	got := p.shed(1)
+	if len(got) != 1 || got[0].rtp.LocalAddr().(*net.UDPAddr).Port != bases[1] {
+		t.Fatalf("shed %v, want the warm pair %d first", got, bases[1])
+	}
+	got = p.shed(5)
+	if len(got) != 1 || got[0].rtp.LocalAddr().(*net.UDPAddr).Port != bases[2] {
+		t.Fatalf("shed %v, want the quarantined pair %d", got, bases[2])
+	}
+	if n := p.cachedSockets(); n != 0 {
+		t.Fatalf("still kept: %d", n)
+	}
+	if _, free, quar := p.counts(); quar != 1 || free != 7 {
+		t.Fatalf("free %d quarantined %d, want 7 and 1 (a shed pair keeps its quarantine)", free, quar)
 	}
 }

@@ -96,6 +96,7 @@ type options struct {
 	quietWait      time.Duration
 	quietMax       float64
 	sbcLimits      string // extra limits: keys of edge-sbc's config in section 1
+	sbcMedia       string // one extra media: key of edge-sbc's config in section 1
 	rssRate        int
 	rssDur         time.Duration
 	profileDir     string // -profile: CPU and allocation profiles of edge-sbc
@@ -140,6 +141,7 @@ func main() {
 	flag.IntVar(&o.kamWorkers, "kamailio-workers", 4, "Kamailio TCP/TLS worker processes (tcp_children)")
 	flag.DurationVar(&o.quietWait, "quiet-wait", 30*time.Second, "before each call-rate step, wait up to this long while other users of the machine use more than -quiet-max (10s with -quick; 0: never wait)")
 	flag.Float64Var(&o.quietMax, "quiet-max", 25, "CPU of other users (% of one core) above which a call-rate step waits (-quiet-wait)")
+	flag.StringVar(&o.sbcMedia, "sbc-media", "", `one extra "media:" key of edge-sbc in section 1, e.g. "socket_cache: 0"`)
 	flag.StringVar(&o.sbcLimits, "sbc-limits", "", `extra "limits:" keys of edge-sbc in section 1, e.g. "max_pending_per_connection: 1024" (default: edge-sbc's defaults)`)
 	flag.IntVar(&o.retries, "retries", 1, "how often a failed call-rate step is run again before the ramp of that system ends (the machine may be shared)")
 	flag.StringVar(&o.profileDir, "profile", "", "write edge-sbc's CPU and allocation profiles of one call-rate step (-profile-rate) to this directory (go tool pprof reads them)")

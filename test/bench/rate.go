@@ -240,6 +240,9 @@ func (e *env) startSBCSut(tool loadTool, s *sut) error {
 	if e.o.sbcLimits != "" {
 		cfg += "limits: { " + e.o.sbcLimits + " }\n"
 	}
+	if e.o.sbcMedia != "" {
+		cfg = strings.Replace(cfg, "\nmedia:\n", "\nmedia:\n  "+e.o.sbcMedia+"\n", 1)
+	}
 	if s.proc, err = e.startSBC(cfg, s.metrics); err != nil {
 		return err
 	}
