@@ -135,4 +135,5 @@ func (c *Config) applyDefaults(set keySet) {
 	c.applyPolicyDefaults(set)
 	c.applyOperatorDefaults(set)
 	c.applyTraceDefaults(set)
+	c.applyClusterDefaults(set)
 }
