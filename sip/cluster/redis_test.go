@@ -1,0 +1,189 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+)
+
+// redisServer is a redis-server of one test: 127.0.0.1, a random port, a
+// temporary directory, no persistence.
+type redisServer struct {
+	t     *testing.T
+	bin   string
+	port  int
+	dir   string
+	extra []string
+	cmd   *exec.Cmd
+	out   *lockedBuffer
+	exit  chan struct{}
+}
+
+// startRedis starts a redis-server for t, or skips t when there is none.
+func startRedis(t *testing.T, extra ...string) *redisServer {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server is not installed (apt-get install redis-server, or make test-deps): the cluster tests need a real Redis")
+	}
+	r := &redisServer{t: t, bin: bin, dir: t.TempDir(), extra: extra}
+	t.Cleanup(r.stop)
+	for try := 0; ; try++ {
+		r.port = freePort(t)
+		err := r.start()
+		if err == nil {
+			return r
+		}
+		if try == 4 {
+			t.Fatalf("redis-server: %v\n%s", err, r.out)
+		}
+	}
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func (r *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
+
+// start runs redis-server on r.port and waits until it answers.
+func (r *redisServer) start() error {
+	args := append([]string{
+		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
+		"--logfile", "", "--loglevel", "warning",
+	}, r.extra...)
+	r.out = &lockedBuffer{}
+	r.cmd = exec.Command(r.bin, args...)
+	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
+	if err := r.cmd.Start(); err != nil {
+		return err
+	}
+	r.exit = make(chan struct{})
+	go func(cmd *exec.Cmd, exit chan struct{}) { _ = cmd.Wait(); close(exit) }(r.cmd, r.exit)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-r.exit:
+			return fmt.Errorf("exited early")
+		default:
+		}
+		c, err := net.DialTimeout("tcp", r.addr(), 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.stop()
+	return fmt.Errorf("not listening on %s after 5s", r.addr())
+}
+
+// stop kills the server (SIGKILL: no goodbye to its clients) and waits.
+func (r *redisServer) stop() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	<-r.exit
+	r.cmd = nil
+}
+
+// restart starts the server again on the same port, empty.
+func (r *redisServer) restart() {
+	r.t.Helper()
+	if err := r.start(); err != nil {
+		r.t.Fatalf("redis-server restart: %v\n%s", err, r.out)
+	}
+}
+
+// raw is a plain client for looking at what the nodes wrote.
+func (r *redisServer) raw(t *testing.T, password string) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: r.addr(), Password: password, Protocol: 2, DisableIdentity: true})
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// lockedBuffer is an io.Writer safe for concurrent use.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// count is how many lines hold s.
+func (l *lockedBuffer) count(s string) int {
+	n := 0
+	for _, line := range strings.Split(l.String(), "\n") {
+		if strings.Contains(line, s) {
+			n++
+		}
+	}
+	return n
+}
+
+var testKey = bytes.Repeat([]byte{0x42}, KeySize)
+
+// node opens and starts a Cluster named id on r; mod adjusts the Options.
+func node(t *testing.T, r *redisServer, id string, log io.Writer, mod func(*Options)) *Cluster {
+	t.Helper()
+	if log == nil {
+		log = io.Discard
+	}
+	o := Options{
+		NodeID: id, Key: testKey, Log: zerolog.New(log),
+		Redis: RedisOptions{Addrs: []string{r.addr()}},
+	}
+	if mod != nil {
+		mod(&o)
+	}
+	c, err := Open(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// eventually polls cond every 20ms until it holds or d passed.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

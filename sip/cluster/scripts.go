@@ -1,0 +1,155 @@
+package cluster
+
+import "github.com/redis/go-redis/v9"
+
+// The Lua scripts, run with EVALSHA (EVAL once after a Redis restart
+// emptied its script cache). They name the keys they touch from the prefix
+// (ARGV[1]) and node id (ARGV[2]): fine on a single Redis or behind
+// Sentinel, not on Redis Cluster (refused by the configuration).
+
+// admitLua checks and counts one call atomically.
+//
+// ARGV: prefix, node, call id, force ("1": count without checks and without
+// taking rate tokens), global max_calls, global cps, number of trunks, then
+// name, max_calls, cps for each trunk. A limit of 0 is no limit.
+//
+// Returns {1, ""} (counted, or already counted on this node) or
+// {0, reason, trunk}. Concurrent calls are summed over the live nodes: this
+// one and those whose alive key exists. Rates are token buckets like the
+// local ones (burst max(cps, 1), full when absent); a refused call takes
+// no token, and nothing is counted unless every limit passed.
+const admitLua = `
+if redis.replicate_commands then redis.replicate_commands() end
+local p, node, call = ARGV[1], ARGV[2], ARGV[3]
+local force = ARGV[4] == '1'
+local calls = p .. 'node:' .. node .. ':calls'
+if redis.call('HEXISTS', calls, call) == 1 then return {1, ''} end
+local n = tonumber(ARGV[7])
+local names = {}
+local lim = {{'*', tonumber(ARGV[5]), tonumber(ARGV[6]), 'max_calls', 'cps', p .. 'cps:*', ''}}
+for i = 1, n do
+  local b = 7 + (i - 1) * 3
+  local name = ARGV[b + 1]
+  names[i] = name
+  lim[i + 1] = {'t:' .. name, tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), 'trunk_max_calls', 'trunk_cps', p .. 'cps:t:' .. name, name}
+end
+if not force then
+  local live = {node}
+  for _, m in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
+    if m ~= node and redis.call('EXISTS', p .. 'node:' .. m .. ':alive') == 1 then live[#live + 1] = m end
+  end
+  for _, l in ipairs(lim) do
+    if l[2] > 0 then
+      local sum = 0
+      for _, m in ipairs(live) do
+        sum = sum + (tonumber(redis.call('HGET', p .. 'node:' .. m .. ':count', l[1])) or 0)
+      end
+      if sum >= l[2] then return {0, l[4], l[7]} end
+    end
+  end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local left = {}
+  for i, l in ipairs(lim) do
+    if l[3] > 0 then
+      local burst = math.max(l[3], 1)
+      local h = redis.call('HMGET', l[6], 'tok', 'ts')
+      local tok, ts = tonumber(h[1]), tonumber(h[2])
+      if tok == nil or ts == nil then
+        tok = burst
+      else
+        tok = math.min(burst, tok + math.max(0, now - ts) * l[3] / 1000)
+      end
+      if tok < 1 then return {0, l[5], l[7]} end
+      left[i] = tok - 1
+    end
+  end
+  for i, l in ipairs(lim) do
+    if left[i] then
+      redis.call('HSET', l[6], 'tok', string.format('%.17g', left[i]), 'ts', string.format('%d', now))
+      redis.call('PEXPIRE', l[6], math.ceil(math.max(l[3], 1) / l[3] * 1000) + 1000)
+    end
+  end
+end
+redis.call('HSET', calls, call, cjson.encode(names))
+local cnt = p .. 'node:' .. node .. ':count'
+redis.call('HINCRBY', cnt, '*', 1)
+for _, name in ipairs(names) do redis.call('HINCRBY', cnt, 't:' .. name, 1) end
+return {1, ''}
+`
+
+// releaseLua uncounts one call of this node; a call it does not hold is
+// nothing (0), so a second release is harmless.
+//
+// ARGV: prefix, node, call id.
+const releaseLua = `
+local p, node, call = ARGV[1], ARGV[2], ARGV[3]
+local calls = p .. 'node:' .. node .. ':calls'
+local v = redis.call('HGET', calls, call)
+if not v then return 0 end
+redis.call('HDEL', calls, call)
+local cnt = p .. 'node:' .. node .. ':count'
+local function dec(f)
+  if redis.call('HINCRBY', cnt, f, -1) < 0 then redis.call('HSET', cnt, f, 0) end
+end
+dec('*')
+for _, name in ipairs(cjson.decode(v)) do dec('t:' .. name) end
+return 1
+`
+
+// heartbeatLua refreshes this node's alive key and records, drops the
+// nodes that are gone and hold nothing, and returns what the alive key
+// held before ("" when absent): not this run's epoch means Redis lost the
+// node's records (restart, failover to a stale replica, or a heartbeat gap
+// longer than the TTL) or another process uses the node id.
+//
+// ARGV: prefix, node, epoch, ttl ms, stale ms.
+const heartbeatLua = `
+local p, node, epoch = ARGV[1], ARGV[2], ARGV[3]
+local alive = p .. 'node:' .. node .. ':alive'
+local prev = redis.call('GET', alive)
+redis.call('SET', alive, epoch, 'PX', ARGV[4])
+redis.call('SADD', p .. 'nodes', node)
+redis.call('PEXPIRE', p .. 'node:' .. node .. ':calls', ARGV[5])
+redis.call('PEXPIRE', p .. 'node:' .. node .. ':count', ARGV[5])
+for _, m in ipairs(redis.call('SMEMBERS', p .. 'nodes')) do
+  if m ~= node and redis.call('EXISTS', p .. 'node:' .. m .. ':alive', p .. 'node:' .. m .. ':count') == 0 then
+    redis.call('SREM', p .. 'nodes', m)
+  end
+end
+return prev or ''
+`
+
+// putLua writes a sealed state and tells the watchers, in one round trip.
+//
+// KEYS[1] the state key. ARGV: sealed value, ttl ms, channel, notice
+// header (the value follows it in the notice).
+const putLua = `
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. ARGV[1])
+return 1
+`
+
+// deleteLua removes a state and tells the watchers.
+//
+// KEYS[1] the state key. ARGV: channel, notice.
+const deleteLua = `
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+`
+
+// scripts are the loaded scripts of one Cluster.
+type scripts struct {
+	admit, release, heartbeat, put, del *redis.Script
+}
+
+func newScripts() scripts {
+	return scripts{
+		admit:     redis.NewScript(admitLua),
+		release:   redis.NewScript(releaseLua),
+		heartbeat: redis.NewScript(heartbeatLua),
+		put:       redis.NewScript(putLua),
+		del:       redis.NewScript(deleteLua),
+	}
+}
