@@ -222,7 +222,7 @@ func (c *Cluster) beat(ctx context.Context) {
 	}
 	if lost || c.dirty.Load() || !c.ready.Load() {
 		c.ready.Store(false)
-		if err := c.resync(ctx, lost); err != nil {
+		if err := c.resync(ctx, lost, first); err != nil {
 			c.down(ctx, err)
 			return
 		}
@@ -231,8 +231,9 @@ func (c *Cluster) beat(ctx context.Context) {
 }
 
 // resync rewrites this node's admission records from memory, and the call
-// states that did not reach Redis (all of them when Redis lost them).
-func (c *Cluster) resync(ctx context.Context, all bool) error {
+// states that did not reach Redis (all of them when Redis lost them). The
+// first one (at Start) replaces what an earlier run left, quietly.
+func (c *Cluster) resync(ctx context.Context, all, first bool) error {
 	c.syncMu.Lock()
 	defer c.syncMu.Unlock()
 	c.dirty.Store(false)
@@ -261,13 +262,25 @@ func (c *Cluster) resync(ctx context.Context, all bool) error {
 	pipe.PExpire(ctx, c.k.count(n), c.o.StaleAfter)
 	pipe.SAdd(ctx, c.k.nodes(), n)
 	pipe.Set(ctx, c.k.alive(n), c.epoch, c.o.HeartbeatTTL)
-	for _, p := range puts {
-		pipe.Set(ctx, c.k.state(p.id), p.value, p.ttl)
-		pipe.Publish(ctx, c.k.channel(), string(putNotice(p.id))+string(p.value))
+	// A state (or delete) is written again only if the call's state in
+	// Redis is absent or this node's: another node's means it took the
+	// call over. The script is loaded first: Redis may have restarted.
+	var rw []*redis.Cmd
+	if len(puts)+len(dels) > 0 {
+		if err := c.sc.rewrite.Load(ctx, c.rdb).Err(); err != nil {
+			c.dirty.Store(true)
+			return fmt.Errorf("loading the rewrite script: %w", err)
+		}
 	}
+	for _, p := range puts {
+		rw = append(rw, c.sc.rewrite.EvalSha(ctx, pipe, []string{c.k.state(p.id)},
+			p.value, p.ttl.Milliseconds(), c.k.channel(), putNotice(p.id), n, "0"))
+	}
+	delIDs := make([]string, 0, len(dels))
 	for id := range dels {
-		pipe.Del(ctx, c.k.state(id))
-		pipe.Publish(ctx, c.k.channel(), string(deleteNotice(id, n)))
+		delIDs = append(delIDs, id)
+		rw = append(rw, c.sc.rewrite.EvalSha(ctx, pipe, []string{c.k.state(id)},
+			"", 0, c.k.channel(), deleteNotice(id, n), n, "1"))
 	}
 	// The rewrite may be large: a longer bound than one operation's.
 	rctx, cancel := context.WithTimeout(ctx, max(c.o.HeartbeatInterval, 10*c.o.Timeout))
@@ -276,12 +289,23 @@ func (c *Cluster) resync(ctx context.Context, all bool) error {
 		c.dirty.Store(true)
 		return fmt.Errorf("rewriting node records: %w", err)
 	}
-	c.states.written(puts, dels)
+	taken := map[string]bool{}
+	for i, cmd := range rw {
+		if v, _ := cmd.Int(); v == 0 {
+			if i < len(puts) {
+				taken[puts[i].id] = true
+			} else {
+				taken[delIDs[i-len(puts)]] = true
+			}
+		}
+	}
+	c.states.written(puts, dels, taken)
 	ev := c.log.Info()
-	if !all {
+	if !all || first {
 		ev = c.log.Debug()
 	}
-	ev.Int("calls", len(calls)).Int("states", len(puts)).Int("deletes", len(dels)).Bool("redis_had_lost_them", all).
+	ev.Int("calls", len(calls)).Int("states", len(puts)).Int("deletes", len(dels)).Int("taken_over", len(taken)).
+		Bool("redis_had_lost_them", all).
 		Msg("cluster: node records rewritten to Redis")
 	return nil
 }

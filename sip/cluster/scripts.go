@@ -139,9 +139,29 @@ redis.call('PUBLISH', ARGV[1], ARGV[2])
 return 1
 `
 
+// rewriteLua writes again a state (or a delete) that did not reach Redis,
+// unless another node wrote the call's state since: that node carries the
+// call now (it took it over) and its state wins.
+//
+// KEYS[1] the state key. ARGV: sealed value, ttl ms, channel, notice (put:
+// the header, the value follows), this node's id, "1" to delete instead.
+// Returns 1 if written, 0 if the state is another node's.
+const rewriteLua = `
+local cur = redis.call('GET', KEYS[1])
+if cur and (#cur < 2 or string.sub(cur, 3, 2 + string.byte(cur, 2)) ~= ARGV[5]) then return 0 end
+if ARGV[6] == '1' then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+  return 1
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4] .. ARGV[1])
+return 1
+`
+
 // scripts are the loaded scripts of one Cluster.
 type scripts struct {
-	admit, release, heartbeat, put, del *redis.Script
+	admit, release, heartbeat, put, del, rewrite *redis.Script
 }
 
 func newScripts() scripts {
@@ -151,5 +171,6 @@ func newScripts() scripts {
 		heartbeat: redis.NewScript(heartbeatLua),
 		put:       redis.NewScript(putLua),
 		del:       redis.NewScript(deleteLua),
+		rewrite:   redis.NewScript(rewriteLua),
 	}
 }

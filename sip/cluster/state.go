@@ -392,13 +392,17 @@ func (s *StateStore) pending(all bool, now time.Time) ([]pendingPut, map[string]
 	return puts, dels
 }
 
-// written marks what the rewrite wrote, unless it changed meanwhile.
-func (s *StateStore) written(puts []pendingPut, dels map[string]uint64) {
+// written marks what the rewrite wrote, unless it changed meanwhile; the
+// states another node wrote since (taken) are forgotten here.
+func (s *StateStore) written(puts []pendingPut, dels map[string]uint64, taken map[string]bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range puts {
 		if e := s.entries[p.id]; e != nil && e.seq == p.seq {
 			e.dirty = false
+			if taken[p.id] {
+				delete(s.entries, p.id)
+			}
 		}
 	}
 	for id, seq := range dels {

@@ -240,3 +240,40 @@ func TestWatchEndsAtClose(t *testing.T) {
 		t.Fatalf("Watch after Close: %v", err)
 	}
 }
+
+// TestPartitionedNodeYields: a node cut off from Redis keeps its writes and
+// makes them when it is back, except for a call another node took over
+// meanwhile: that node's state stays.
+func TestPartitionedNodeYields(t *testing.T) {
+	t.Parallel()
+	r := startRedis(t)
+	px := newProxy(t, r.addr())
+	n1 := node(t, r, "n1", nil, func(o *Options) { o.Redis.Addrs = []string{px.addr()} })
+	n2 := node(t, r, "n2", nil, nil)
+	s1, s2 := n1.StateStore(), n2.StateStore()
+	ctx := context.Background()
+	for _, id := range []string{"x", "y"} {
+		if err := s1.Put(ctx, id, []byte(id+"1"), time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	px.setCut(true)
+	for _, id := range []string{"x", "y"} {
+		if err := s1.Put(ctx, id, []byte(id+"2"), time.Minute); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("put while cut off: %v", err)
+		}
+	}
+	// n2 takes x over.
+	if err := s2.Put(ctx, "x", []byte("x-by-n2"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	px.setCut(false)
+	eventually(t, 5*time.Second, "n1 up again", n1.Up)
+	got, err := s2.Load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got["x"]) != "x-by-n2" || string(got["y"]) != "y2" {
+		t.Fatalf("after n1 is back: x=%q y=%q, want x-by-n2 (n2 took it over) and y2 (n1's write made late)", got["x"], got["y"])
+	}
+}
