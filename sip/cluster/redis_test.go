@@ -25,6 +25,7 @@ type redisServer struct {
 	port  int
 	dir   string
 	extra []string
+	tls   bool // the port is a TLS port (extra names the files)
 	cmd   *exec.Cmd
 	out   *lockedBuffer
 	exit  chan struct{}
@@ -33,11 +34,16 @@ type redisServer struct {
 // startRedis starts a redis-server for t, or skips t when there is none.
 func startRedis(t *testing.T, extra ...string) *redisServer {
 	t.Helper()
+	return launchRedis(t, false, extra)
+}
+
+func launchRedis(t *testing.T, tls bool, extra []string) *redisServer {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Skip("redis-server is not installed (apt-get install redis-server, or make test-deps): the cluster tests need a real Redis")
 	}
-	r := &redisServer{t: t, bin: bin, dir: t.TempDir(), extra: extra}
+	r := &redisServer{t: t, bin: bin, dir: t.TempDir(), extra: extra, tls: tls}
 	t.Cleanup(r.stop)
 	for try := 0; ; try++ {
 		r.port = freePort(t)
@@ -65,11 +71,15 @@ func (r *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port)
 
 // start runs redis-server on r.port and waits until it answers.
 func (r *redisServer) start() error {
-	args := append([]string{
-		"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1", "--dir", r.dir,
+	ports := []string{"--port", strconv.Itoa(r.port)}
+	if r.tls {
+		ports = []string{"--port", "0", "--tls-port", strconv.Itoa(r.port)}
+	}
+	args := append(append(ports,
+		"--bind", "127.0.0.1", "--dir", r.dir,
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
 		"--logfile", "", "--loglevel", "warning",
-	}, r.extra...)
+	), r.extra...)
 	r.out = &lockedBuffer{}
 	r.cmd = exec.Command(r.bin, args...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
