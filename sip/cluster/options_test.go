@@ -149,3 +149,29 @@ func TestFromConfigErrors(t *testing.T) {
 		t.Fatalf("Options print a secret: %s", s)
 	}
 }
+
+// TestSentinel: with sentinel_master, the addresses are Sentinels that
+// name the server.
+func TestSentinel(t *testing.T) {
+	r := startRedis(t)
+	s := startSentinel(t, r)
+	n := node(t, r, "n1", nil, func(o *Options) {
+		o.Redis.Addrs = []string{s.addr()}
+		o.Redis.SentinelMaster = "m"
+	})
+	eventually(t, 5*time.Second, "up through the Sentinel", n.Up)
+	if ok, _, err := n.Admitter().Admit(context.Background(), AdmitRequest{CallID: "x"}); !ok || err != nil {
+		t.Fatalf("admit through the Sentinel: %v %v", ok, err)
+	}
+	if !r.raw(t, "").HExists(context.Background(), "edge-sbc:node:n1:calls", "x").Val() {
+		t.Fatal("the call is not in the server the Sentinel names")
+	}
+}
+
+func TestRedisLog(t *testing.T) {
+	var b lockedBuffer
+	RedisLog{Log: zerolog.New(&b)}.Printf(context.Background(), "dial %s: %v", "127.0.0.1:1", "refused")
+	if !strings.Contains(b.String(), `"level":"debug","component":"go-redis","message":"dial 127.0.0.1:1: refused"`) {
+		t.Fatalf("logged %s", b.String())
+	}
+}

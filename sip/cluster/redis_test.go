@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,9 +28,11 @@ type redisServer struct {
 	dir   string
 	extra []string
 	tls   bool // the port is a TLS port (extra names the files)
-	cmd   *exec.Cmd
-	out   *lockedBuffer
-	exit  chan struct{}
+	// master, when set, makes this a Sentinel watching master as "m".
+	master *redisServer
+	cmd    *exec.Cmd
+	out    *lockedBuffer
+	exit   chan struct{}
 }
 
 // startRedis starts a redis-server for t, or skips t when there is none.
@@ -57,6 +61,23 @@ func launchRedis(t *testing.T, tls bool, extra []string) *redisServer {
 	}
 }
 
+// startSentinel starts a Sentinel that names master as "m".
+func startSentinel(t *testing.T, master *redisServer) *redisServer {
+	t.Helper()
+	r := &redisServer{t: t, bin: master.bin, dir: t.TempDir(), master: master}
+	t.Cleanup(r.stop)
+	for try := 0; ; try++ {
+		r.port = freePort(t)
+		err := r.start()
+		if err == nil {
+			return r
+		}
+		if try == 4 {
+			t.Fatalf("sentinel: %v\n%s", err, r.out)
+		}
+	}
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -80,6 +101,14 @@ func (r *redisServer) start() error {
 		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
 		"--logfile", "", "--loglevel", "warning",
 	), r.extra...)
+	if r.master != nil {
+		conf := filepath.Join(r.dir, "sentinel.conf")
+		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor m 127.0.0.1 %d 1\n", r.port, r.dir, r.master.port)
+		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+			return err
+		}
+		args = []string{conf, "--sentinel", "--logfile", "", "--loglevel", "warning"}
+	}
 	r.out = &lockedBuffer{}
 	r.cmd = exec.Command(r.bin, args...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
