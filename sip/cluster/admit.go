@@ -13,10 +13,12 @@ import (
 // Reasons Admit gives for a refusal: the same words as the B2BUA's local
 // admission.
 const (
-	ReasonMaxCalls      = "max_calls"       // AdmitRequest.Global.MaxCalls reached
-	ReasonCPS           = "cps"             // AdmitRequest.Global.CPS exceeded
-	ReasonTrunkMaxCalls = "trunk_max_calls" // a trunk's MaxCalls reached
-	ReasonTrunkCPS      = "trunk_cps"       // a trunk's CPS exceeded
+	ReasonMaxCalls      = "max_calls"                 // AdmitRequest.Global.MaxCalls reached
+	ReasonCPS           = "cps"                       // AdmitRequest.Global.CPS exceeded
+	ReasonUnauthMax     = "unauthenticated_max_calls" // AdmitRequest.Unauthenticated.MaxCalls reached
+	ReasonUnauthCPS     = "unauthenticated_cps"       // AdmitRequest.Unauthenticated.CPS exceeded
+	ReasonTrunkMaxCalls = "trunk_max_calls"           // a trunk's MaxCalls reached
+	ReasonTrunkCPS      = "trunk_cps"                 // a trunk's CPS exceeded
 )
 
 // MaxCallIDLen bounds the call ids of Admit and StateStore.
@@ -30,21 +32,26 @@ type Limit struct {
 	CPS      float64
 }
 
-// TrunkLimit is the Limit of one named group of calls: a trunk (the
-// caller's and the destination's), or any other group the B2BUA counts
-// (e.g. the unauthenticated peers). Every call is counted against each
-// name it carries, even with no cap.
+// TrunkLimit is the Limit of one trunk. A call is counted on each trunk it
+// names, even without a cap.
 type TrunkLimit struct {
 	Name string
 	Limit
 }
 
-// AdmitRequest asks for one new call. A name given twice counts once
-// (with its first limits).
+// AdmitRequest asks for one new call, with the limits that apply to it as
+// the local admission has them: Global (limits.max_calls, limits.cps),
+// Unauthenticated when the caller showed no certificate
+// (limits.unauthenticated_max_calls and _cps; nil otherwise), and its
+// trunks: the caller's (trunks[].max_calls and cps) and the destination's
+// (max_calls only). A trunk named twice counts once, with its first
+// limits. The checks go in that order, concurrency before rates, and the
+// first that fails is the reason.
 type AdmitRequest struct {
-	CallID string
-	Trunks []TrunkLimit
-	Global Limit
+	CallID          string
+	Global          Limit
+	Unauthenticated *Limit
+	Trunks          []TrunkLimit
 }
 
 // Admitter checks and counts calls against limits that hold across every
@@ -52,7 +59,7 @@ type AdmitRequest struct {
 type Admitter struct {
 	c     *Cluster
 	mu    sync.Mutex
-	calls map[string][]string // the calls this node counts, with their names
+	calls map[string][]string // the calls this node counts, with their count fields
 }
 
 // Up reports whether Redis is reachable (Cluster.Up).
@@ -109,21 +116,19 @@ func (a *Admitter) Admit(ctx context.Context, req AdmitRequest) (ok bool, reason
 	return true, "", nil
 }
 
-// Adopt counts a call that this node carries without checking any limit
-// or taking rate tokens: a call taken over from a node that was lost, or
-// one admitted by local limits while Redis was unavailable. The call is
-// recorded here first, so when Redis cannot be used now (the error then
-// wraps ErrUnavailable, for information) it is counted when Redis is back.
-// Release it when it ends, as any other.
-func (a *Admitter) Adopt(ctx context.Context, callID string, trunks []string) error {
-	req := AdmitRequest{CallID: callID}
-	for _, t := range trunks {
-		req.Trunks = append(req.Trunks, TrunkLimit{Name: t})
-	}
+// Adopt counts a call that this node carries in the groups req names
+// (its trunks, the unauthenticated pool if Unauthenticated is not nil)
+// without checking the limits or taking rate tokens: a call taken over from
+// a node that was lost, or one admitted by local limits while Redis was
+// unavailable. The call is recorded here first, so when Redis cannot be
+// used now (the error then wraps ErrUnavailable, for information) it is
+// counted when Redis is back. Release it when it ends, as any other.
+func (a *Admitter) Adopt(ctx context.Context, req AdmitRequest) error {
 	names, args, err := a.args(req, true)
 	if err != nil {
 		return err
 	}
+	callID := req.CallID
 	c := a.c
 	c.syncMu.RLock()
 	defer c.syncMu.RUnlock()
@@ -196,8 +201,9 @@ func (a *Admitter) snapshot() map[string][]string {
 	return m
 }
 
-// args checks req and makes the admit script's arguments.
-func (a *Admitter) args(req AdmitRequest, force bool) ([]string, []any, error) {
+// args checks req and makes the admit script's arguments; fields are the
+// count fields the call goes in besides "*".
+func (a *Admitter) args(req AdmitRequest, force bool) (fields []string, args []any, err error) {
 	if req.CallID == "" {
 		return nil, nil, errors.New("cluster: admit: empty call id")
 	}
@@ -208,12 +214,26 @@ func (a *Admitter) args(req AdmitRequest, force bool) ([]string, []any, error) {
 	if force {
 		f = "1"
 	}
-	gmax, gcps, err := limitArgs(req.Global)
-	if err != nil {
+	var groups []any
+	add := func(field string, l Limit, maxReason, cpsReason string) error {
+		m, r, err := limitArgs(l)
+		if err != nil {
+			return err
+		}
+		groups = append(groups, field, m, r, maxReason, cpsReason)
+		if field != "*" {
+			fields = append(fields, field)
+		}
+		return nil
+	}
+	if err := add("*", req.Global, ReasonMaxCalls, ReasonCPS); err != nil {
 		return nil, nil, err
 	}
-	var names []string
-	var targs []any
+	if u := req.Unauthenticated; u != nil {
+		if err := add("u", *u, ReasonUnauthMax, ReasonUnauthCPS); err != nil {
+			return nil, nil, fmt.Errorf("unauthenticated: %w", err)
+		}
+	}
 	seen := map[string]bool{}
 	for _, t := range req.Trunks {
 		if t.Name == "" {
@@ -223,15 +243,12 @@ func (a *Admitter) args(req AdmitRequest, force bool) ([]string, []any, error) {
 			continue
 		}
 		seen[t.Name] = true
-		m, r, err := limitArgs(t.Limit)
-		if err != nil {
+		if err := add("t:"+t.Name, t.Limit, ReasonTrunkMaxCalls, ReasonTrunkCPS); err != nil {
 			return nil, nil, fmt.Errorf("trunk %s: %w", t.Name, err)
 		}
-		names = append(names, t.Name)
-		targs = append(targs, t.Name, m, r)
 	}
-	args := append([]any{a.c.o.Prefix, a.c.o.NodeID, req.CallID, f, gmax, gcps, len(names)}, targs...)
-	return names, args, nil
+	args = append([]any{a.c.o.Prefix, a.c.o.NodeID, req.CallID, f, len(groups) / 5}, groups...)
+	return fields, args, nil
 }
 
 func limitArgs(l Limit) (int, string, error) {
@@ -241,11 +258,11 @@ func limitArgs(l Limit) (int, string, error) {
 	return max(l.MaxCalls, 0), strconv.FormatFloat(max(l.CPS, 0), 'g', -1, 64), nil
 }
 
-// encodeTrunks is the calls hash's value (as the script writes it).
-func encodeTrunks(names []string) string {
-	if len(names) == 0 {
+// encodeFields is the calls hash's value (as the script writes it).
+func encodeFields(fields []string) string {
+	if len(fields) == 0 {
 		return "{}" // cjson's empty table
 	}
-	b, _ := json.Marshal(names)
+	b, _ := json.Marshal(fields)
 	return string(b)
 }

@@ -243,10 +243,10 @@ func TestAdopt(t *testing.T) {
 	for i := range 2 {
 		admit(t, a1, fmt.Sprintf("c%d", i), pbx(2), Limit{})
 	}
-	if err := a2.Adopt(ctx, "taken", []string{"webex", "pbx"}); err != nil {
+	if err := a2.Adopt(ctx, AdmitRequest{CallID: "taken", Trunks: pbx(2)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a2.Adopt(ctx, "taken", []string{"webex", "pbx"}); err != nil { // twice: once
+	if err := a2.Adopt(ctx, AdmitRequest{CallID: "taken", Trunks: pbx(2)}); err != nil { // twice: once
 		t.Fatal(err)
 	}
 	raw := r.raw(t, "")
@@ -278,5 +278,55 @@ func TestAdmitBadRequest(t *testing.T) {
 		if _, _, err := a.Admit(context.Background(), req); err == nil {
 			t.Errorf("%d-byte call id, %d trunks: accepted", len(req.CallID), len(req.Trunks))
 		}
+	}
+}
+
+// TestUnauthenticatedPool: the calls of peers without a certificate share
+// a pool of their own, across nodes, with its own reasons.
+func TestUnauthenticatedPool(t *testing.T) {
+	r := startRedis(t)
+	a1, a2 := node(t, r, "n1", nil, nil).Admitter(), node(t, r, "n2", nil, nil).Admitter()
+	ctx := context.Background()
+	unauth := &Limit{MaxCalls: 2, CPS: 10}
+	req := func(id string, u *Limit) AdmitRequest {
+		return AdmitRequest{CallID: id, Unauthenticated: u, Trunks: []TrunkLimit{{Name: "public"}, {Name: "pbx"}}}
+	}
+	for i, a := range []*Admitter{a1, a2} {
+		if ok, reason, err := a.Admit(ctx, req(fmt.Sprintf("u%d", i), unauth)); !ok || err != nil {
+			t.Fatalf("u%d: %v %s %v", i, ok, reason, err)
+		}
+	}
+	if ok, reason, err := a1.Admit(ctx, req("u2", unauth)); ok || err != nil || reason != ReasonUnauthMax {
+		t.Fatalf("3rd unauthenticated call: ok=%v reason=%q err=%v, want %s", ok, reason, err, ReasonUnauthMax)
+	}
+	if ok, _, err := a1.Admit(ctx, req("a0", nil)); !ok || err != nil {
+		t.Fatal("an authenticated call is refused by the unauthenticated pool")
+	}
+	// Adopted calls count in the pool too, and leave it on release.
+	if err := a2.Release(ctx, "u1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a2.Adopt(ctx, req("taken", &Limit{})); err != nil {
+		t.Fatal(err)
+	}
+	if ok, reason, _ := a1.Admit(ctx, req("u3", unauth)); ok || reason != ReasonUnauthMax {
+		t.Fatalf("the adopted call is not in the pool: ok=%v reason=%q", ok, reason)
+	}
+	if got := r.raw(t, "").HGet(ctx, "edge-sbc:node:n2:count", "u").Val(); got != "1" {
+		t.Fatalf("n2's unauthenticated count is %q, want 1", got)
+	}
+	if err := a2.Release(ctx, "taken"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, reason, _ := a1.Admit(ctx, req("u3", unauth)); !ok {
+		t.Fatalf("refused (%s) after the release", reason)
+	}
+	// Its rate.
+	fast := &Limit{CPS: 1}
+	if ok, _, _ := a1.Admit(ctx, req("f0", fast)); !ok {
+		t.Fatal("f0 refused")
+	}
+	if ok, reason, _ := a2.Admit(ctx, req("f1", fast)); ok || reason != ReasonUnauthCPS {
+		t.Fatalf("f1: ok=%v reason=%q, want %s", ok, reason, ReasonUnauthCPS)
 	}
 }

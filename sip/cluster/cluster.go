@@ -244,11 +244,11 @@ func (c *Cluster) resync(ctx context.Context, all, first bool) error {
 	pipe.Del(ctx, c.k.calls(n), c.k.count(n))
 	count := map[string]int{"*": len(calls)}
 	fields := make([]any, 0, 2*len(calls))
-	for id, trunks := range calls {
-		for _, t := range trunks {
-			count["t:"+t]++
+	for id, fs := range calls {
+		for _, f := range fs {
+			count[f]++
 		}
-		fields = append(fields, id, encodeTrunks(trunks))
+		fields = append(fields, id, encodeFields(fs))
 	}
 	cf := []any{"_epoch", c.epoch}
 	for f, v := range count {

@@ -21,10 +21,12 @@
 //
 //	edge-sbc:nodes               set     node ids that have records
 //	edge-sbc:node:<id>:alive     string  the node's heartbeat (its run's random epoch), PX 6 s, set every 2 s
-//	edge-sbc:node:<id>:calls     hash    call id -> JSON list of the trunk names it counts against
-//	edge-sbc:node:<id>:count     hash    "*" -> the node's calls, "t:<trunk>" -> its calls on that trunk, "_epoch"
+//	edge-sbc:node:<id>:calls     hash    call id -> JSON list of the count fields it is in besides "*"
+//	edge-sbc:node:<id>:count     hash    "*" -> the node's calls, "u" -> those from unauthenticated peers,
+//	                                     "t:<trunk>" -> those on the trunk; "_epoch"
 //	edge-sbc:cps:*               hash    global new-call token bucket {tok, ts}, expires when full again
-//	edge-sbc:cps:t:<trunk>       hash    the trunk's new-call token bucket
+//	edge-sbc:cps:u               hash    the unauthenticated peers' token bucket
+//	edge-sbc:cps:t:<trunk>       hash    the trunk's token bucket
 //	edge-sbc:state:<call id>     string  sealed call state (AES-256-GCM), PX = the caller's ttl
 //	edge-sbc:state-events        channel 'P' put / 'D' delete notices, with the sealed state
 //

@@ -56,7 +56,7 @@ func TestRedisDown(t *testing.T) {
 		t.Fatal("Up is true with Redis down")
 	}
 	// Meanwhile: a call admitted by local limits, a call ended, states.
-	if err := a.Adopt(ctx, "local", []string{"webex", "pbx"}); !errors.Is(err, ErrUnavailable) {
+	if err := a.Adopt(ctx, AdmitRequest{CallID: "local", Trunks: pbx(10)}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("adopt: %v", err)
 	}
 	if err := a.Release(ctx, "before"); !errors.Is(err, ErrUnavailable) {

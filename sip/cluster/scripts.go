@@ -9,29 +9,31 @@ import "github.com/redis/go-redis/v9"
 
 // admitLua checks and counts one call atomically.
 //
-// ARGV: prefix, node, call id, force ("1": count without checks and without
-// taking rate tokens), global max_calls, global cps, number of trunks, then
-// name, max_calls, cps for each trunk. A limit of 0 is no limit.
+// ARGV: prefix, node, call id, force ("1": count without checks and
+// without taking rate tokens), number of groups, then for each group: its
+// field in the count hash ("*" global, "u" the unauthenticated peers,
+// "t:<trunk>"), max_calls, cps, the reason for each refusal. A limit of 0
+// is no limit. The global group comes first; the checks go in group order,
+// concurrency first, then rates (as the B2BUA's local admission).
 //
 // Returns {1, ""} (counted, or already counted on this node) or
-// {0, reason, trunk}. Concurrent calls are summed over the live nodes: this
-// one and those whose alive key exists. Rates are token buckets like the
-// local ones (burst max(cps, 1), full when absent); a refused call takes
-// no token, and nothing is counted unless every limit passed.
+// {0, reason, field}. Concurrent calls are summed over the live nodes:
+// this one and those whose alive key exists. Rates are token buckets like
+// the local ones (burst max(cps, 1), full when absent) in cps:<field>; a
+// refused call takes no token, and nothing is counted unless every limit
+// passed. The calls hash keeps the fields counted, "*" aside.
 const admitLua = `
 if redis.replicate_commands then redis.replicate_commands() end
 local p, node, call = ARGV[1], ARGV[2], ARGV[3]
 local force = ARGV[4] == '1'
 local calls = p .. 'node:' .. node .. ':calls'
 if redis.call('HEXISTS', calls, call) == 1 then return {1, ''} end
-local n = tonumber(ARGV[7])
-local names = {}
-local lim = {{'*', tonumber(ARGV[5]), tonumber(ARGV[6]), 'max_calls', 'cps', p .. 'cps:*', ''}}
-for i = 1, n do
-  local b = 7 + (i - 1) * 3
-  local name = ARGV[b + 1]
-  names[i] = name
-  lim[i + 1] = {'t:' .. name, tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), 'trunk_max_calls', 'trunk_cps', p .. 'cps:t:' .. name, name}
+local lim, fields = {}, {}
+for i = 1, tonumber(ARGV[5]) do
+  local b = 5 + (i - 1) * 5
+  local f = ARGV[b + 1]
+  lim[i] = {f, tonumber(ARGV[b + 2]), tonumber(ARGV[b + 3]), ARGV[b + 4], ARGV[b + 5], p .. 'cps:' .. f}
+  if f ~= '*' then fields[#fields + 1] = f end
 end
 if not force then
   local live = {node}
@@ -44,7 +46,7 @@ if not force then
       for _, m in ipairs(live) do
         sum = sum + (tonumber(redis.call('HGET', p .. 'node:' .. m .. ':count', l[1])) or 0)
       end
-      if sum >= l[2] then return {0, l[4], l[7]} end
+      if sum >= l[2] then return {0, l[4], l[1]} end
     end
   end
   local t = redis.call('TIME')
@@ -60,7 +62,7 @@ if not force then
       else
         tok = math.min(burst, tok + math.max(0, now - ts) * l[3] / 1000)
       end
-      if tok < 1 then return {0, l[5], l[7]} end
+      if tok < 1 then return {0, l[5], l[1]} end
       left[i] = tok - 1
     end
   end
@@ -71,15 +73,16 @@ if not force then
     end
   end
 end
-redis.call('HSET', calls, call, cjson.encode(names))
+redis.call('HSET', calls, call, cjson.encode(fields))
 local cnt = p .. 'node:' .. node .. ':count'
 redis.call('HINCRBY', cnt, '*', 1)
-for _, name in ipairs(names) do redis.call('HINCRBY', cnt, 't:' .. name, 1) end
+for _, f in ipairs(fields) do redis.call('HINCRBY', cnt, f, 1) end
 return {1, ''}
 `
 
-// releaseLua uncounts one call of this node; a call it does not hold is
-// nothing (0), so a second release is harmless.
+// releaseLua uncounts one call of this node (from "*" and the fields it
+// was counted in); a call it does not hold is nothing (0), so a second
+// release is harmless.
 //
 // ARGV: prefix, node, call id.
 const releaseLua = `
@@ -93,7 +96,7 @@ local function dec(f)
   if redis.call('HINCRBY', cnt, f, -1) < 0 then redis.call('HSET', cnt, f, 0) end
 end
 dec('*')
-for _, name in ipairs(cjson.decode(v)) do dec('t:' .. name) end
+for _, f in ipairs(cjson.decode(v)) do dec(f) end
 return 1
 `
 
