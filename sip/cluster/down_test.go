@@ -47,7 +47,7 @@ func TestRedisDown(t *testing.T) {
 		if ok || !errors.Is(err, ErrUnavailable) {
 			t.Fatalf("admit %d with Redis down: ok=%v err=%v, want ErrUnavailable", i, ok, err)
 		}
-		if d > DefaultTimeout+100*time.Millisecond {
+		if d > DefaultTimeout+200*time.Millisecond {
 			t.Fatalf("admit %d with Redis down took %s", i, d)
 		}
 	}
@@ -183,11 +183,11 @@ func TestRedisStalls(t *testing.T) {
 		t.Fatalf("admit with Redis stalled: %v", err)
 	}
 	t.Logf("Admit with Redis stalled returned after %s: %v", d.Round(time.Millisecond), err)
-	if d < DefaultTimeout/2 || d > DefaultTimeout+150*time.Millisecond {
+	if d < DefaultTimeout/2 || d > DefaultTimeout+300*time.Millisecond {
 		t.Fatalf("admit with Redis stalled took %s, want about the %s timeout", d, DefaultTimeout)
 	}
 	start = time.Now()
-	if _, _, err := a.Admit(ctx, AdmitRequest{CallID: "y", Trunks: pbx(10)}); !errors.Is(err, ErrUnavailable) || time.Since(start) > 10*time.Millisecond {
+	if _, _, err := a.Admit(ctx, AdmitRequest{CallID: "y", Trunks: pbx(10)}); !errors.Is(err, ErrUnavailable) || time.Since(start) > 50*time.Millisecond {
 		t.Fatalf("the next admit: %v after %s, want ErrUnavailable at once", err, time.Since(start))
 	}
 	if n.Up() {

@@ -82,6 +82,9 @@ func TestFromConfigTLS(t *testing.T) {
 	if !bytes.Equal(o.Key, testKey) || o.NodeID != "n1" || o.Redis.TLS == nil || o.Redis.TLS.ServerName != "redis.test" {
 		t.Fatalf("options %v", o)
 	}
+	// A TLS handshake under the race detector on a loaded machine can take
+	// longer than the default 200 ms.
+	o.Timeout = 2 * time.Second
 	c, err := Open(o)
 	if err != nil {
 		t.Fatal(err)
@@ -105,6 +108,7 @@ func TestFromConfigTLS(t *testing.T) {
 	}
 	log := &lockedBuffer{}
 	o.Log = zerolog.New(log)
+	o.Timeout = 2 * time.Second
 	c2, err := Open(o)
 	if err != nil {
 		t.Fatal(err)

@@ -212,16 +212,37 @@ func TestStateWatch(t *testing.T) {
 	}
 }
 
-// TestWatchEndsAtClose: Close ends a running Watch and waits for it.
+// TestWatchEndsAtClose: Close ends a running Watch and waits for it
+// (here for a callback that takes its time).
 func TestWatchEndsAtClose(t *testing.T) {
 	r := startRedis(t)
-	n := node(t, r, "n1", nil, nil)
-	_, ret := watch(t, n.StateStore())
-	time.Sleep(100 * time.Millisecond)
-	done := make(chan error, 1)
-	go func() { done <- n.Close() }()
+	n1, n2 := node(t, r, "n1", nil, nil), node(t, r, "n2", nil, nil)
+	in, release := make(chan struct{}), make(chan struct{})
+	ret := make(chan error, 1)
+	go func() {
+		ret <- n2.StateStore().Watch(context.Background(), func(string, []byte, bool) {
+			in <- struct{}{}
+			<-release
+		})
+	}()
+	if err := n1.StateStore().Put(context.Background(), "a", []byte("x"), time.Minute); err != nil {
+		t.Fatal(err)
+	}
 	select {
-	case err := <-done:
+	case <-in:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the watch saw nothing")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- n2.Close() }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a Watch callback runs")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case err := <-closed:
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -233,10 +254,10 @@ func TestWatchEndsAtClose(t *testing.T) {
 		if !errors.Is(err, ErrClosed) {
 			t.Fatalf("Watch returned %v, want ErrClosed", err)
 		}
-	default:
-		t.Fatal("Close returned before Watch did")
+	case <-time.After(time.Second):
+		t.Fatal("Watch did not return")
 	}
-	if err := n.StateStore().Watch(context.Background(), func(string, []byte, bool) {}); !errors.Is(err, ErrClosed) {
+	if err := n2.StateStore().Watch(context.Background(), func(string, []byte, bool) {}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Watch after Close: %v", err)
 	}
 }
