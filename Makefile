@@ -6,7 +6,7 @@ LDFLAGS  := -X main.version=$(VERSION)
 PREFIX   ?= /usr/local
 DESTDIR  ?=
 # Debian packages the tests talk to (real peers on loopback).
-TEST_DEBS := sip-tester socat openssl systemd baresip-core sox tshark prometheus npm chromium
+TEST_DEBS := sip-tester socat openssl systemd baresip-core sox tshark prometheus npm chromium redis-server
 # How long `make test` fuzzes each target (`make fuzz` runs longer).
 FUZZ_BRIEF ?= 5s
 FUZZTIME   ?= 2m
@@ -48,6 +48,7 @@ test-deps:
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections; \

@@ -34,6 +34,7 @@ type Config struct {
 	CDR      CDR      `yaml:"cdr"`
 	Limits   Limits   `yaml:"limits"`
 	Trace    Trace    `yaml:"trace"` // see trace.go
+	Cluster  *Cluster `yaml:"cluster"`
 }
 
 // Limits protect the SBC and the networks behind it.

@@ -138,4 +138,5 @@ func (c *Config) applyDefaults(set keySet) {
 	c.applyOperatorDefaults(set)
 	c.applyTraceDefaults(set)
 	c.applyFastpathDefaults()
+	c.applyClusterDefaults(set)
 }

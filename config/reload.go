@@ -24,7 +24,8 @@ import (
 // sip.keepalive_interval, sip.max_message_size, media (all keys: the relay
 // keeps its sockets, range and timers; SDP must never advertise an address
 // no socket is bound to), log.format, metrics (all keys), cdr (all keys),
-// tls.keylog_file and trace (all keys).
+// tls.keylog_file, trace (all keys) and cluster (all keys, and the
+// section's presence; the state key file is read at start).
 
 // StartOnlyChanges returns the dotted keys (as in KeyError) of the
 // start-only settings that differ between old, the configuration the
@@ -84,5 +85,6 @@ func StartOnlyChanges(old, next *Config) []string {
 	diff("cdr.file", old.CDR.File, next.CDR.File)
 	diff("cdr.sync_interval", old.CDR.SyncInterval, next.CDR.SyncInterval)
 	out = append(out, traceStartOnlyChanges(old, next)...)
+	out = append(out, clusterStartOnlyChanges(old, next)...)
 	return out
 }

@@ -51,6 +51,9 @@ func (c *Config) Validate() error {
 	if err := c.validateTrace(); err != nil {
 		return err
 	}
+	if err := c.validateCluster(); err != nil {
+		return err
+	}
 	return c.validateLog()
 }
 
