@@ -159,7 +159,8 @@ type call struct {
 	pub atomic.Pointer[callPub] // the state published for Calls (written by the loop)
 
 	qmu     sync.Mutex // guards queue, running
-	queue   []event
+	queue   []event // queue[qhead:] wait; the backing array serves the call's life
+	qhead   int
 	running bool
 	room    *sync.Cond // signalled when the queue shrinks below maxQueue
 
@@ -207,7 +208,7 @@ type call struct {
 func (c *call) post(ev event) {
 	c.qmu.Lock()
 	if ev.conn != nil && (ev.kind == evRequest || ev.kind == evAck || ev.kind == evResponse || ev.kind == evCancel) {
-		for len(c.queue) >= maxQueue && c.running {
+		for len(c.queue)-c.qhead >= maxQueue && c.running {
 			c.room.Wait()
 		}
 	}
@@ -221,7 +222,7 @@ func (c *call) post(ev event) {
 	if !c.b.spawn(c.drain) {
 		c.qmu.Lock()
 		c.running = false
-		c.queue = nil
+		c.queue, c.qhead = nil, 0
 		c.qmu.Unlock()
 	}
 }
@@ -232,16 +233,22 @@ func (c *call) post(ev event) {
 func (c *call) drain() {
 	for {
 		c.qmu.Lock()
-		if len(c.queue) == 0 {
+		if c.qhead == len(c.queue) {
 			c.running = false
-			c.queue = nil
+			c.queue, c.qhead = c.queue[:0], 0 // kept for the next events
 			c.qmu.Unlock()
 			return
 		}
-		ev := c.queue[0]
-		c.queue[0] = event{}
-		c.queue = c.queue[1:]
-		if len(c.queue) < maxQueue {
+		ev := c.queue[c.qhead]
+		c.queue[c.qhead] = event{}
+		c.qhead++
+		if c.qhead >= 2*maxQueue && 2*c.qhead >= len(c.queue) {
+			// A long busy spell: move what waits to the front.
+			n := copy(c.queue, c.queue[c.qhead:])
+			clear(c.queue[n:])
+			c.queue, c.qhead = c.queue[:n], 0
+		}
+		if len(c.queue)-c.qhead < maxQueue {
 			c.room.Broadcast()
 		}
 		c.qmu.Unlock()
