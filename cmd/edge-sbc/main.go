@@ -17,6 +17,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"runtime/debug"
 	"strings"
 )
 
@@ -148,5 +149,21 @@ func cmdRun(args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	setGCPercent(os.Getenv("GOGC"))
 	return serve(sigs, *path, *stateDir, stderr)
+}
+
+// defaultGCPercent is the garbage collector's target the service runs with
+// unless GOGC is set: the heap may grow to five times what is live before
+// a collection. Go's default (100) spent about a tenth of the CPU on
+// collections at 2,000 calls/s (make bench, section 1), 400 about 2 %,
+// for some 60 MB more resident memory at that rate.
+const defaultGCPercent = 400
+
+// setGCPercent applies defaultGCPercent unless the environment chose
+// (GOGC, which the Go runtime has applied already).
+func setGCPercent(env string) {
+	if env == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 }
