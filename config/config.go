@@ -58,6 +58,12 @@ type Limits struct {
 	// WriteTimeout bounds every write on a SIP connection: a peer that does
 	// not read for this long is disconnected and its calls end. Default 5s.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// TrunkWriteTimeout replaces WriteTimeout on the connections of
+	// configured trunks (a connection the SBC dialed, or one whose verified
+	// certificate names a trunk): a partner busy for a few seconds must not
+	// lose every call on its connection. Default 30s; an explicit 0 = no
+	// timeout.
+	TrunkWriteTimeout time.Duration `yaml:"trunk_write_timeout"`
 	// MaxConnections caps concurrent TLS connections in all (inbound and
 	// outbound). Default 4096.
 	MaxConnections int `yaml:"max_connections"`

@@ -11,6 +11,7 @@ import (
 // the other caps, trunks[].trusted and redirect).
 const (
 	DefaultWriteTimeout            = 5 * time.Second
+	DefaultTrunkWriteTimeout       = 30 * time.Second
 	DefaultMaxConnections          = 4096
 	DefaultHandshakesPerSecond     = 200
 	DefaultMaxPendingPerConnection = 256
@@ -26,6 +27,9 @@ func (c *Config) applyPolicyDefaults(set keySet) {
 	l := &c.Limits
 	if !set["limits.write_timeout"] {
 		l.WriteTimeout = DefaultWriteTimeout
+	}
+	if !set["limits.trunk_write_timeout"] {
+		l.TrunkWriteTimeout = DefaultTrunkWriteTimeout
 	}
 	if !set["limits.max_connections"] {
 		l.MaxConnections = DefaultMaxConnections
@@ -57,6 +61,8 @@ func (c *Config) validatePolicy() error {
 	switch {
 	case l.WriteTimeout < 0:
 		return bad("limits.write_timeout", "must be positive")
+	case l.TrunkWriteTimeout < 0:
+		return bad("limits.trunk_write_timeout", "must be positive, or 0 for no timeout")
 	case l.MaxConnections < 0:
 		return bad("limits.max_connections", "must be positive")
 	case l.HandshakesPerSecond < 0:

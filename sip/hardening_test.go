@@ -1,7 +1,9 @@
 package sip_test
 
 import (
+	"bytes"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -284,5 +286,87 @@ func TestWildcardCertificateInbound(t *testing.T) {
 			}
 			sbc.WaitIdle(t, wait)
 		})
+	}
+}
+
+// TestSlowTrunkKeepsItsConnection: a configured trunk (its certificate
+// names the caller trunk) that stops reading for longer than
+// limits.write_timeout keeps its connection and gets every response once it
+// reads again (limits.trunk_write_timeout applies); a stranger doing the
+// same is disconnected after write_timeout.
+func TestSlowTrunkKeepsItsConnection(t *testing.T) {
+	if testing.Short() {
+		t.Skip("8 s")
+	}
+	bd := newBed(t, siptest.SBCOptions{LogLevel: "warn",
+		Limits: "{ write_timeout: 1s, trunk_write_timeout: 20s }"})
+	type flood struct {
+		name string
+		c    net.Conn
+		sent int
+	}
+	var floods []*flood
+	for _, f := range []struct {
+		name, addr string
+		cert       bool
+	}{{"trunk", bd.sbc.MTLS, true}, {"stranger", bd.sbc.TLS, false}} {
+		c, err := siptest.DialWith(bd.pki, "127.0.0.1", f.addr, "caller.test", f.cert, 4096)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		floods = append(floods, &flood{name: f.name, c: c})
+	}
+	// Each writes 8 MiB of OPTIONS while not reading for 3 s, then reads:
+	// the SBC's writes block long before its reads do.
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for _, f := range floods {
+		var batch []byte
+		for i := 0; len(batch) < 8<<20; i++ {
+			batch = append(batch, fmt.Sprintf("OPTIONS sips:sbc.test SIP/2.0\r\nVia: SIP/2.0/TLS %s;branch=z9hG4bKs%d\r\n"+
+				"From: <sips:m@caller.test>;tag=f\r\nTo: <sips:sbc.test>\r\nCall-ID: slow%d\r\nCSeq: %d OPTIONS\r\n"+
+				"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n", f.c.LocalAddr(), i, i, i)...)
+			f.sent++
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = f.c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			if _, err := f.c.Write(batch); err != nil {
+				t.Logf("%s: write: %v", f.name, err)
+			}
+		}()
+	}
+	time.Sleep(3 * time.Second) // not reading: longer than write_timeout
+	for _, f := range floods {
+		got := 0
+		buf := make([]byte, 64<<10)
+		var tail []byte
+		_ = f.c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		var err error
+		for got < f.sent {
+			var n int
+			n, err = f.c.Read(buf)
+			if err != nil {
+				break
+			}
+			tail = append(tail, buf[:n]...)
+			got += bytes.Count(tail, []byte("SIP/2.0 200 "))
+			if i := bytes.LastIndex(tail, []byte("SIP/2.0 200 ")); i >= 0 {
+				tail = tail[i+1:]
+			}
+		}
+		t.Logf("%s: %d OPTIONS sent, %d answers read (%v)", f.name, f.sent, got, err)
+		switch f.name {
+		case "trunk":
+			if got < f.sent {
+				t.Errorf("the trunk got %d of %d answers: its connection was dropped (%v)", got, f.sent, err)
+			}
+		case "stranger":
+			if got >= f.sent {
+				t.Errorf("the stranger that did not read for 3 s was not disconnected (write_timeout 1s)")
+			}
+		}
 	}
 }

@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -174,9 +175,13 @@ func New(o Options) (*B2BUA, error) {
 		metrics:   b.metrics,
 		limits:    func() config.Limits { return b.conf().Limits },
 		trusted:   b.isTrustedSource,
-		handler:   b.onMessage,
-		onEnd:     b.connectionEnded,
-		sent:      func(c *conn, m sip.Message, data []byte) { b.trace(c, false, m, data) },
+		isTrunk: func(leaf *x509.Certificate) bool {
+			_, ok := tlsconf.MatchTrunk(leaf, b.conf().TrunkIdentities())
+			return ok
+		},
+		handler: b.onMessage,
+		onEnd:   b.connectionEnded,
+		sent:    func(c *conn, m sip.Message, data []byte) { b.trace(c, false, m, data) },
 	}
 	b.tp.init()
 	return b, nil

@@ -48,6 +48,7 @@ type conn struct {
 	leaf       *x509.Certificate // the peer's verified certificate, nil if none
 	identities []string          // verified certificate names of the peer, empty if none
 	verified   bool              // the peer's chain verified against our roots
+	trunk      bool              // a configured trunk: dialed by us, or its certificate names one
 	unauth     string            // trunk for peers without a certificate on this listener
 	outbound   bool              // we dialed it
 	sni        string            // outbound: the host name we dialed
@@ -80,6 +81,7 @@ type transport struct {
 	metrics   *Metrics
 	limits    func() config.Limits // current limits (reloadable)
 	trusted   func(netip.Addr) bool
+	isTrunk   func(*x509.Certificate) bool // the certificate names a configured trunk
 	handler   func(*conn, sip.Message)         // where messages go, in order
 	onEnd     func(*conn)                      // a connection ended
 	sent      func(*conn, sip.Message, []byte) // a message was written (tracing); nil: none
@@ -208,6 +210,7 @@ func (l *listener) handshake(ctx context.Context, raw net.Conn, ip netip.Addr) {
 	if c.verified && len(cs.PeerCertificates) > 0 {
 		c.leaf = cs.PeerCertificates[0]
 		c.identities = tlsconf.Identities(c.leaf)
+		c.trunk = t.isTrunk != nil && t.isTrunk(c.leaf)
 	}
 	t.log.Debug().Str("remote", remote).Strs("identities", c.identities).
 		Str("tls", tls.VersionName(cs.Version)).Msg("inbound TLS connection")
@@ -403,13 +406,26 @@ func (c *conn) write(p []byte) error {
 	return nil
 }
 
-// flush writes buf within the write timeout (only the flusher calls it).
+// flush writes buf within the write timeout (only the flusher calls it):
+// limits.trunk_write_timeout on a trunk's connection, else
+// limits.write_timeout.
 func (c *conn) flush(buf []byte) error {
-	if wt := c.t.limits().WriteTimeout; wt > 0 {
+	lim := c.t.limits()
+	wt := lim.WriteTimeout
+	if c.trunk {
+		wt = lim.TrunkWriteTimeout
+	}
+	if wt > 0 {
 		_ = c.nc.SetWriteDeadline(time.Now().Add(wt))
+	} else {
+		_ = c.nc.SetWriteDeadline(time.Time{})
 	}
 	if _, err := c.nc.Write(buf); err != nil {
-		c.t.log.Info().Err(err).Str("remote", c.remote).Msg("write failed (peer not reading?): connection closed")
+		ev := c.t.log.Info()
+		if c.trunk {
+			ev = c.t.log.Warn() // a trunk's calls end with it
+		}
+		ev.Err(err).Str("remote", c.remote).Bool("trunk", c.trunk).Msg("write failed (peer not reading?): connection closed")
 		c.close()
 		return fmt.Errorf("%w: %s: %w", ErrConnClosed, c.remote, err)
 	}
@@ -684,7 +700,7 @@ func (t *transport) dialNew(ctx context.Context, addr, sni, identity string) (*c
 	}
 	t.metrics.TLSHandshakes.WithLabelValues("outbound", "ok", "").Inc()
 	cs := tc.ConnectionState()
-	c := &conn{t: t, nc: tc, raw: raw, remote: addr, outbound: true, sni: sni, verified: true}
+	c := &conn{t: t, nc: tc, raw: raw, remote: addr, outbound: true, sni: sni, verified: true, trunk: true}
 	c.ofree = sync.NewCond(&c.omu)
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
 		c.remoteIP = ap.Addr().Unmap()
