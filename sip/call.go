@@ -158,8 +158,8 @@ type call struct {
 
 	pub atomic.Pointer[callPub] // the state published for Calls (written by the loop)
 
-	qmu     sync.Mutex // guards queue, running
-	queue   []event // queue[qhead:] wait; the backing array serves the call's life
+	qmu     sync.Mutex // guards queue, qhead, running
+	queue   []event    // queue[qhead:] wait; the backing array serves the call's life
 	qhead   int
 	running bool
 	room    *sync.Cond // signalled when the queue shrinks below maxQueue

@@ -81,7 +81,7 @@ type transport struct {
 	metrics   *Metrics
 	limits    func() config.Limits // current limits (reloadable)
 	trusted   func(netip.Addr) bool
-	isTrunk   func(*x509.Certificate) bool // the certificate names a configured trunk
+	isTrunk   func(*x509.Certificate) bool     // the certificate names a configured trunk
 	handler   func(*conn, sip.Message)         // where messages go, in order
 	onEnd     func(*conn)                      // a connection ended
 	sent      func(*conn, sip.Message, []byte) // a message was written (tracing); nil: none
