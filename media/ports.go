@@ -253,9 +253,7 @@ func (p *portPool) drainOpen() []pairSocks {
 	}
 	clear(p.open)
 	p.cached = 0
-	for _, b := range p.warm {
-		p.free = append(p.free, b)
-	}
+	p.free = append(p.free, p.warm...)
 	p.warm = p.warm[:0]
 	for i := p.qhead; i < len(p.quar); i++ {
 		p.quar[i].warm = false
