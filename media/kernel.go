@@ -306,7 +306,7 @@ func (st *stream) enterLocked(p *fastpath.Program, flows []fastpath.Flow) {
 	for i, f := range flows {
 		key, err := p.Add(f)
 		if err != nil {
-			st.log.Debug().Err(err).Msg("media: stream stays in userspace")
+			st.ev(st.log.Debug()).Err(err).Msg("media: stream stays in userspace")
 			st.leaveLocked(p, "")
 			return
 		}
@@ -316,7 +316,7 @@ func (st *stream) enterLocked(p *fastpath.Program, flows []fastpath.Flow) {
 	k.ran.Store(true)
 	st.eng.fpStreams.Add(1)
 	st.bumpKernelGen()
-	st.log.Debug().Int("flows", len(flows)).Msg("media: stream moved into the kernel")
+	st.ev(st.log.Debug()).Int("flows", len(flows)).Msg("media: stream moved into the kernel")
 }
 
 // leaveKernel gives the stream back to userspace: its entries are removed
@@ -372,7 +372,7 @@ func (st *stream) leaveLocked(p *fastpath.Program, why string) {
 	for _, e := range k.entries {
 		c, err := p.Remove(e.key)
 		if err != nil {
-			st.log.Warn().Err(err).Msg("media: kernel fast path: removing a flow")
+			st.ev(st.log.Warn()).Err(err).Msg("media: kernel fast path: removing a flow")
 			continue
 		}
 		k.base[e.side][b2i(e.rtcp)].Add(c)
@@ -385,7 +385,7 @@ func (st *stream) leaveLocked(p *fastpath.Program, why string) {
 		st.bumpKernelGen()
 	}
 	if why != "" {
-		st.log.Debug().Str("why", why).Msg("media: stream back in userspace")
+		st.ev(st.log.Debug()).Str("why", why).Msg("media: stream back in userspace")
 	}
 }
 

@@ -194,7 +194,7 @@ func (e *Engine) openStream(log zerolog.Logger, index int, media, content string
 		content: content,
 		kind:    classify(media, content),
 	}
-	st.log = log.With().Int("mline", index).Str("media", media).Logger()
+	st.log = log // the session's: st.ev adds the m-line to what is logged
 	st.dir = [2]direction{dirSendRecv, dirSendRecv}
 	if isRTP && modes != [2]SRTPMode{} {
 		st.modes = modes
@@ -243,13 +243,19 @@ func (st *stream) applyDSCP() {
 				continue
 			}
 			if err := SetDSCP(s.conn, d); err != nil {
-				st.log.Warn().Err(err).Int("port", s.port).Msg("media: cannot set DSCP")
+				st.ev(st.log.Warn()).Err(err).Int("port", s.port).Msg("media: cannot set DSCP")
 				s.dscp = -1
 				continue
 			}
 			s.dscp = d
 		}
 	}
+}
+
+// ev adds the stream's m-line to a log event of its session's logger (a
+// logger of its own per stream cost an allocation per call).
+func (st *stream) ev(e *zerolog.Event) *zerolog.Event {
+	return e.Int("mline", st.index).Str("media", st.media)
 }
 
 // ensureRTCP opens the RTCP sockets (odd ports of the reserved pairs) when
@@ -282,7 +288,7 @@ func (st *stream) ensureRTCP() error {
 		sk := &sock{conn: conns[side], port: l.base + 1, dscp: tos[side]}
 		if sk.dscp != d {
 			if err := SetDSCP(conns[side], d); err != nil {
-				st.log.Warn().Err(err).Msg("media: cannot set DSCP")
+				st.ev(st.log.Warn()).Err(err).Msg("media: cannot set DSCP")
 			} else {
 				sk.dscp = d
 			}
@@ -307,7 +313,7 @@ func (st *stream) startReaders(rtcp bool) {
 		}
 		bio, err := st.eng.newBatchIO(in.conn, out.conn, slots)
 		if err != nil {
-			st.log.Error().Err(err).Msg("media: relay socket unusable")
+			st.ev(st.log.Error()).Err(err).Msg("media: relay socket unusable")
 			continue
 		}
 		in.learn = newLearner(&st.eng.cfg, st.isRTP, rtcp)
