@@ -18,7 +18,7 @@
 //     whether or not the media package has terminate mode);
 //  5. go test -bench figures of the hot paths (./media, ./dnsresolve).
 //
-// Usage: go run ./test/bench [-out bench.json] [-quick] [-sections 1,2,3,4,5]
+// Usage: go run ./test/bench [-out bench.json] [-quick] [-sections 1,2,3,4,5,6]
 // (-h for the rest).
 package main
 
@@ -123,7 +123,7 @@ func main() {
 	var sections, rates, calls, streams string
 	flag.StringVar(&o.out, "out", "", "write the results as JSON to this file")
 	flag.BoolVar(&o.quick, "quick", false, "short steps and small sizes (smoke run, about 2 minutes)")
-	flag.StringVar(&sections, "sections", "1,2,3,4,5", "sections to run (comma separated)")
+	flag.StringVar(&sections, "sections", "1,2,3,4,5,6", "sections to run (comma separated)")
 	flag.DurationVar(&o.stepDur, "step", 0, "duration of one call-rate step (default 15s, 5s with -quick)")
 	flag.StringVar(&rates, "rates", "", "call rates to ramp, calls/s (default 500,1000,...,4000; 500,1000,2000 with -quick)")
 	flag.StringVar(&calls, "calls", "", "concurrent call counts to hold (default 1000,3000,6000; 200,500 with -quick)")
@@ -209,6 +209,7 @@ func main() {
 		{4, "terminate-mode SRTP relay", runTerminate},
 		{1, "call rate over mutual TLS", runCallRate},
 		{2, "concurrent calls", runConcurrent},
+		{6, "kernel fast path (eBPF) in network namespaces", runFastpath},
 	} {
 		if !o.sections[s.n] || ctx.Err() != nil {
 			continue

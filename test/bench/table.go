@@ -69,6 +69,7 @@ var sectionTitle = map[int]string{
 	3: "media relay, passthrough (in process) vs bare recvmmsg/sendmmsg forwarder",
 	4: "media relay, SRTP terminated on both legs",
 	5: "go test -bench (hot paths)",
+	6: "media relay with the kernel fast path (eBPF) vs userspace, in network namespaces (system-wide CPU)",
 }
 
 // printRateSteps prints section 1 step by step: each system at each offered
