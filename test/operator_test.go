@@ -169,14 +169,16 @@ func intervals(ms []harness.TracedMessage) (gaps []time.Duration, mean, lo, hi t
 
 var pingContact = regexp.MustCompile(`(?mi)^Contact:\s*<sips:[^@>;]+@sbc\.test[:;>]`)
 
-// TestOperatorHealthPings: trunk "inside" has two SRV targets (priority
-// 10 and 20), both sipp (uas_health.xml: answers OPTIONS only when they
-// carry a sips: Contact on sbc.test, and takes calls), pinged every second.
-// The pings arrive at the interval; a call goes to the first target; when
-// that sipp stops, the target is down after down_after pings and the next
-// call goes to the second target without any INVITE toward the first (no
-// failover, nothing in its trace); when a sipp answers there again, the
-// target is up after up_after answered pings and takes the next call.
+// TestOperatorHealthPings: trunk "inside" has three SRV targets, pinged
+// every second: priority 5 accepts TLS and never answers; 10 and 20 are
+// sipp (uas_health.xml: answers OPTIONS only when they carry a sips:
+// Contact on sbc.test, and takes calls). The pings arrive at the interval;
+// the silent target is down from its first ping and the call goes to
+// target 1; when that sipp stops, target 1 is down after down_after pings
+// and the next call goes to target 2 without any INVITE toward the
+// others (no failover, nothing in the traces); when a sipp answers on
+// target 1 again, it is up after up_after answered pings and takes the
+// next call.
 func TestOperatorHealthPings(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end")
@@ -188,9 +190,13 @@ func TestOperatorHealthPings(t *testing.T) {
 	tls1 := harness.StartTLSServerProxy(t, pki["callee.test"], uas1.Port(), true)
 	uas2 := harness.StartSippUAS(t, harness.SippOptions{Scenario: "uas_health.xml", Timeout: 60 * time.Second})
 	tls2 := harness.StartTLSServerProxy(t, pki["callee.test"], uas2.Port(), true)
+	// The most preferred target accepts TLS and never answers.
+	silent := silentTLS(t, pki["callee.test"])
 	z := startDNS(t,
+		fmt.Sprintf("_sips._tcp.inside.test. 60 IN SRV 5 10 %d t0.inside.test.", silent),
 		fmt.Sprintf("_sips._tcp.inside.test. 60 IN SRV 10 10 %d t1.inside.test.", tls1),
 		fmt.Sprintf("_sips._tcp.inside.test. 60 IN SRV 20 10 %d t2.inside.test.", tls2),
+		"t0.inside.test. 60 IN A 127.0.0.1",
 		"t1.inside.test. 60 IN A 127.0.0.1",
 		"t2.inside.test. 60 IN A 127.0.0.1",
 	)
@@ -202,14 +208,17 @@ func TestOperatorHealthPings(t *testing.T) {
 	ready := time.Now()
 	s.waitMetric(t, targetUp(tls1), 1, 10*time.Second)
 	both := s.waitMetric(t, targetUp(tls2), 1, 10*time.Second)
-	t.Logf("both targets up %s after the SBC was ready", both.Sub(ready).Round(time.Millisecond))
+	t.Logf("targets 1 and 2 up %s after the SBC was ready", both.Sub(ready).Round(time.Millisecond))
+	mute := s.waitMetric(t, targetUp(silent), 0, 10*time.Second)
+	t.Logf("the silent target down %s after the SBC was ready (its first ping timed out)", mute.Sub(ready).Round(time.Millisecond))
 	local := s.caller(t, "caller.test")
 
-	// 1. Both up: the call takes the first target (priority 10). Then
-	// each target answers a few more pings (counted by the SBC).
+	// 1. The call skips the silent target (priority 5) and takes target
+	// 1 (priority 10). Then each target answers a few more pings
+	// (counted by the SBC).
 	r := s.call(t, local, "uac_basic.xml", "bob", 500*time.Millisecond)
-	harness.RequireOK(t, "call 1 (both targets up)", r, 1)
-	t.Logf("call 1 set up in %s with both targets up", setupTime(t, r).Round(time.Millisecond))
+	harness.RequireOK(t, "call 1 (targets 1 and 2 up, the silent one down)", r, 1)
+	t.Logf("call 1 set up in %s, the silent target skipped", setupTime(t, r).Round(time.Millisecond))
 	s.waitMetricAtLeast(t, `edge_sbc_trunk_ping_seconds_count{trunk="inside"}`, 10, 20*time.Second)
 
 	// 2. The first target's sipp stops (socat still accepts TLS there,
@@ -220,9 +229,9 @@ func TestOperatorHealthPings(t *testing.T) {
 	t.Logf("target 1 down %s after its sipp stopped (down_after %d, interval %s, timeout 500ms)",
 		down.Sub(stopped).Round(time.Millisecond), downAfter, interval)
 
-	// 3. The next call goes to the second target, with no attempt on the
-	// first: no failover (which is logged and counted), no INVITE in the
-	// trace of what listened there.
+	// 3. The next call goes to target 2, with no attempt on target 1 or
+	// the silent one: no failover (which is logged and counted), no
+	// INVITE in the trace of what listened there.
 	failovers := s.metric(t, `edge_sbc_failovers_total{cause="unreachable"}`)
 	r = s.call(t, local, "uac_basic.xml", "bob", 500*time.Millisecond)
 	harness.RequireOK(t, "call 2 (target 1 down)", r, 1)
@@ -230,7 +239,7 @@ func TestOperatorHealthPings(t *testing.T) {
 	if got := s.metric(t, `edge_sbc_failovers_total{cause="unreachable"}`); got != failovers {
 		t.Errorf("failovers %v -> %v: call 2 tried the down target", failovers, got)
 	}
-	if strings.Contains(s.sbc.Logs(), "failover: target not reachable") {
+	if logs := s.sbc.Logs(); strings.Contains(logs, "failover: target not reachable") || strings.Contains(logs, "no response within") {
 		t.Errorf("a call attempted a target that was down")
 	}
 	if !strings.Contains(s.sbc.Logs(), "target down (health pings): skipped") {
