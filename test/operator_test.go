@@ -375,8 +375,15 @@ func TestOperatorBlindTransfer(t *testing.T) {
 		`  - { from: outside, to: carol, ruri_user_prefix: carol }
   - { from: outside, to: inside }`, "")
 	local := s.caller(t, "caller.test")
-	resA := make(chan harness.SippResult, 1)
-	go func() { resA <- s.call(t, local, "uac_transferee.xml", "bob", 4*time.Second) }()
+	// A's sipp runs in a goroutine the test always waits for (its run is
+	// bounded by the sipp timeout), also when it fails early.
+	var ra harness.SippResult
+	doneA := make(chan struct{})
+	go func() {
+		defer close(doneA)
+		ra = s.call(t, local, "uac_transferee.xml", "bob", 4*time.Second)
+	}()
+	defer func() { <-doneA }()
 
 	if !s.sbc.WaitLog(`"event":"call_answer"`, 15*time.Second) {
 		t.Fatal("A->B not answered")
@@ -403,7 +410,7 @@ func TestOperatorBlindTransfer(t *testing.T) {
 	t.Logf("media after the transfer: %d/%d packets A->relay->carol->relay->A, mean round trip %s (relay port %d, %d before)",
 		back, n, rtt.Round(time.Microsecond), after, before)
 
-	ra := <-resA
+	<-doneA
 	harness.RequireOK(t, "A (transferee)", ra, 1)
 	rb := b.Wait(10 * time.Second)
 	harness.RequireOK(t, "B (referrer: 202, NOTIFY 100, NOTIFY 200 terminated, BYE)", rb, 1)
