@@ -50,7 +50,7 @@ type TargetHealth struct {
 type monitor struct {
 	b *B2BUA
 
-	mu      sync.Mutex // guards targets
+	mu      sync.Mutex // guards targets and orders their metric series with them
 	targets map[string]*targetState
 }
 
@@ -119,6 +119,7 @@ func (m *monitor) round(ctx context.Context, t *trunkRec) {
 		for k, st := range m.targets {
 			if st.trunk == t.name && !live[st.addr] {
 				delete(m.targets, k) // no longer in DNS
+				m.forgetMetrics(st)
 			}
 		}
 		m.mu.Unlock()
@@ -143,8 +144,17 @@ func (m *monitor) forgetTrunk(name string) {
 	for k, st := range m.targets {
 		if st.trunk == name {
 			delete(m.targets, k)
+			m.forgetMetrics(st)
 		}
 	}
+}
+
+// forgetMetrics removes the series of a target the monitor no longer
+// watches, so that /metrics (and `edge-sbc check`, which reads it) does
+// not report it.
+func (m *monitor) forgetMetrics(st *targetState) {
+	m.b.metrics.TargetUp.DeleteLabelValues(st.trunk, st.addr)
+	m.b.metrics.TargetPing.DeleteLabelValues(st.trunk, st.addr)
 }
 
 // pinger receives the events of one OPTIONS transaction.
@@ -235,12 +245,20 @@ func (m *monitor) judge(t *trunkRec, st *targetState, ok bool, retry time.Durati
 		}
 	}
 	up := st.up
-	m.mu.Unlock()
-	v := 0.0
-	if up {
-		v = 1
+	// The target's series are set under the lock, and only while the
+	// monitor still watches it: forgetMetrics (under the lock too) must
+	// not be undone by a ping that was in flight.
+	if m.targets[targetKey(st.trunk, st.addr)] == st {
+		v := 0.0
+		if up {
+			v = 1
+		}
+		m.b.metrics.TargetUp.WithLabelValues(t.name, st.addr).Set(v)
+		if ok {
+			m.b.metrics.TargetPing.WithLabelValues(t.name, st.addr).Set(rtt.Seconds())
+		}
 	}
-	m.b.metrics.TargetUp.WithLabelValues(t.name, st.addr).Set(v)
+	m.mu.Unlock()
 	if ok {
 		m.b.metrics.PingSeconds.WithLabelValues(t.name).Observe(rtt.Seconds())
 	}

@@ -27,6 +27,7 @@ type Metrics struct {
 	JitterMs      *prometheus.HistogramVec
 	LossPercent   *prometheus.HistogramVec
 	TargetUp      *prometheus.GaugeVec
+	TargetPing    *prometheus.GaugeVec
 	PingSeconds   *prometheus.HistogramVec
 	reg           prometheus.Registerer
 }
@@ -88,11 +89,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.TargetUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "edge_sbc_trunk_target_up", Help: "1 while a monitored trunk target answers OPTIONS pings (trunks[].health).",
 	}, []string{"trunk", "target"})
+	m.TargetPing = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "edge_sbc_trunk_target_ping_seconds", Help: "Round-trip time of the last answered OPTIONS ping of a monitored trunk target.",
+	}, []string{"trunk", "target"})
 	m.PingSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "edge_sbc_trunk_ping_seconds", Help: "Round-trip time of answered OPTIONS pings, by trunk.",
 		Buckets: []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
 	}, []string{"trunk"})
-	reg.MustRegister(m.TargetUp, m.PingSeconds)
+	reg.MustRegister(m.TargetUp, m.TargetPing, m.PingSeconds)
 	reg.MustRegister(m.CallsTotal, m.SetupSeconds, m.Requests, m.Responses, m.RequestsSent, m.TLSHandshakes,
 		m.DNSLookups, m.Failovers, m.Admission, m.RelayPackets, m.RelayBytes, m.RelayDrops, m.JitterMs, m.LossPercent)
 	return m

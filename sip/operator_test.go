@@ -2,12 +2,14 @@ package sip_test
 
 import (
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/edge-sbc/edge-sbc/config"
 	"github.com/edge-sbc/edge-sbc/sip/siptest"
 )
 
@@ -178,6 +180,79 @@ func TestTrunkHealth(t *testing.T) {
 	}
 	if err := sbc.B2BUA.Ready(); err != nil {
 		t.Errorf("Ready: %v", err)
+	}
+}
+
+// TestTrunkHealthMetrics: a monitored target has its series
+// edge_sbc_trunk_target_up and edge_sbc_trunk_target_ping_seconds (the
+// round trip of its last answered ping, which `edge-sbc check` prints);
+// once the trunk is no longer monitored (a reload with interval 0) both
+// are gone, so nothing reports a target the SBC does not watch.
+func TestTrunkHealthMetrics(t *testing.T) {
+	pki := siptest.NewPKI(t, "sbc.test", "caller.test", "callee.test")
+	l := siptest.Listen(t, pki, "callee.test")
+	sbc := siptest.StartSBC(t, pki, siptest.SBCOptions{Callee: l.Addr(),
+		InsideExtra: "health: { interval: 1s, timeout: 400ms }"})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	var on atomic.Bool
+	on.Store(true)
+	var n, invites atomic.Int32
+	p := l.Accept(wait)
+	wg.Go(func() { optionsResponder(p, &on, &n, &invites, make(chan *sip.Request, 16), stop) })
+	port := l.Addr()[strings.LastIndex(l.Addr(), ":")+1:]
+	waitHealth(t, sbc, "inside", port, true, 6*time.Second)
+
+	series := func() map[string]float64 {
+		t.Helper()
+		fams, err := sbc.Metrics.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]float64{}
+		for _, f := range fams {
+			name := f.GetName()
+			if name != "edge_sbc_trunk_target_up" && name != "edge_sbc_trunk_target_ping_seconds" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				labels := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					labels[lp.GetName()] = lp.GetValue()
+				}
+				out[name+"/"+labels["trunk"]+"/"+labels["target"]] = m.GetGauge().GetValue()
+			}
+		}
+		return out
+	}
+	target := "inside/127.0.0.1:" + port
+	got := series()
+	if got["edge_sbc_trunk_target_up/"+target] != 1 || got["edge_sbc_trunk_target_ping_seconds/"+target] <= 0 {
+		t.Fatalf("series of a live target: %v", got)
+	}
+	t.Logf("last ping round trip %.3f ms", got["edge_sbc_trunk_target_ping_seconds/"+target]*1e3)
+
+	cfg := *sbc.Config
+	cfg.Trunks = append([]config.Trunk(nil), sbc.Config.Trunks...)
+	for i := range cfg.Trunks {
+		if cfg.Trunks[i].Name == "inside" {
+			cfg.Trunks[i].Health.Interval = 0
+		}
+	}
+	if err := sbc.B2BUA.Reload(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for len(series()) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("series left after monitoring was turned off: %v", series())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if h := sbc.B2BUA.Health(); len(h) != 0 {
+		t.Errorf("Health() after monitoring was turned off: %+v", h)
 	}
 }
 

@@ -16,7 +16,9 @@ import (
 var errCheckFailed = errors.New("check: a required check failed")
 
 // cmdCheck runs the Webex readiness checks of a configuration and prints
-// them as a table (or JSON with --json). It returns an error, so that the
+// them as a table (or JSON with --json); with trunk health monitoring on,
+// they include each target's live state read from the running service's
+// metrics listener (readiness checkHealth). It returns an error, so that the
 // command exits 1, when a "must" check failed or the configuration cannot
 // be loaded.
 //

@@ -71,7 +71,8 @@ func usage(w io.Writer) {
   edge-sbc run [--config FILE] [--state-dir DIR]   run the SBC (embedded loopback default without --config)
   edge-sbc validate --config FILE                  check a configuration file
   edge-sbc check --config FILE [--json] [--timeout 5s]
-                                                   Webex readiness: DNS, certificate, ports, trunks
+                                                   Webex readiness: DNS, certificate, ports, trunks,
+                                                   live trunk health of the running SBC (its /metrics)
   edge-sbc devcert --out DIR --name FQDN [...]     write a development CA and certificates
   edge-sbc calls [--json] [--metrics ADDR | --config FILE]
                                                    calls in progress of the running SBC (its /calls)

@@ -177,4 +177,9 @@ func TestParseResults(t *testing.T) {
 	if n := r.ReceivedResponses(0); n != 0 {
 		t.Errorf("ReceivedResponses(0) = %d, want 0 (the 500 was sent)", n)
 	}
+	msgs := r.TracedMessages()
+	want := time.Date(2026, 1, 1, 0, 0, 0, 2000, time.Local)
+	if len(msgs) != 3 || !msgs[2].Time.Equal(want) || msgs[1].Time.Sub(msgs[0].Time) != time.Microsecond {
+		t.Errorf("trace times: %+v, want the last at %s", msgs, want)
+	}
 }

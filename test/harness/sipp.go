@@ -345,9 +345,10 @@ func RequireOK(t testing.TB, what string, r SippResult, calls int) {
 
 // TracedMessage is one message of a -trace_msg log.
 type TracedMessage struct {
-	Received  bool   // false: sent by sipp
-	StartLine string // "INVITE sips:... SIP/2.0" or "SIP/2.0 200 OK"
-	Text      string // whole message
+	Received  bool      // false: sent by sipp
+	StartLine string    // "INVITE sips:... SIP/2.0" or "SIP/2.0 200 OK"
+	Text      string    // whole message
+	Time      time.Time // when sipp logged it (zero if the trace has no time)
 }
 
 // IsRequest reports whether the message is a request.
@@ -375,13 +376,19 @@ func (m TracedMessage) StatusCode() int {
 	return c
 }
 
-var traceHeader = regexp.MustCompile(`^(?:UDP|TCP|TLS|SCTP) message (sent|received)`)
+var (
+	traceHeader = regexp.MustCompile(`^(?:UDP|TCP|TLS|SCTP) message (sent|received)`)
+	// traceTime is the local time on sipp's separator line,
+	// "----...---- 2006-01-02 15:04:05.000000".
+	traceTime = regexp.MustCompile(`^-{20,} (\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d+)`)
+)
 
 // TracedMessages parses r.Messages.
 func (r SippResult) TracedMessages() []TracedMessage {
 	var msgs []TracedMessage
 	var cur *TracedMessage
 	var text strings.Builder
+	var stamp time.Time
 	flush := func() {
 		if cur != nil {
 			cur.Text = strings.TrimSpace(text.String())
@@ -396,10 +403,14 @@ func (r SippResult) TracedMessages() []TracedMessage {
 		line := strings.TrimRight(sc.Text(), "\r")
 		if strings.HasPrefix(line, "-----------------------------------------------") {
 			flush()
+			stamp = time.Time{}
+			if m := traceTime.FindStringSubmatch(line); m != nil {
+				stamp, _ = time.ParseInLocation("2006-01-02 15:04:05.999999", m[1], time.Local)
+			}
 			continue
 		}
 		if m := traceHeader.FindStringSubmatch(line); m != nil && cur == nil {
-			cur = &TracedMessage{Received: m[1] == "received"}
+			cur = &TracedMessage{Received: m[1] == "received", Time: stamp}
 			continue
 		}
 		if cur == nil {

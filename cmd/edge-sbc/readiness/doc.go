@@ -78,6 +78,20 @@
 //   - trunk.options/<trunk>/<ip:port> (should): an out-of-dialog OPTIONS
 //     over that connection gets a 2xx; the evidence gives the round trip.
 //
+// The running service's live view of the trunks (its OPTIONS monitor,
+// trunks[].health), read from GET /metrics on metrics.listen, since check
+// is another process (edge_sbc_trunk_target_up,
+// edge_sbc_trunk_target_ping_seconds, edge_sbc_trunk_ping_seconds):
+//
+//   - trunk.health/<trunk>/<ip:port> (should), for each target of each
+//     trunk with health.interval: up, with the round trip of its last
+//     answered ping and the trunk's mean; or down (new calls skip it; with
+//     every target down, calls to the trunk get 503).
+//   - trunk.health (should), instead, when that cannot be shown: ok when
+//     no trunk is monitored ("monitoring is off"); a warning when
+//     metrics.listen is not set, when edge-sbc does not answer there
+//     ("not running"), or, per trunk, when it has no ping result yet.
+//
 // Not checked: network quality (latency, jitter, loss), NAT binding
 // lifetimes, SIP ALGs and TLS inspection on the path, MTU, firewall rules
 // seen from the internet, whether the Webex cloud trusts our CA, and peer

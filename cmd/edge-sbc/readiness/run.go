@@ -89,5 +89,6 @@ func Run(ctx context.Context, cfg *config.Config, opts Options) []Result {
 	out = append(out, checkLocal(ctx, e)...)
 	out = append(out, checkStop(ctx, e))
 	out = append(out, checkTrunks(ctx, e)...)
+	out = append(out, checkHealth(ctx, e)...)
 	return out
 }
