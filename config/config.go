@@ -260,8 +260,9 @@ type DNS struct {
 // SIP holds signalling timers and policy.
 type SIP struct {
 	// ProvisionalTimeout: a target that sends no response at all to an
-	// INVITE within this time is abandoned for the next one. Default 2s;
-	// 0 is refused.
+	// INVITE within this time is abandoned for the next one (the last
+	// target is waited for, until the INVITE times out after 32 s).
+	// Default 2s; 0 is refused.
 	ProvisionalTimeout time.Duration `yaml:"provisional_timeout"`
 	// AnswerTimeout: a call not answered within this time ends with 408.
 	// Default 180s; 0 is refused.

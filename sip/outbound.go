@@ -344,10 +344,17 @@ func (c *call) onInviteResponse(at *attempt, res *sip.Response) {
 }
 
 // provisionalTimeout abandons a target that sent nothing in time: the
-// next one is tried; the abandoned one gets a CANCEL once it rings.
+// next one is tried; the abandoned one gets a CANCEL once it rings. The
+// last target is not abandoned (there is nothing to fail over to): a peer
+// busy for a few seconds still gets its call, until the INVITE's Timer B.
 func (c *call) provisionalTimeout(at *attempt) {
 	at.prov = nil
 	if at.heard || at.done || !c.inSetup() {
+		return
+	}
+	if c.nextTarget >= len(c.targets) {
+		c.log.Info().Str("target", at.addr).Dur("after", c.snap.cfg.SIP.ProvisionalTimeout).
+			Msg("no response yet from the last target: waiting for it")
 		return
 	}
 	at.abandoned = true
