@@ -89,11 +89,12 @@ const (
 	evMediaTimeout               // no media (media.timeout)
 	evConnLost                   // a connection the call uses ended
 	evHangup                     // the SBC ends the call (drain, shutdown)
+	evAdmitted                   // a cluster admission's result (admission.go)
 )
 
 func (k evKind) String() string {
 	return [...]string{"start", "resolved", "dialed", "request", "ack", "cancel", "response", "tx_timeout",
-		"tx_error", "stray_2xx", "timer", "media_timeout", "conn_lost", "hangup"}[k]
+		"tx_error", "stray_2xx", "timer", "media_timeout", "conn_lost", "hangup", "admitted"}[k]
 }
 
 // event is one thing that happened to a call.
@@ -113,6 +114,7 @@ type event struct {
 	reason  string
 	xfer    bool // evResolved, evDialed, evStray2xx: for the transfer in progress
 	ref     any  // evDialed of a transfer: its *xferAttempt
+	adm     *admitResult
 }
 
 func (e event) name() string {
@@ -192,6 +194,13 @@ type call struct {
 	xfer        *transfer        // a blind transfer in progress
 	oldMedia    []map[string]any // media summaries of sessions replaced by transfers
 	transfers   int
+
+	// Cluster admission (admission.go); unused without Options.Admitter.
+	admKey      string        // the key the cluster counts the call under ("": none)
+	admSeq      int           // keys made for transfers
+	admitting   bool          // a helper admits: its evAdmitted decides
+	notAdmitted bool          // refused by admission: no CDR, as a local refusal
+	referAdmit  *pendingRefer // a REFER waiting for its admission
 
 	// For the CDR.
 	answerAt  time.Time
@@ -305,6 +314,8 @@ func (c *call) handle(ev event) {
 		c.onConnLost(ev.conn)
 	case evHangup:
 		c.terminate("sbc", ev.reason, 503)
+	case evAdmitted:
+		c.onAdmitted(ev.adm)
 	}
 }
 
@@ -319,6 +330,8 @@ func (c *call) afterEnd(ev event) {
 		if ev.res != nil && ev.res.IsSuccess() && isInviteResponse(ev.res) && ev.conn != nil {
 			c.b.ackAndBye(ev.conn, ev.res)
 		}
+	case evAdmitted:
+		c.afterAdmitted(ev.adm)
 	}
 }
 
@@ -549,8 +562,15 @@ func (c *call) release() {
 		mstats["before_transfer"] = c.oldMedia
 	}
 	c.b.planner.release(c.plan)
+	c.releaseShared(c.admKey)
+	c.admKey = ""
 	if !c.ended {
 		c.endAt = time.Now()
+	}
+	if c.notAdmitted {
+		// As a call the planner refuses: no CDR, no call outcome.
+		c.attempts, c.forks, c.winner, c.active, c.inv = nil, nil, nil, nil, nil
+		return
 	}
 	c.b.metrics.CallsTotal.WithLabelValues(c.plan.from.name, c.plan.to.name, outcome(!c.answerAt.IsZero(), c.finalCode, c.endReason)).Inc()
 	c.cdr(mstats)

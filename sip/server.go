@@ -38,6 +38,10 @@ type Options struct {
 	Hooks *Hooks
 	// Tracer receives every SIP message (HEP export); nil: none.
 	Tracer Tracer
+	// Admitter, when set, makes admission cluster-wide (admission.go):
+	// *cluster.Admitter of the node's sip/cluster.Cluster. nil: the limits
+	// hold for this node alone.
+	Admitter SharedAdmitter
 }
 
 // Hooks let tests make races deterministic.
@@ -81,6 +85,7 @@ type B2BUA struct {
 	traceOff map[string]bool // trunks with trace: false
 	sipPort  int
 	planner  *planner
+	shared   SharedAdmitter // cluster-wide admission; nil: local only
 	mon      *monitor
 	txl      *txLayer
 	tp       *transport
@@ -135,6 +140,7 @@ func New(o Options) (*B2BUA, error) {
 		traceIDs: map[string]traceRef{},
 		sipPort:  5061,
 		planner:  newPlanner(),
+		shared:   o.Admitter,
 		txl:      newTxLayer(),
 		calls:    map[*call]struct{}{},
 		dialogs:  map[string]dialogRef{},

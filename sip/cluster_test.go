@@ -1,0 +1,344 @@
+package sip_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/edge-sbc/edge-sbc/sip/siptest"
+)
+
+// clusterBed is one node of a cluster on redis: an SBC (relaying media
+// unless noMedia) with its own scripted callee; insideExtra is added to
+// the inside trunk (its max_calls).
+func clusterBed(t *testing.T, pki *siptest.PKI, redis *siptest.Redis, id, insideExtra string, noMedia bool) *bed {
+	t.Helper()
+	return clusterBedWith(t, pki, redis, id, siptest.SBCOptions{InsideExtra: insideExtra, NoMedia: noMedia})
+}
+
+// clusterBedWith is clusterBed with more options (o.Callee is set here).
+func clusterBedWith(t *testing.T, pki *siptest.PKI, redis *siptest.Redis, id string, o siptest.SBCOptions) *bed {
+	t.Helper()
+	l := siptest.Listen(t, pki, "callee.test")
+	o.Callee = l.Addr()
+	if redis != nil {
+		o.Cluster = &siptest.ClusterOptions{NodeID: id, Redis: redis.Addr()}
+	}
+	return &bed{pki: pki, sbc: siptest.StartSBC(t, pki, o), callee: l}
+}
+
+// offer sends a new call to bd from a new caller connection: admitted, the
+// callee gets its INVITE and answers 180 (the call keeps ringing and
+// counting); refused, the caller's final response is returned.
+func offer(t *testing.T, bd *bed) (admitted bool, res *sip.Response) {
+	t.Helper()
+	return offerTo(t, bd, "sips:bob@sbc.test", bd.calleePeer)
+}
+
+// offerTo is offer toward ruri, whose callee is callee's peer.
+func offerTo(t *testing.T, bd *bed, ruri string, callee func() *siptest.Peer) (admitted bool, res *sip.Response) {
+	t.Helper()
+	a := bd.caller(t)
+	a.Send(a.NewInvite(ruri, siptest.SDP(4000, 1, "")))
+	b := callee()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if m := a.Next(10 * time.Millisecond); m != nil {
+			if r, ok := m.(*sip.Response); ok && r.StatusCode >= 200 {
+				return false, r
+			}
+		}
+		if m := b.Next(10 * time.Millisecond); m != nil {
+			if r, ok := m.(*sip.Request); ok && r.Method == sip.INVITE {
+				b.Send(b.Reply(r, 180, siptest.Tag(), nil))
+				return true, nil
+			}
+		}
+	}
+	t.Fatal("the call was neither refused nor placed")
+	return false, nil
+}
+
+func warning(res *sip.Response) string {
+	if h := res.GetHeader("Warning"); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+func retryAfterOf(res *sip.Response) string {
+	if h := res.GetHeader("Retry-After"); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// TestClusterTrunkLimit: a trunk with max_calls 10 on two nodes that
+// share one Redis: 5 calls on each, and the 11th is refused on either node
+// with the response a single node's limit gives; when one node stops
+// without releasing anything (its cluster closed as by SIGKILL: no
+// release, no heartbeat), its 5 slots count no more within 10 s and the
+// other node admits 5 calls, not 6.
+func TestClusterTrunkLimit(t *testing.T) {
+	redis := siptest.StartRedis(t)
+	pki := siptest.NewPKI(t, "sbc.test", "caller.test", "callee.test")
+	n1 := clusterBed(t, pki, redis, "n1", "max_calls: 10", true)
+	n2 := clusterBed(t, pki, redis, "n2", "max_calls: 10", true)
+
+	// What a single node answers the 11th call of a trunk with max_calls 10.
+	local := clusterBed(t, pki, nil, "", "max_calls: 10", true)
+	for range 10 {
+		if ok, res := offer(t, local); !ok {
+			t.Fatalf("single node: refused %d before its limit", res.StatusCode)
+		}
+	}
+	_, want := offer(t, local)
+	if want.StatusCode != 503 || !strings.Contains(warning(want), "call limit reached") {
+		t.Fatalf("single node: the 11th call got %d %q", want.StatusCode, warning(want))
+	}
+
+	for i := range 10 {
+		n := n1
+		if i%2 == 1 {
+			n = n2
+		}
+		if ok, res := offer(t, n); !ok {
+			t.Fatalf("call %d refused with %d %q before the cluster limit", i+1, res.StatusCode, warning(res))
+		}
+	}
+	for _, n := range []*bed{n1, n2} {
+		ok, res := offer(t, n)
+		if ok {
+			t.Fatal("the 11th call across the cluster was admitted")
+		}
+		if res.StatusCode != want.StatusCode || warning(res) != warning(want) || retryAfterOf(res) != retryAfterOf(want) {
+			t.Fatalf("the 11th call got %d %q Retry-After %q; a single node gives %d %q Retry-After %q",
+				res.StatusCode, warning(res), retryAfterOf(res), want.StatusCode, warning(want), retryAfterOf(want))
+		}
+	}
+	if got := metricValue(t, n1.sbc, "edge_sbc_admission_refused_total", "trunk_max_calls"); got != 1 {
+		t.Fatalf("edge_sbc_admission_refused_total{reason=trunk_max_calls} = %v on n1, want 1", got)
+	}
+
+	// n1 is lost: nothing is released, its heartbeat stops.
+	stopped := time.Now()
+	if err := n1.sbc.Cluster.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if ok, _ := offer(t, n2); ok {
+			break
+		}
+		if time.Since(stopped) > 10*time.Second {
+			t.Fatal("the stopped node's calls still count after 10 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	freed := time.Since(stopped)
+	t.Logf("a stopped node's slots were free %s after its last heartbeat could have been sent", freed.Round(10*time.Millisecond))
+	for i := range 4 {
+		if ok, res := offer(t, n2); !ok {
+			t.Fatalf("call %d of the 5 freed slots refused: %d", i+2, res.StatusCode)
+		}
+	}
+	if ok, _ := offer(t, n2); ok {
+		t.Fatal("a 6th call was admitted in the 5 slots the stopped node freed")
+	}
+}
+
+// TestClusterRedisDown: Redis killed under a node: the calls in progress
+// go on, new calls are admitted by the node's own limits (which counted
+// the calls the cluster admitted) and refused when those are reached, Up
+// reports the outage, and it is logged once.
+func TestClusterRedisDown(t *testing.T) {
+	redis := siptest.StartRedis(t)
+	pki := siptest.NewPKI(t, "sbc.test", "caller.test", "callee.test")
+	bd := clusterBed(t, pki, redis, "n1", "max_calls: 3", false)
+	if !bd.sbc.Cluster.Up() {
+		t.Fatal("Redis is up but the cluster says it is not")
+	}
+	c1 := basicCall(t, bd)
+	c2 := basicCall(t, bd)
+	redis.Kill()
+	deadline := time.Now().Add(10 * time.Second)
+	for bd.sbc.Cluster.Up() {
+		if time.Now().After(deadline) {
+			t.Fatal("Redis killed, but Up is still true after 10 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c3 := basicCall(t, bd) // the third of max_calls 3, by local limits
+	if ok, res := offer(t, bd); ok || res.StatusCode != 503 || !strings.Contains(warning(res), "call limit reached") {
+		t.Fatalf("a 4th call with Redis down: admitted %v, %v; want the local limit's 503", ok, res)
+	}
+	toB := siptest.MediaAddr(t, c1.reqB.Body())
+	if !c1.rtpB.Flows(toB, c1.rtpA, 2*time.Second) {
+		t.Fatal("media of a call in progress stopped with Redis")
+	}
+	for _, c := range []*callUp{c1, c2, c3} {
+		c.hangupNoIdle(t)
+	}
+	if n := strings.Count(bd.sbc.Log.String(), "cluster: Redis unreachable"); n != 1 {
+		t.Fatalf("the outage was logged %d times, want once", n)
+	}
+}
+
+// metricValue is the value of the counter or gauge name{reason=label} (or
+// the first series when label is "") in the SBC's registry; 0 when absent.
+func metricValue(t *testing.T, s *siptest.SBC, name, label string) float64 {
+	t.Helper()
+	mfs, err := s.Metrics.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := label == ""
+			for _, lp := range m.GetLabel() {
+				if lp.GetValue() == label {
+					match = true
+				}
+			}
+			if !match {
+				continue
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+// secondTrunk is a destination trunk "second" (max_calls 1) whose callee
+// listens on l, routed for Request-URI users starting with carol.
+func secondTrunk(l *siptest.Listener) siptest.SBCOptions {
+	return siptest.SBCOptions{
+		NoMedia:     true,
+		Trunks:      []string{`{ name: second, uri: "sips:` + l.Addr() + `", identity: callee.test, max_calls: 1, allow_plain_rtp: true, refer: local }`},
+		Routes:      []string{`{ from: outside, to: second, ruri_user_prefix: carol }`, `{ from: inside, to: second, ruri_user_prefix: carol }`},
+		InsideExtra: "refer: local",
+	}
+}
+
+// TestClusterRedirect: a followed 3xx toward another trunk moves the
+// call's slot there through the cluster: refused while that trunk is full
+// on the other node (a single node would not know), followed once it is
+// not; every slot is given back at the end.
+func TestClusterRedirect(t *testing.T) {
+	redis := siptest.StartRedis(t)
+	pki := siptest.NewPKI(t, "sbc.test", "caller.test", "callee.test")
+	l1, l2 := siptest.Listen(t, pki, "callee.test"), siptest.Listen(t, pki, "callee.test")
+	n1 := clusterBedWith(t, pki, redis, "n1", secondTrunk(l1))
+	n2 := clusterBedWith(t, pki, redis, "n2", secondTrunk(l2))
+	var c2 *siptest.Peer
+	callee2 := func() *siptest.Peer {
+		if c2 == nil {
+			c2 = l2.Accept(wait)
+		}
+		return c2
+	}
+	// n2 fills trunk second (max_calls 1).
+	if ok, res := offerTo(t, n2, "sips:carol@sbc.test", callee2); !ok {
+		t.Fatalf("the call to carol on n2 was refused: %d", res.StatusCode)
+	}
+	redirect := func() (*siptest.Peer, *sip.Request, *siptest.Peer) {
+		a := n1.caller(t)
+		inv := a.NewInvite("sips:bob@sbc.test", siptest.SDP(4000, 1, ""))
+		a.Send(inv)
+		b := n1.calleePeer()
+		invB := b.Request(wait, sip.INVITE)
+		b.Send(b.Reply(invB, 302, siptest.Tag(), nil, sip.NewHeader("Contact", "<sips:carol@sbc.test>")))
+		b.Request(wait, sip.ACK)
+		return a, inv, b
+	}
+	a, inv, _ := redirect()
+	res := a.Response(wait, sip.INVITE, 503)
+	if !strings.Contains(warning(res), "call limit reached") {
+		t.Fatalf("redirect toward a full trunk: %d %q", res.StatusCode, warning(res))
+	}
+	a.Send(siptest.AckNon2xx(inv, res))
+	n1.sbc.WaitIdle(t, wait)
+	if n := n1.sbc.Cluster.Admitter().Calls(); n != 0 {
+		t.Fatalf("n1 still counts %d calls after the refused redirect", n)
+	}
+	// n2's call ends: the redirect is followed.
+	_ = n2.sbc.B2BUA.Close()
+	deadline := time.Now().Add(wait)
+	for n2.sbc.Cluster.Admitter().Calls() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("n2 did not release its call")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	a, inv, _ = redirect()
+	callee1 := l1.Accept(wait)
+	invC := callee1.Request(wait, sip.INVITE)
+	if invC.Recipient.User != "carol" {
+		t.Fatalf("redirected to %s", invC.Recipient.String())
+	}
+	tag := siptest.Tag()
+	callee1.Send(callee1.Reply(invC, 200, tag, siptest.SDP(4002, 1, "")))
+	ok := a.Response(wait, sip.INVITE, 200)
+	d := a.UACDialog(inv, ok)
+	a.Send(d.Request(sip.ACK, nil, 1))
+	callee1.Request(wait, sip.ACK)
+	if n := n1.sbc.Cluster.Admitter().Calls(); n != 1 {
+		t.Fatalf("n1 counts %d calls during the redirected call, want 1", n)
+	}
+	(&callUp{a: a, b: callee1, inv: d}).hangup(t, n1)
+	waitUncounted(t, n1)
+}
+
+// waitUncounted waits until bd's node counts no call in the cluster.
+func waitUncounted(t *testing.T, bd *bed) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for bd.sbc.Cluster.Admitter().Calls() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the node still counts %d calls", bd.sbc.Cluster.Admitter().Calls())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestClusterTransfer: a blind transfer with a cluster is a call of its
+// own in the cluster's counts: it completes as without one and gives every
+// slot back; toward a trunk full on another node, the REFER is refused
+// with the local limit's 503.
+func TestClusterTransfer(t *testing.T) {
+	redis := siptest.StartRedis(t)
+	pki := siptest.NewPKI(t, "sbc.test", "caller.test", "callee.test")
+	n1 := clusterBedWith(t, pki, redis, "n1", siptest.SBCOptions{InsideExtra: "refer: local"})
+	blindTransfer(t, n1)
+	waitUncounted(t, n1)
+
+	l1, l2 := siptest.Listen(t, pki, "callee.test"), siptest.Listen(t, pki, "callee.test")
+	n3 := clusterBedWith(t, pki, redis, "n3", secondTrunk(l1))
+	n4 := clusterBedWith(t, pki, redis, "n4", secondTrunk(l2))
+	var c4 *siptest.Peer
+	if ok, _ := offerTo(t, n4, "sips:carol@sbc.test", func() *siptest.Peer {
+		if c4 == nil {
+			c4 = l2.Accept(wait)
+		}
+		return c4
+	}); !ok {
+		t.Fatal("the call filling trunk second was refused")
+	}
+	c := basicCall(t, n3)
+	refer := c.invB.Request(sip.REFER, nil)
+	refer.AppendHeader(sip.NewHeader("Refer-To", "<sips:carol@sbc.test>"))
+	c.b.Send(refer)
+	res := c.b.Response(wait, sip.REFER, 0)
+	if res.StatusCode != 503 || !strings.Contains(warning(res), "call limit reached") {
+		t.Fatalf("REFER toward a trunk full on another node: %d %q", res.StatusCode, warning(res))
+	}
+	c.hangup(t, n3)
+	waitUncounted(t, n3)
+}
