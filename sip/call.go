@@ -66,6 +66,9 @@ func (c *call) setState(next callState) {
 	}
 	c.log.Debug().Stringer("from", c.state).Stringer("to", next).Msg("call state")
 	c.state = next
+	if next == stConfirmed {
+		c.stateDirty = true
+	}
 	c.publish()
 }
 
@@ -202,6 +205,15 @@ type call struct {
 	notAdmitted bool          // refused by admission: no CDR, as a local refusal
 	referAdmit  *pendingRefer // a REFER waiting for its admission
 
+	// State replication (state.go); unused without Options.States.
+	stateDirty   bool // something another node needs changed since the last write
+	stateWritten bool // a state was written: delete it at the end
+	stateWrites  int
+	stateBytes   int // the largest state written
+	stateTimer   *callTimer
+	sessionArmed time.Time // when the session expiry was last armed
+	sw           stateWriter
+
 	// For the CDR.
 	answerAt  time.Time
 	endAt     time.Time
@@ -317,6 +329,9 @@ func (c *call) handle(ev event) {
 	case evAdmitted:
 		c.onAdmitted(ev.adm)
 	}
+	if c.b.states != nil && c.stateDirty {
+		c.replicate()
+	}
 }
 
 // afterEnd answers what still arrives for a released call.
@@ -347,10 +362,11 @@ const (
 	tSessionExpiry                  // RFC 4028: no refresh in time
 	tRefresh                        // RFC 4028: the SBC refreshes leg B
 	tTransfer                       // the transfer target did not answer (data: *transfer)
+	tStateRefresh                   // the replicated state is half its TTL old (state.go)
 )
 
 func (k timerKind) String() string {
-	return [...]string{"answer", "provisional", "retransmit_2xx", "ack_wait", "prack_wait", "session_expiry", "refresh", "transfer"}[k]
+	return [...]string{"answer", "provisional", "retransmit_2xx", "ack_wait", "prack_wait", "session_expiry", "refresh", "transfer", "state_refresh"}[k]
 }
 
 // callTimer is a timer of the call: when it fires, an event is posted; a
@@ -401,6 +417,8 @@ func (c *call) onTimer(ct *callTimer) {
 		c.refresh()
 	case tTransfer:
 		c.xferTimeout(ct.data.(*transfer))
+	case tStateRefresh:
+		c.stateTimer, c.stateDirty = nil, true
 	}
 }
 
@@ -564,6 +582,7 @@ func (c *call) release() {
 	c.b.planner.release(c.plan)
 	c.releaseShared(c.admKey)
 	c.admKey = ""
+	c.forgetState()
 	if !c.ended {
 		c.endAt = time.Now()
 	}
@@ -600,6 +619,9 @@ func (c *call) cdr(mstats map[string]any) {
 	}
 	if mstats != nil {
 		ev = ev.Interface("media", mstats)
+	}
+	if c.stateWrites > 0 {
+		ev = ev.Int("state_writes", c.stateWrites).Int("state_bytes", c.stateBytes)
 	}
 	ev.Msg("call ended")
 	if c.b.cdrs != nil {

@@ -1,12 +1,22 @@
 package sip_test
 
 import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	goredis "github.com/redis/go-redis/v9"
 
+	edgesip "github.com/edge-sbc/edge-sbc/sip"
+	"github.com/edge-sbc/edge-sbc/sip/cluster"
 	"github.com/edge-sbc/edge-sbc/sip/siptest"
 )
 
@@ -341,4 +351,229 @@ func TestClusterTransfer(t *testing.T) {
 	}
 	c.hangup(t, n3)
 	waitUncounted(t, n3)
+}
+
+// srtpSDP is an SDES offer or answer (RTP/SAVP PCMU, one
+// AES_CM_128_HMAC_SHA1_80 line of tag 1 with key) on 127.0.0.1:port.
+func srtpSDP(port, version int, dir, key string) []byte {
+	if dir == "" {
+		dir = "sendrecv"
+	}
+	return []byte(fmt.Sprintf("v=0\r\no=- 4711 %d IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"+
+		"m=audio %d RTP/SAVP 0\r\na=rtpmap:0 PCMU/8000\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:%s\r\na=%s\r\n", version, port, key, dir))
+}
+
+// sdesKey is a new inline key (30 bytes, base64) and its bytes.
+func sdesKey(t *testing.T) (string, []byte) {
+	t.Helper()
+	b := make([]byte, 30)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(b), b
+}
+
+// inlineKey is the key of the first a=crypto line of an SDP.
+func inlineKey(t *testing.T, sdp []byte) (string, []byte) {
+	t.Helper()
+	_, rest, ok := strings.Cut(string(sdp), "inline:")
+	if !ok {
+		t.Fatalf("no a=crypto in\n%s", sdp)
+	}
+	k, _, _ := strings.Cut(rest, "\r\n")
+	k, _, _ = strings.Cut(k, "|")
+	b, err := base64.StdEncoding.DecodeString(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k, b
+}
+
+// evalCalls is how many scripts Redis ran since its statistics were reset
+// (EVALSHA and EVAL calls that did not fail: go-redis's first EVALSHA of a
+// script Redis does not know yet fails with NOSCRIPT and is sent again as
+// EVAL).
+func evalCalls(t *testing.T, raw *goredis.Client) int {
+	t.Helper()
+	info, err := raw.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, line := range strings.Split(info, "\n") {
+		name, stats, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || name != "cmdstat_evalsha" && name != "cmdstat_eval" {
+			continue
+		}
+		for _, kv := range strings.Split(stats, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			c, _ := strconv.Atoi(v)
+			switch k {
+			case "calls":
+				n += c
+			case "failed_calls", "rejected_calls":
+				n -= c
+			}
+		}
+	}
+	return n
+}
+
+// TestClusterCallState: a call answered through a node with SRTP
+// terminated on the callee's leg: its state reaches Redis sealed (no SDP,
+// key, Call-ID or tag in the value), another node's Load opens it into the
+// call's dialogs, trunks, session timer and media (relay ports, learned
+// addresses, SRTP mode and keys); a re-INVITE (hold) writes it again once
+// completed; the BYE deletes it. The size and the Redis scripts the call
+// cost are logged.
+func TestClusterCallState(t *testing.T) {
+	redis := siptest.StartRedis(t)
+	pki := siptest.NewPKI(t, "sbc.test", "caller.test", "callee.test")
+	quiet := func(o *cluster.Options) { o.HeartbeatInterval, o.HeartbeatTTL = time.Minute, 3*time.Minute }
+	l := siptest.Listen(t, pki, "callee.test")
+	bd := &bed{pki: pki, callee: l, sbc: siptest.StartSBC(t, pki, siptest.SBCOptions{Callee: l.Addr(), InsideSRTP: "terminate",
+		SIP:     "{ provisional_timeout: 5s, session_expires: 120s }",
+		Cluster: &siptest.ClusterOptions{NodeID: "n1", Redis: redis.Addr(), Mod: quiet}})}
+	other, err := cluster.Open(cluster.Options{NodeID: "n2", Key: bytes.Repeat([]byte{0x42}, cluster.KeySize),
+		Redis: cluster.RedisOptions{Addrs: []string{redis.Addr()}}, HeartbeatInterval: time.Minute, HeartbeatTTL: 3 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	ctx := context.Background()
+	if err := other.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	raw := goredis.NewClient(&goredis.Options{Addr: redis.Addr(), Protocol: 2, DisableIdentity: true})
+	defer raw.Close()
+	if err := raw.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	keyA, keyABytes := sdesKey(t)
+	keyB, keyBBytes := sdesKey(t)
+	a := bd.caller(t)
+	rtpA, rtpB := siptest.NewRTP(t), siptest.NewRTP(t)
+	inv := a.NewInvite("sips:bob@sbc.test", srtpSDP(rtpA.Port(), 1, "", keyA))
+	a.Send(inv)
+	b := bd.calleePeer()
+	invB := b.Request(wait, sip.INVITE)
+	tagB := siptest.Tag()
+	b.Send(b.Reply(invB, 200, tagB, srtpSDP(rtpB.Port(), 1, "", keyB), sip.NewHeader("Session-Expires", "120;refresher=uac")))
+	ok := a.Response(wait, sip.INVITE, 200)
+	d := a.UACDialog(inv, ok)
+	a.Send(d.Request(sip.ACK, nil, 1))
+	b.Request(wait, sip.ACK)
+	sbcKeyToA, sbcKeyToABytes := inlineKey(t, ok.Body())
+	sbcKeyToB, _ := inlineKey(t, invB.Body())
+
+	// The sealed value in Redis.
+	var id, value string
+	deadline := time.Now().Add(wait)
+	for id == "" {
+		keys, err := raw.Keys(ctx, "edge-sbc:state:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) == 1 {
+			id = strings.TrimPrefix(keys[0], "edge-sbc:state:")
+			value, _ = raw.Get(ctx, keys[0]).Result()
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no call state in Redis after the answer")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, secret := range []string{"m=audio", "inline:", "AES_CM_128", "crypto", keyA, keyB, sbcKeyToA, sbcKeyToB,
+		string(keyBBytes[:8]), inv.CallID().Value(), invB.CallID().Value(), tagB, d.LocalTag, "sips:", "call_id"} {
+		if strings.Contains(value, secret) {
+			t.Fatalf("the state in Redis shows %q in clear", secret)
+		}
+	}
+
+	load := func() edgesip.CallState {
+		t.Helper()
+		all, err := other.StateStore().Load(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := edgesip.DecodeCallState(all[id])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st := load()
+	toA, toB := siptest.MediaAddr(t, ok.Body()), siptest.MediaAddr(t, invB.Body())
+	switch {
+	case st.A.CallID != inv.CallID().Value() || st.A.RemoteTag != d.LocalTag || st.A.LocalTag != d.RemoteTag || st.A.Trunk != "outside":
+		t.Fatalf("leg A %+v", st.A)
+	case st.B.CallID != invB.CallID().Value() || st.B.RemoteTag != tagB || st.B.LocalCSeq != invB.CSeq().SeqNo || st.B.Trunk != "inside" ||
+		!slices.Contains(st.B.Identities, "callee.test") || !strings.Contains(st.B.Target, "callee.test@"):
+		t.Fatalf("leg B %+v", st.B)
+	case st.TrunkA != "outside" || st.TrunkB != "inside" || st.Session.Interval != 120*time.Second || st.AdmKey != id:
+		t.Fatalf("call %+v", st)
+	case st.Media == nil || len(st.Media.Streams) != 1 || st.Media.ModeB != "terminate":
+		t.Fatalf("media %v", st.Media)
+	}
+	ms := st.Media.Streams[0]
+	if ms.A.Port != int(toA.Port()) || ms.B.Port != int(toB.Port()) || ms.A.Signalled.Port() != uint16(rtpA.Port()) ||
+		ms.B.Remote.Port() != uint16(rtpB.Port()) {
+		t.Fatalf("stream %+v, want SBC ports %d/%d toward %d/%d", ms, toA.Port(), toB.Port(), rtpA.Port(), rtpB.Port())
+	}
+	if ms.B.RecvKey == nil || !bytes.Equal(ms.B.RecvKey.Material, keyBBytes) || ms.A.RecvKey == nil ||
+		!bytes.Equal(ms.A.RecvKey.Material, keyABytes) || ms.A.SendKey == nil || !bytes.Equal(ms.A.SendKey.Material, sbcKeyToABytes) {
+		t.Fatal("the state's SRTP keys are not the call's")
+	}
+
+	// A re-INVITE puts the callee on hold: written again once completed.
+	re := d.Request(sip.INVITE, srtpSDP(rtpA.Port(), 2, "sendonly", keyA))
+	a.Send(re)
+	reB := b.Request(wait, sip.INVITE)
+	b.Send(b.Reply(reB, 200, tagB, srtpSDP(rtpB.Port(), 2, "recvonly", keyB)))
+	a.Response(wait, sip.INVITE, 200)
+	b.Request(wait, sip.ACK)
+	a.Send(d.Request(sip.ACK, nil, re.CSeq().SeqNo))
+	deadline = time.Now().Add(wait)
+	for load().Media.Streams[0].A.Dir != "sendonly" {
+		if time.Now().After(deadline) {
+			t.Fatal("the state was not written again after the re-INVITE")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := load(); st.A.RemoteCSeq != re.CSeq().SeqNo {
+		t.Fatalf("leg A's CSeq in the state %d, want %d", st.A.RemoteCSeq, re.CSeq().SeqNo)
+	}
+
+	// The BYE deletes it.
+	(&callUp{a: a, b: b, inv: d}).hangup(t, bd)
+	deadline = time.Now().Add(wait)
+	for {
+		n, err := raw.Exists(ctx, "edge-sbc:state:"+id).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the call's state is still in Redis after the BYE")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitUncounted(t, bd)
+	scripts := evalCalls(t, raw)
+	if scripts != 5 {
+		t.Errorf("the call ran %d scripts in Redis, want 5 (admit, 2 puts, delete, release)", scripts)
+	}
+	logs := bd.sbc.Log.String()
+	i := strings.Index(logs, `"state_writes":2`)
+	if i < 0 {
+		t.Fatalf("the call_end line does not say 2 state writes:\n%s", logs)
+	}
+	_, sz, _ := strings.Cut(logs[i:], `"state_bytes":`)
+	sz, _, _ = strings.Cut(sz, "}")
+	sz, _, _ = strings.Cut(sz, ",")
+	t.Logf("call state: %s bytes of JSON, %d bytes sealed in Redis; %d Redis scripts for the call (admit, put on answer, put after the re-INVITE, delete, release)",
+		sz, len(value), scripts)
 }

@@ -35,6 +35,10 @@
 //     topology hiding and the trust boundary; body.go: SDP and multipart
 //     bodies; anchor.go and media.go: the one narrow interface to media/.
 //   - cdr.go, metrics.go: call detail records and Prometheus collectors.
+//   - state.go: with a cluster (Options.States), the state of an answered
+//     call (CallState: both dialogs, trunks, session timer, the media
+//     session's snapshot) written when the call is confirmed and after
+//     each completed exchange, refresh or transfer, deleted at its end.
 //
 // # One owner per call
 //
@@ -133,6 +137,8 @@
 //     using it and its pending count.
 //   - call.qmu guards a call's event queue only; every other field of a
 //     call and its legs is owned by the call's event loop.
+//   - stateWriter.mu guards a call's queued state write (state.go): the
+//     loop queues, a helper goroutine writes, neither holds it across I/O.
 //   - planner.mu guards the admission counters and rate buckets, and each
 //     plan's counted and released marks (a cluster admission's helper
 //     counts a plan while the call's loop may release it).
@@ -147,8 +153,8 @@
 //
 // Every goroutine has an owner that stops it: the accept loops, the
 // keepalive and housekeeping loops and the calls' loops and helpers
-// (DNS, dialing, cluster admissions and releases) belong to the B2BUA
-// (Close waits for them); handshakes and connection
+// (DNS, dialing, cluster admissions and releases, state writes) belong to
+// the B2BUA (Close waits for them); handshakes and connection
 // readers to the transport (Close closes the connections and waits).
 //
 // # Known limits

@@ -42,6 +42,9 @@ type Options struct {
 	// *cluster.Admitter of the node's sip/cluster.Cluster. nil: the limits
 	// hold for this node alone.
 	Admitter SharedAdmitter
+	// States, when set, keeps the state of answered calls for the other
+	// nodes of a cluster (state.go): *cluster.StateStore. nil: none.
+	States SharedStates
 }
 
 // Hooks let tests make races deterministic.
@@ -86,6 +89,7 @@ type B2BUA struct {
 	sipPort  int
 	planner  *planner
 	shared   SharedAdmitter // cluster-wide admission; nil: local only
+	states   SharedStates   // replicated call state; nil: none
 	mon      *monitor
 	txl      *txLayer
 	tp       *transport
@@ -141,6 +145,7 @@ func New(o Options) (*B2BUA, error) {
 		sipPort:  5061,
 		planner:  newPlanner(),
 		shared:   o.Admitter,
+		states:   o.States,
 		txl:      newTxLayer(),
 		calls:    map[*call]struct{}{},
 		dialogs:  map[string]dialogRef{},

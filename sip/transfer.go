@@ -438,6 +438,7 @@ func (c *call) xferSwap() {
 	c.setOA(x.remaining, oaStable)
 	c.transfers++
 	c.xfer = nil
+	c.stateDirty = true
 	c.publish()
 	c.log.Info().Str("event", "call_transfer").Str("trunk_b", c.plan.to.name).Str("trunk_a", c.plan.from.name).
 		Msg("blind transfer completed")

@@ -242,20 +242,21 @@ func (s *sbc) start() (err error) {
 	cdrs = withMOSMetric(s.reg, cdrs) // edge_sbc_media_mos from each CDR (calls.go)
 
 	// The cluster closes after the B2BUA, whose Close releases the calls'
-	// slots through it.
+	// slots and deletes their states through it.
 	var admitter sip.SharedAdmitter
+	var states sip.SharedStates
 	if s.cl != nil {
 		s.closers.push("cluster", s.cl.Close)
 		if err := startCluster(s.cl, s.log); err != nil {
 			return err
 		}
-		admitter = s.cl.Admitter()
+		admitter, states = s.cl.Admitter(), s.cl.StateStore()
 	}
 	// New opens nothing: its Close is pushed once it has something to
 	// close, before Start.
 	s.b2b, err = sip.New(sip.Options{Config: s.cfg, Store: s.store, Resolver: s.res, Log: s.log,
 		Media: sip.NewMediaAnchor(s.eng, s.metrics), Metrics: s.metrics, CDRs: cdrs, Tracer: s.tr.Tracer(),
-		Admitter: admitter})
+		Admitter: admitter, States: states})
 	if err != nil {
 		return err
 	}

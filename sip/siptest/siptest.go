@@ -252,6 +252,7 @@ log: { level: debug }
 		anchor = edgesip.NewMediaAnchor(eng, metrics)
 	}
 	var admitter edgesip.SharedAdmitter
+	var states edgesip.SharedStates
 	if co := o.Cluster; co != nil {
 		key := co.Key
 		if key == nil {
@@ -271,10 +272,10 @@ log: { level: debug }
 			t.Fatal(err)
 		}
 		s.Cluster = cl
-		admitter = cl.Admitter()
+		admitter, states = cl.Admitter(), cl.StateStore()
 	}
 	b, err := edgesip.New(edgesip.Options{Config: cfg, Store: store, Resolver: res, Log: log, Media: anchor, Metrics: metrics, Hooks: o.Hooks, Tracer: o.Tracer,
-		Admitter: admitter})
+		Admitter: admitter, States: states})
 	if err != nil {
 		t.Fatal(err)
 	}
