@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -576,4 +577,134 @@ func TestClusterCallState(t *testing.T) {
 	sz, _, _ = strings.Cut(sz, ",")
 	t.Logf("call state: %s bytes of JSON, %d bytes sealed in Redis; %d Redis scripts for the call (admit, put on answer, put after the re-INVITE, delete, release)",
 		sz, len(value), scripts)
+}
+
+// countingAdmitter is a cluster admission that admits everything, counts
+// what it is asked per key and, while hold is set, makes Admit wait until
+// the test lets it go.
+type countingAdmitter struct {
+	mu       sync.Mutex
+	admits   map[string]int
+	releases map[string]int
+	hold     chan struct{} // Admit waits for it to be closed (nil: no wait)
+	entered  chan string   // each Admit's key, before it waits
+}
+
+func newCountingAdmitter() *countingAdmitter {
+	return &countingAdmitter{admits: map[string]int{}, releases: map[string]int{}, entered: make(chan string, 64)}
+}
+
+func (f *countingAdmitter) Admit(_ context.Context, req cluster.AdmitRequest) (bool, string, error) {
+	f.mu.Lock()
+	hold := f.hold
+	f.mu.Unlock()
+	f.entered <- req.CallID
+	if hold != nil {
+		<-hold
+	}
+	f.mu.Lock()
+	f.admits[req.CallID]++
+	f.mu.Unlock()
+	return true, "", nil
+}
+
+func (f *countingAdmitter) Adopt(context.Context, cluster.AdmitRequest) error { return nil }
+
+func (f *countingAdmitter) Release(_ context.Context, id string) error {
+	f.mu.Lock()
+	f.releases[id]++
+	f.mu.Unlock()
+	return nil
+}
+
+// balanced fails t unless every key admitted was released exactly once,
+// and no key was released without an admission (within wait).
+func (f *countingAdmitter) balanced(t *testing.T, admitted int) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		f.mu.Lock()
+		ok := len(f.admits) == admitted
+		var bad []string
+		for k, n := range f.admits {
+			if n != 1 || f.releases[k] != 1 {
+				ok = false
+				bad = append(bad, fmt.Sprintf("%s: %d admits, %d releases", k, n, f.releases[k]))
+			}
+		}
+		for k := range f.releases {
+			if f.admits[k] == 0 {
+				ok = false
+				bad = append(bad, k+": released, never admitted")
+			}
+		}
+		f.mu.Unlock()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d keys admitted (want %d), not balanced: %v", len(f.admits), admitted, bad)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAdmissionReleasedOnce: with a cluster admission, every slot taken is
+// given back exactly once: an answered call, a failed setup (486), a call
+// cancelled while ringing, and a call cancelled while its admission was
+// still in flight (the result arrives after the call ended; no INVITE
+// reaches the callee).
+func TestAdmissionReleasedOnce(t *testing.T) {
+	adm := newCountingAdmitter()
+	bd := newBed(t, siptest.SBCOptions{Admitter: adm, NoMedia: true})
+
+	c := basicCall(t, bd) // answered
+	c.hangup(t, bd)
+
+	a := bd.caller(t) // refused by the callee
+	inv := a.NewInvite("sips:bob@sbc.test", siptest.SDP(4000, 1, ""))
+	a.Send(inv)
+	b := bd.calleePeer()
+	invB := b.Request(wait, sip.INVITE)
+	b.Send(b.Reply(invB, 486, siptest.Tag(), nil))
+	b.Request(wait, sip.ACK)
+	res := a.Response(wait, sip.INVITE, 486)
+	a.Send(siptest.AckNon2xx(inv, res))
+
+	inv = a.NewInvite("sips:bob@sbc.test", siptest.SDP(4000, 1, "")) // cancelled while ringing
+	a.Send(inv)
+	invB = b.Request(wait, sip.INVITE)
+	b.Send(b.Reply(invB, 180, siptest.Tag(), nil))
+	a.Response(wait, sip.INVITE, 180)
+	a.Send(siptest.Cancel(inv))
+	cb := b.Request(wait, sip.CANCEL)
+	b.Send(b.Reply(cb, 200, "", nil), b.Reply(invB, 487, "", nil))
+	b.Request(wait, sip.ACK)
+	res = a.Response(wait, sip.INVITE, 487)
+	a.Send(siptest.AckNon2xx(inv, res))
+	bd.sbc.WaitIdle(t, wait)
+	adm.balanced(t, 3)
+
+	// Cancelled while the cluster decides.
+	for len(adm.entered) > 0 {
+		<-adm.entered
+	}
+	hold := make(chan struct{})
+	adm.mu.Lock()
+	adm.hold = hold
+	adm.mu.Unlock()
+	inv = a.NewInvite("sips:bob@sbc.test", siptest.SDP(4000, 1, ""))
+	a.Send(inv)
+	select {
+	case <-adm.entered:
+	case <-time.After(wait):
+		t.Fatal("the cluster was not asked")
+	}
+	a.Send(siptest.Cancel(inv))
+	res = a.Response(wait, sip.INVITE, 487)
+	a.Send(siptest.AckNon2xx(inv, res))
+	close(hold)
+	b.Nothing(300*time.Millisecond, "INVITE of a cancelled call", siptest.IsRequest(sip.INVITE))
+	bd.sbc.WaitIdle(t, wait)
+	adm.balanced(t, 4)
 }

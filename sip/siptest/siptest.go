@@ -141,6 +141,9 @@ type SBCOptions struct {
 	// Cluster, when set, joins the SBC to a cluster (sip/cluster) with
 	// the SBC's log: SBC.Cluster, closed after the B2BUA.
 	Cluster *ClusterOptions
+	// Admitter is handed to sip.New when Cluster is not set (a test's own
+	// cluster admission).
+	Admitter edgesip.SharedAdmitter
 }
 
 // ClusterOptions join an SBC to a cluster on a Redis of the test.
@@ -251,7 +254,7 @@ log: { level: debug }
 		s.Engine = eng
 		anchor = edgesip.NewMediaAnchor(eng, metrics)
 	}
-	var admitter edgesip.SharedAdmitter
+	admitter := o.Admitter
 	var states edgesip.SharedStates
 	if co := o.Cluster; co != nil {
 		key := co.Key
