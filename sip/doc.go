@@ -161,5 +161,6 @@
 //
 // A caller's connection cannot be re-opened (callers are often behind
 // NAT), so when it dies the call ends; REFER, SUBSCRIBE and MESSAGE are
-// answered 405.
+// answered 405. With a cluster, the state of answered calls is replicated
+// but no node takes a lost node's calls over yet.
 package sip
