@@ -126,6 +126,10 @@ type cryptoCtx struct {
 	// tried first (a failed AEAD open allocates its error in pion). Owned
 	// by the reader that uses rtp.
 	prevFirst bool
+	// roc is the rollover counter rtp reached, published for
+	// Session.Snapshot (snapshot.go); rocSeen is its reader's own.
+	roc     rocNote
+	rocSeen bool
 
 	mu       sync.Mutex
 	rtcp     *srtp.Context // guarded by mu
@@ -293,7 +297,11 @@ func (x *srtpXform) unprotect(p []byte, isRTCP bool, mode SRTPMode, c *cryptoCtx
 	if isRTCP {
 		return x.unprotectRTCP(p, c)
 	}
-	return x.unprotectRTP(p, c)
+	out, why := x.unprotectRTP(p, c)
+	if why == dropNone {
+		c.noteROC(out)
+	}
+	return out, why
 }
 
 // unprotectRTP decrypts an RTP packet. Outside a re-key transition it
@@ -433,6 +441,9 @@ func (x *srtpXform) protect(p []byte, isRTCP bool, mode SRTPMode, c *cryptoCtx) 
 	}
 	if err != nil {
 		return p, dropAuth
+	}
+	if !isRTCP {
+		c.noteROC(out)
 	}
 	return out, dropNone
 }

@@ -66,6 +66,9 @@ func (c *call) setState(next callState) {
 	}
 	c.log.Debug().Stringer("from", c.state).Stringer("to", next).Msg("call state")
 	c.state = next
+	if next == stConfirmed {
+		c.stateDirty = true
+	}
 	c.publish()
 }
 
@@ -89,11 +92,12 @@ const (
 	evMediaTimeout               // no media (media.timeout)
 	evConnLost                   // a connection the call uses ended
 	evHangup                     // the SBC ends the call (drain, shutdown)
+	evAdmitted                   // a cluster admission's result (admission.go)
 )
 
 func (k evKind) String() string {
 	return [...]string{"start", "resolved", "dialed", "request", "ack", "cancel", "response", "tx_timeout",
-		"tx_error", "stray_2xx", "timer", "media_timeout", "conn_lost", "hangup"}[k]
+		"tx_error", "stray_2xx", "timer", "media_timeout", "conn_lost", "hangup", "admitted"}[k]
 }
 
 // event is one thing that happened to a call.
@@ -113,6 +117,7 @@ type event struct {
 	reason  string
 	xfer    bool // evResolved, evDialed, evStray2xx: for the transfer in progress
 	ref     any  // evDialed of a transfer: its *xferAttempt
+	adm     *admitResult
 }
 
 func (e event) name() string {
@@ -193,6 +198,22 @@ type call struct {
 	xfer        *transfer        // a blind transfer in progress
 	oldMedia    []map[string]any // media summaries of sessions replaced by transfers
 	transfers   int
+
+	// Cluster admission (admission.go); unused without Options.Admitter.
+	admKey      string        // the key the cluster counts the call under ("": none)
+	admSeq      int           // keys made for transfers
+	admitting   bool          // a helper admits: its evAdmitted decides
+	notAdmitted bool          // refused by admission: no CDR, as a local refusal
+	referAdmit  *pendingRefer // a REFER waiting for its admission
+
+	// State replication (state.go); unused without Options.States.
+	stateDirty   bool // something another node needs changed since the last write
+	stateWritten bool // a state was written: delete it at the end
+	stateWrites  int
+	stateBytes   int // the largest state written
+	stateTimer   *callTimer
+	sessionArmed time.Time // when the session expiry was last armed
+	sw           stateWriter
 
 	// For the CDR.
 	answerAt  time.Time
@@ -312,6 +333,11 @@ func (c *call) handle(ev event) {
 		c.onConnLost(ev.conn)
 	case evHangup:
 		c.terminate("sbc", ev.reason, 503)
+	case evAdmitted:
+		c.onAdmitted(ev.adm)
+	}
+	if c.b.states != nil && c.stateDirty {
+		c.replicate()
 	}
 }
 
@@ -326,6 +352,8 @@ func (c *call) afterEnd(ev event) {
 		if ev.res != nil && ev.res.IsSuccess() && isInviteResponse(ev.res) && ev.conn != nil {
 			c.b.ackAndBye(ev.conn, ev.res)
 		}
+	case evAdmitted:
+		c.afterAdmitted(ev.adm)
 	}
 }
 
@@ -341,10 +369,11 @@ const (
 	tSessionExpiry                  // RFC 4028: no refresh in time
 	tRefresh                        // RFC 4028: the SBC refreshes leg B
 	tTransfer                       // the transfer target did not answer (data: *transfer)
+	tStateRefresh                   // the replicated state is half its TTL old (state.go)
 )
 
 func (k timerKind) String() string {
-	return [...]string{"answer", "provisional", "retransmit_2xx", "ack_wait", "prack_wait", "session_expiry", "refresh", "transfer"}[k]
+	return [...]string{"answer", "provisional", "retransmit_2xx", "ack_wait", "prack_wait", "session_expiry", "refresh", "transfer", "state_refresh"}[k]
 }
 
 // callTimer is a timer of the call: when it fires, an event is posted; a
@@ -395,6 +424,8 @@ func (c *call) onTimer(ct *callTimer) {
 		c.refresh()
 	case tTransfer:
 		c.xferTimeout(ct.data.(*transfer))
+	case tStateRefresh:
+		c.stateTimer, c.stateDirty = nil, true
 	}
 }
 
@@ -556,8 +587,16 @@ func (c *call) release() {
 		mstats["before_transfer"] = c.oldMedia
 	}
 	c.b.planner.release(c.plan)
+	c.releaseShared(c.admKey)
+	c.admKey = ""
+	c.forgetState()
 	if !c.ended {
 		c.endAt = time.Now()
+	}
+	if c.notAdmitted {
+		// As a call the planner refuses: no CDR, no call outcome.
+		c.attempts, c.forks, c.winner, c.active, c.inv = nil, nil, nil, nil, nil
+		return
 	}
 	c.b.metrics.CallsTotal.WithLabelValues(c.plan.from.name, c.plan.to.name, outcome(!c.answerAt.IsZero(), c.finalCode, c.endReason)).Inc()
 	c.cdr(mstats)
@@ -587,6 +626,9 @@ func (c *call) cdr(mstats map[string]any) {
 	}
 	if mstats != nil {
 		ev = ev.Interface("media", mstats)
+	}
+	if c.stateWrites > 0 {
+		ev = ev.Int("state_writes", c.stateWrites).Int("state_bytes", c.stateBytes)
 	}
 	ev.Msg("call ended")
 	if c.b.cdrs != nil {

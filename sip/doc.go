@@ -19,7 +19,11 @@
 //     one place where methods meet their handlers).
 //   - inbound.go: a new INVITE: the SIPS policy (policy.go), the caller's
 //     trunk, the plan (plan.go: route and admission, no I/O; router.go
-//     chooses the route), then the call.
+//     chooses the route), then the call. With a cluster (Options.Admitter,
+//     package sip/cluster) the admission is cluster-wide and takes a Redis
+//     round trip: admission.go runs it in a helper goroutine and posts its
+//     result to the call, which places leg B only then; followed 3xx and
+//     transfers move or take slots the same way.
 //   - call.go: the call's owner: its state, the one function that changes
 //     it (setState), the event loop (drain), the one release.
 //   - outbound.go: leg B toward the destination's RFC 3263 targets: failover,
@@ -31,6 +35,10 @@
 //     topology hiding and the trust boundary; body.go: SDP and multipart
 //     bodies; anchor.go and media.go: the one narrow interface to media/.
 //   - cdr.go, metrics.go: call detail records and Prometheus collectors.
+//   - state.go: with a cluster (Options.States), the state of an answered
+//     call (CallState: both dialogs, trunks, session timer, the media
+//     session's snapshot) written when the call is confirmed and after
+//     each completed exchange, refresh or transfer, deleted at its end.
 //
 // # One owner per call
 //
@@ -40,7 +48,8 @@
 // event on the call. Everything that happens to a call is such an event,
 // handled one at a time by the call's event loop: requests and responses
 // of both legs, CANCEL, ACK, the results of DNS and dialing (which run in
-// helper goroutines so the loop never waits on the network), timers
+// helper goroutines so the loop never waits on the network), a cluster
+// admission's result, timers
 // (answer, provisional, 2xx retransmission, ACK wait, PRACK wait, session
 // expiry and refresh), media timeout, connection loss, hangup (drain,
 // shutdown). So a 180 and a 200 written back to back reach the caller in
@@ -85,10 +94,17 @@
 //	                                         v
 //	                                     terminated: release ran
 //
+// With a cluster, init also covers the admission in flight: a call the
+// cluster (or, with Redis unreachable, the local limits) refuses goes
+// from init to terminated with the refusal a local admission gives, and
+// writes no CDR.
+//
 // setState refuses any other change. release runs exactly once, entering
 // terminated: dialogs, server and client transactions, timers, the media
-// session and its ports, the admission slot, the connections' use, then
-// the CDR and the metrics. Events that still arrive for a released call
+// session and its ports, the admission slot (a cluster slot is given back
+// in a helper goroutine; one whose admission was still in flight when
+// the call ended is given back when the result arrives), the connections'
+// use, then the CDR and the metrics. Events that still arrive for a released call
 // get 481, or, for a 2xx to an INVITE, ACK and BYE built from the
 // response.
 //
@@ -121,7 +137,14 @@
 //     using it and its pending count.
 //   - call.qmu guards a call's event queue only; every other field of a
 //     call and its legs is owned by the call's event loop.
-//   - planner.mu guards the admission counters and rate buckets.
+//   - stateWriter.mu guards a call's queued state write (state.go): the
+//     loop queues, a helper goroutine writes, neither holds it across I/O.
+//   - planner.mu guards the admission counters and rate buckets, and each
+//     plan's counted and released marks (a cluster admission's helper
+//     counts a plan while the call's loop may release it).
+//   - The cluster's Admitter (sip/cluster) has its own locks and does
+//     network I/O: only helper goroutines call it, never a connection's
+//     reader or a call's loop.
 //
 // These are leaf locks: code holding one never takes another, except the
 // event loop, which holds none while it takes any one of them.
@@ -130,12 +153,14 @@
 //
 // Every goroutine has an owner that stops it: the accept loops, the
 // keepalive and housekeeping loops and the calls' loops and helpers
-// belong to the B2BUA (Close waits for them); handshakes and connection
+// (DNS, dialing, cluster admissions and releases, state writes) belong to
+// the B2BUA (Close waits for them); handshakes and connection
 // readers to the transport (Close closes the connections and waits).
 //
 // # Known limits
 //
 // A caller's connection cannot be re-opened (callers are often behind
 // NAT), so when it dies the call ends; REFER, SUBSCRIBE and MESSAGE are
-// answered 405.
+// answered 405. With a cluster, the state of answered calls is replicated
+// but no node takes a lost node's calls over yet.
 package sip

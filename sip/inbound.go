@@ -53,10 +53,18 @@ func (b *B2BUA) onInvite(cn *conn, req *sip.Request) {
 		b.rejectInline(cn, req, refuseBusyConnection)
 		return
 	}
-	plan, r, why := b.planner.plan(snap, inbound{
+	in := inbound{
 		trunk: trunk, unauth: unauth, user: req.Recipient.User, host: req.Recipient.Host,
 		streams: countMLines(body.sdp),
-	})
+	}
+	var plan *callPlan
+	var r refusal
+	var why string
+	if b.shared == nil {
+		plan, r, why = b.planner.plan(snap, in)
+	} else if plan, r, why = b.planner.route(snap, in); plan != nil && b.planner.isDraining() {
+		plan, r, why = nil, refuseDraining, "draining"
+	}
 	if plan == nil {
 		cn.endRequest()
 		if why != "" {
@@ -88,10 +96,21 @@ func (b *B2BUA) onInvite(cn *conn, req *sip.Request) {
 		return
 	}
 	c.media = ms
-	c.log.Info().Str("event", "call_start").Str("trunk_a", plan.from.name).Str("trunk_b", plan.to.name).
-		Str("call_id_a", c.a.callID).Str("call_id_b", c.bl.callID).Bool("unauthenticated", unauth).
-		Str("ruri_user", req.Recipient.User).Str("ruri_host", req.Recipient.Host).Msg("call started")
+	if b.shared != nil {
+		// Admitted by the cluster in a helper goroutine: evAdmitted
+		// starts the call (admission.go).
+		c.admitCallShared()
+		return
+	}
+	c.logStart()
 	c.post(event{kind: evStart})
+}
+
+// logStart writes the call_start line of an admitted call.
+func (c *call) logStart() {
+	c.log.Info().Str("event", "call_start").Str("trunk_a", c.plan.from.name).Str("trunk_b", c.plan.to.name).
+		Str("call_id_a", c.a.callID).Str("call_id_b", c.bl.callID).Bool("unauthenticated", c.plan.unauth).
+		Str("ruri_user", c.ruriUser).Str("ruri_host", c.ruriHost).Msg("call started")
 }
 
 // identify maps a connection to a trunk, with the current configuration

@@ -74,6 +74,7 @@ func (c *call) setOA(l *leg, s oaState) {
 	l.oa = s
 	if s == oaStable {
 		l.agreed = true
+		c.stateDirty = true
 	}
 }
 

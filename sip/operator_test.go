@@ -276,7 +276,12 @@ func waitHealth(t *testing.T, sbc *siptest.SBC, trunk, port string, up bool, d t
 // caller's answer, ends the referrer's leg, and media then flows between
 // the caller and carol through the relay.
 func TestBlindTransfer(t *testing.T) {
-	bd := newBed(t, siptest.SBCOptions{})
+	blindTransfer(t, newBed(t, siptest.SBCOptions{}))
+}
+
+// blindTransfer is TestBlindTransfer's call on bd.
+func blindTransfer(t *testing.T, bd *bed) {
+	t.Helper()
 	c := basicCall(t, bd)
 	refer := c.invB.Request(sip.REFER, nil)
 	refer.AppendHeader(sip.NewHeader("Refer-To", "<sips:carol@sbc.test>"))

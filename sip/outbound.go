@@ -796,8 +796,31 @@ func (c *call) redirected(at *attempt, res *sip.Response) {
 		return
 	}
 	c.redirects++
+	c.followContacts(res.StatusCode, contacts)
+}
+
+// followContacts follows the first of contacts that the routes and the
+// admission allow; with a cluster, a contact toward another destination
+// trunk is admitted in a helper goroutine and followed (or the next one
+// tried) when its result arrives (onRedirectAdmitted).
+func (c *call) followContacts(code int, contacts []contactOut) {
 	for i, ct := range contacts {
-		r, err := c.b.planner.redirect(c.snap, c.plan, ct.uri.User, ct.uri.Host)
+		var r refusal
+		var err error
+		if c.b.shared == nil {
+			r, err = c.b.planner.redirect(c.snap, c.plan, ct.uri.User, ct.uri.Host)
+		} else {
+			var to *trunkRec
+			var rw rewrites
+			to, rw, r, err = c.b.planner.redirectRoute(c.snap, c.plan, ct.uri.User, ct.uri.Host)
+			if err == nil && (to.name != c.plan.to.name || c.admKey == "") {
+				c.admitRedirect(code, contacts[i:], to, rw)
+				return
+			}
+			if err == nil {
+				r, err = c.b.planner.moveTo(c.plan, to, rw, false)
+			}
+		}
 		if err != nil {
 			c.log.Info().Err(err).Str("user", ct.uri.User).Str("host", ct.uri.Host).Msg("redirect target refused by policy")
 			if i == len(contacts)-1 {
@@ -806,17 +829,75 @@ func (c *call) redirected(at *attempt, res *sip.Response) {
 			}
 			continue
 		}
-		c.log.Info().Int("code", res.StatusCode).Str("user", ct.uri.User).Str("trunk", c.plan.to.name).Int("redirects", c.redirects).Msg("following redirect")
-		c.ruriUser, c.ruriHost = ct.uri.User, ct.uri.Host
-		// A new dialog toward the new target (a B2BUA is free to: the
-		// redirecting target's dialog is over).
-		c.b.unregister(c.bl.callID, c.bl.localTag)
-		c.bl.callID = newCallID()
-		c.b.register(c, c.bl.callID, c.bl.localTag, SideB)
-		c.targets, c.nextTarget = nil, 0
-		c.resolve()
+		c.followRedirect(code, ct)
 		return
 	}
+}
+
+// followRedirect places leg B toward a 3xx contact the plan now routes.
+func (c *call) followRedirect(code int, ct contactOut) {
+	c.log.Info().Int("code", code).Str("user", ct.uri.User).Str("trunk", c.plan.to.name).Int("redirects", c.redirects).Msg("following redirect")
+	c.ruriUser, c.ruriHost = ct.uri.User, ct.uri.Host
+	// A new dialog toward the new target (a B2BUA is free to: the
+	// redirecting target's dialog is over).
+	c.b.unregister(c.bl.callID, c.bl.localTag)
+	c.bl.callID = newCallID()
+	c.b.register(c, c.bl.callID, c.bl.localTag, SideB)
+	c.targets, c.nextTarget = nil, 0
+	c.resolve()
+}
+
+// admitRedirect moves the call's cluster slot to destination trunk to (the
+// first of contacts): the helper releases the call's key and admits it
+// again with to's max_calls checked, as planner.redirect checks it (also
+// toward the same trunk when an earlier contact's admission was refused:
+// the call then holds no slot).
+func (c *call) admitRedirect(code int, contacts []contactOut, to *trunkRec, rw rewrites) {
+	b, pl := c.b, c.plan
+	from, unauth := pl.from, pl.unauth
+	var check *trunkRec // the trunk planner.redirect would check
+	if to.name != from.name && to.name != pl.to.name {
+		check = to
+	}
+	req := moveAdmitRequest(c.id, from, to, unauth, check)
+	old := c.admKey
+	c.admKey = "" // the helper releases it
+	c.admitShared(admitResult{purpose: admitRedirect, contacts: contacts, code: code, to: to, rw: rw}, req,
+		func() (refusal, string) {
+			if check == nil {
+				return refusal{}, ""
+			}
+			if r, err := b.planner.trunkRoom(check); err != nil {
+				return r, "trunk_max_calls"
+			}
+			return refusal{}, ""
+		}, old)
+}
+
+// onRedirectAdmitted follows the admitted contact, or tries the next one.
+func (c *call) onRedirectAdmitted(res *admitResult) {
+	if res.held {
+		c.admKey = res.key
+	}
+	if !c.inSetup() || c.ended {
+		return // the call is ending: release gives the slot back
+	}
+	ct := res.contacts[0]
+	if res.why != "" {
+		c.log.Info().Str("user", ct.uri.User).Str("host", ct.uri.Host).Str("admission", res.why).Bool("local_limits", res.local).
+			Msg("redirect target refused by policy")
+		if len(res.contacts) == 1 {
+			c.failSetup(res.r, "redirect target refused")
+			return
+		}
+		c.followContacts(res.code, res.contacts[1:])
+		return
+	}
+	if _, err := c.b.planner.moveTo(c.plan, res.to, res.rw, false); err != nil {
+		c.failSetup(refuseInternal, err.Error())
+		return
+	}
+	c.followRedirect(res.code, ct)
 }
 
 // contactOut is a sanitized sips: Contact of a 3xx.

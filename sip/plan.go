@@ -144,7 +144,8 @@ type callPlan struct {
 	unauth   bool
 	trusted  bool // identity headers from the caller may cross
 	media    SessionParams
-	released bool
+	counted  bool // the planner's counters count it (guarded by planner.mu)
+	released bool // release ran (guarded by planner.mu)
 }
 
 // planner routes and admits new calls. It owns the admission counters
@@ -170,6 +171,20 @@ func newPlanner() *planner {
 // with and the admission reason for the metrics ("" for routing
 // refusals).
 func (p *planner) plan(s *policySnapshot, in inbound) (*callPlan, refusal, string) {
+	pl, r, why := p.route(s, in)
+	if pl == nil {
+		return nil, r, why
+	}
+	if r, why := p.admit(s, pl); why != "" {
+		return nil, r, why
+	}
+	return pl, refusal{}, ""
+}
+
+// route plans a new call without admitting it: the caller's trunk, the
+// stream cap, the route and the media parameters. With a cluster the
+// admission follows in a helper goroutine (admission.go).
+func (p *planner) route(s *policySnapshot, in inbound) (*callPlan, refusal, string) {
 	from := s.trunks[in.trunk]
 	if from == nil {
 		return nil, refuseNotTrunk, ""
@@ -185,9 +200,6 @@ func (p *planner) plan(s *policySnapshot, in inbound) (*callPlan, refusal, strin
 	if to == nil || !to.hasURI {
 		return nil, statusFor(ErrNoRoute), ""
 	}
-	if r, why := p.admit(s, from, to, in.unauth); why != "" {
-		return nil, r, why
-	}
 	pl := &callPlan{from: from, to: to, unauth: in.unauth, trusted: !in.unauth && from.trusted,
 		route: s.routeRewrites(rt)}
 	pl.media = SessionParams{
@@ -199,15 +211,22 @@ func (p *planner) plan(s *policySnapshot, in inbound) (*callPlan, refusal, strin
 	return pl, refusal{}, ""
 }
 
-// admit checks and takes the limits for a call from trunk from to trunk
-// to: draining, limits.max_calls and cps, the unauthenticated caps, each
-// trunk's max_calls and the caller trunk's cps.
-func (p *planner) admit(s *policySnapshot, from, to *trunkRec, unauth bool) (refusal, string) {
+// admit checks and takes the limits for plan pl (from trunk from to trunk
+// to): draining, limits.max_calls and cps, the unauthenticated caps, each
+// trunk's max_calls and the caller trunk's cps. A plan released already
+// (the call ended while a cluster admission fell back to this one) is
+// refused.
+func (p *planner) admit(s *policySnapshot, pl *callPlan) (refusal, string) {
 	lim := s.cfg.Limits
+	from, to, unauth := pl.from, pl.to, pl.unauth
 	now := p.now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
+	case pl.released:
+		return refuseEnded, "ended"
+	case pl.counted:
+		return refusal{}, ""
 	case p.draining:
 		return refuseDraining, "draining"
 	case lim.MaxCalls > 0 && p.total >= lim.MaxCalls:
@@ -226,19 +245,34 @@ func (p *planner) admit(s *policySnapshot, from, to *trunkRec, unauth bool) (ref
 	if unauth && !p.unauthB.peek(lim.UnauthenticatedCPS, now) {
 		return refuseRateLimit, "unauthenticated_cps"
 	}
-	bk := p.buckets[from.name]
+	if from.cps > 0 && !p.bucketLocked(from.name).peek(from.cps, now) {
+		return refuseRateLimit, "trunk_cps"
+	}
+	p.countLocked(lim, pl, now)
+	return refusal{}, ""
+}
+
+// count counts plan pl without checking the limits: a call the cluster
+// admitted, so that this node's counters (its fallback limits, the
+// metrics) hold every call it carries. The rate buckets give what tokens
+// they have.
+func (p *planner) count(s *policySnapshot, pl *callPlan) {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pl.released || pl.counted {
+		return
+	}
+	p.countLocked(s.cfg.Limits, pl, now)
+}
+
+func (p *planner) countLocked(lim config.Limits, pl *callPlan, now time.Time) {
+	from, to := pl.from, pl.to
 	if from.cps > 0 {
-		if bk == nil {
-			bk = &bucket{}
-			p.buckets[from.name] = bk
-		}
-		if !bk.peek(from.cps, now) {
-			return refuseRateLimit, "trunk_cps"
-		}
-		bk.take(from.cps, now)
+		p.bucketLocked(from.name).take(from.cps, now)
 	}
 	p.global.take(lim.CPS, now)
-	if unauth {
+	if pl.unauth {
 		p.unauthB.take(lim.UnauthenticatedCPS, now)
 		p.unauth++
 	}
@@ -247,31 +281,59 @@ func (p *planner) admit(s *policySnapshot, from, to *trunkRec, unauth bool) (ref
 	if to.name != from.name {
 		p.perTrunk[to.name]++
 	}
-	return refusal{}, ""
+	pl.counted = true
+}
+
+func (p *planner) bucketLocked(trunk string) *bucket {
+	bk := p.buckets[trunk]
+	if bk == nil {
+		bk = &bucket{}
+		p.buckets[trunk] = bk
+	}
+	return bk
 }
 
 // redirect moves a plan to a new destination trunk (a followed 3xx): the
 // old destination's slot is given back and the new one's taken.
 func (p *planner) redirect(s *policySnapshot, pl *callPlan, user, host string) (refusal, error) {
+	to, rw, r, err := p.redirectRoute(s, pl, user, host)
+	if err != nil {
+		return r, err
+	}
+	return p.moveTo(pl, to, rw, true)
+}
+
+// redirectRoute routes a followed 3xx's contact from the plan's caller
+// trunk.
+func (p *planner) redirectRoute(s *policySnapshot, pl *callPlan, user, host string) (*trunkRec, rewrites, refusal, error) {
 	rt, err := s.router.Route(pl.from.name, user, host)
 	if err != nil {
-		return statusFor(err), err
+		return nil, rewrites{}, statusFor(err), err
 	}
 	to := s.trunks[rt.To]
 	if to == nil || !to.hasURI {
-		return statusFor(ErrNoRoute), ErrNoRoute
+		return nil, rewrites{}, statusFor(ErrNoRoute), ErrNoRoute
 	}
+	return to, s.routeRewrites(rt), refusal{}, nil
+}
+
+// moveTo moves plan pl's destination to trunk to with route rw; check
+// refuses a new destination trunk that is full (a cluster admitted it
+// already when not).
+func (p *planner) moveTo(pl *callPlan, to *trunkRec, rw rewrites, check bool) (refusal, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if to.name != pl.to.name && to.name != pl.from.name && to.maxCalls > 0 && p.perTrunk[to.name] >= to.maxCalls {
+	if check && to.name != pl.to.name && to.name != pl.from.name && to.maxCalls > 0 && p.perTrunk[to.name] >= to.maxCalls {
 		return refuseCallLimit, fmt.Errorf("trunk %s is full", to.name)
 	}
-	p.dropTrunkLocked(pl.to.name, pl.from.name)
-	if to.name != pl.from.name {
-		p.perTrunk[to.name]++
+	if pl.counted && !pl.released {
+		p.dropTrunkLocked(pl.to.name, pl.from.name)
+		if to.name != pl.from.name {
+			p.perTrunk[to.name]++
+		}
 	}
 	pl.to = to
-	pl.route = s.routeRewrites(rt)
+	pl.route = rw
 	pl.media.TrunkB, pl.media.AdvertiseB, pl.media.SRTPB = to.name, to.advertise, to.srtp
 	return refusal{}, nil
 }
@@ -279,6 +341,18 @@ func (p *planner) redirect(s *policySnapshot, pl *callPlan, user, host string) (
 // transferTarget routes a blind transfer's new call, placed for the
 // transferee (from its trunk), and checks the destination trunk has room.
 func (p *planner) transferTarget(s *policySnapshot, from string, unauth bool, user, host string) (*trunkRec, rewrites, refusal, error) {
+	to, rw, r, err := p.transferRoute(s, from, unauth, user, host)
+	if err != nil {
+		return nil, rewrites{}, r, err
+	}
+	if r, err := p.trunkRoom(to); err != nil {
+		return nil, rewrites{}, r, err
+	}
+	return to, rw, refusal{}, nil
+}
+
+// transferRoute routes a blind transfer's new call from trunk from.
+func (p *planner) transferRoute(s *policySnapshot, from string, unauth bool, user, host string) (*trunkRec, rewrites, refusal, error) {
 	if unauth && !s.cfg.IsOwnDomain(host) {
 		return nil, rewrites{}, statusFor(ErrNotOwnDomain), ErrNotOwnDomain
 	}
@@ -290,13 +364,18 @@ func (p *planner) transferTarget(s *policySnapshot, from string, unauth bool, us
 	if to == nil || !to.hasURI {
 		return nil, rewrites{}, statusFor(ErrNoRoute), ErrNoRoute
 	}
+	return to, s.routeRewrites(rt), refusal{}, nil
+}
+
+// trunkRoom refuses a transfer toward a trunk at its max_calls.
+func (p *planner) trunkRoom(to *trunkRec) (refusal, error) {
 	p.mu.Lock()
 	full := to.maxCalls > 0 && p.perTrunk[to.name] >= to.maxCalls
 	p.mu.Unlock()
 	if full {
-		return nil, rewrites{}, refuseCallLimit, fmt.Errorf("trunk %s is full", to.name)
+		return refuseCallLimit, fmt.Errorf("trunk %s is full", to.name)
 	}
-	return to, s.routeRewrites(rt), refusal{}, nil
+	return refusal{}, nil
 }
 
 // retrunk moves a plan's leg on side to trunk to (a completed transfer):
@@ -304,20 +383,21 @@ func (p *planner) transferTarget(s *policySnapshot, from string, unauth bool, us
 func (p *planner) retrunk(pl *callPlan, side Side, to *trunkRec) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	counted := pl.counted && !pl.released
 	if side == SideA {
-		if pl.from.name != pl.to.name {
+		if counted && pl.from.name != pl.to.name {
 			p.dropTrunkLocked(pl.from.name, "")
 		}
-		if to.name != pl.to.name {
+		if counted && to.name != pl.to.name {
 			p.perTrunk[to.name]++
 		}
 		pl.from = to
 		return
 	}
-	if pl.to.name != pl.from.name {
+	if counted && pl.to.name != pl.from.name {
 		p.dropTrunkLocked(pl.to.name, "")
 	}
-	if to.name != pl.from.name {
+	if counted && to.name != pl.from.name {
 		p.perTrunk[to.name]++
 	}
 	pl.to = to
@@ -331,6 +411,9 @@ func (p *planner) release(pl *callPlan) {
 		return
 	}
 	pl.released = true
+	if !pl.counted {
+		return
+	}
 	p.total--
 	if pl.unauth {
 		p.unauth--

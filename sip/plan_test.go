@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edge-sbc/edge-sbc/config"
+	"github.com/edge-sbc/edge-sbc/sip/cluster"
 )
 
 func planConfig(t *testing.T, extra string) *config.Config {
@@ -98,6 +99,63 @@ func TestPlanner(t *testing.T) {
 	}
 	if total, _ := p.counts(); total != 0 {
 		t.Fatalf("%d slots held after every release", total)
+	}
+}
+
+// TestPlannerCount: the parts a cluster admission uses: route plans
+// without counting, release of a plan never counted gives nothing back,
+// count counts without checking (once), a plan released before its
+// admission finished is neither counted nor admitted, and the cluster's
+// request mirrors the limits admit checks.
+func TestPlannerCount(t *testing.T) {
+	cfg := planConfig(t, "limits: { max_calls: 5, cps: 7, unauthenticated_max_calls: 1, unauthenticated_cps: 2 }\n")
+	s, err := newSnapshot(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newPlanner()
+	pl, _, _ := p.route(s, inbound{trunk: "webex", user: "a", host: "sbc.test"})
+	if pl == nil || pl.counted {
+		t.Fatalf("route: %+v", pl)
+	}
+	if total, _ := p.counts(); total != 0 {
+		t.Fatalf("route counted the call: %d", total)
+	}
+	for range 3 { // beyond webex's max_calls 2: count does not check
+		q, _, _ := p.route(s, inbound{trunk: "webex", user: "a", host: "sbc.test"})
+		p.count(s, q)
+		p.count(s, q)
+	}
+	if total, per := p.counts(); total != 3 || per["webex"] != 3 || per["pbx"] != 3 {
+		t.Fatalf("after 3 counts: %d %v", total, per)
+	}
+	p.release(pl) // never counted
+	if total, _ := p.counts(); total != 3 {
+		t.Fatalf("releasing an uncounted plan changed the count: %d", total)
+	}
+	p.count(s, pl)
+	if r, why := p.admit(s, pl); why != "ended" || r.code != 503 {
+		t.Fatalf("admit of a released plan: %+v %q", r, why)
+	}
+	if total, _ := p.counts(); total != 3 {
+		t.Fatalf("a released plan was counted: %d", total)
+	}
+
+	u, _, _ := p.route(s, inbound{trunk: "public", unauth: true, user: "a", host: "sbc.test"})
+	req := callAdmitRequest(s, "k", u)
+	if req.CallID != "k" || req.Global.MaxCalls != 5 || req.Global.CPS != 7 || req.Unauthenticated == nil ||
+		req.Unauthenticated.MaxCalls != 1 || req.Unauthenticated.CPS != 2 || len(req.Trunks) != 2 ||
+		req.Trunks[0].Name != "public" || req.Trunks[1].Name != "pbx" || req.Trunks[1].CPS != 0 {
+		t.Fatalf("cluster request %+v", req)
+	}
+	w, _, _ := p.route(s, inbound{trunk: "webex", user: "a", host: "sbc.test"})
+	req = callAdmitRequest(s, "k", w)
+	if req.Unauthenticated != nil || req.Trunks[0].MaxCalls != 2 || req.Trunks[0].CPS != 1 {
+		t.Fatalf("cluster request %+v", req)
+	}
+	mv := moveAdmitRequest("k", w.from, w.to, false, w.to)
+	if mv.Global != (cluster.Limit{}) || len(mv.Trunks) != 2 || mv.Trunks[0].Name != "pbx" || mv.Trunks[1].MaxCalls != 0 {
+		t.Fatalf("move request %+v", mv)
 	}
 }
 

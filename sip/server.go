@@ -39,6 +39,13 @@ type Options struct {
 	Hooks *Hooks
 	// Tracer receives every SIP message (HEP export); nil: none.
 	Tracer Tracer
+	// Admitter, when set, makes admission cluster-wide (admission.go):
+	// *cluster.Admitter of the node's sip/cluster.Cluster. nil: the limits
+	// hold for this node alone.
+	Admitter SharedAdmitter
+	// States, when set, keeps the state of answered calls for the other
+	// nodes of a cluster (state.go): *cluster.StateStore. nil: none.
+	States SharedStates
 }
 
 // Hooks let tests make races deterministic.
@@ -82,6 +89,8 @@ type B2BUA struct {
 	traceOff map[string]bool // trunks with trace: false
 	sipPort  int
 	planner  *planner
+	shared   SharedAdmitter // cluster-wide admission; nil: local only
+	states   SharedStates   // replicated call state; nil: none
 	mon      *monitor
 	txl      *txLayer
 	tp       *transport
@@ -136,6 +145,8 @@ func New(o Options) (*B2BUA, error) {
 		traceIDs: map[string]traceRef{},
 		sipPort:  5061,
 		planner:  newPlanner(),
+		shared:   o.Admitter,
+		states:   o.States,
 		txl:      newTxLayer(),
 		calls:    map[*call]struct{}{},
 		dialogs:  map[string]dialogRef{},

@@ -67,6 +67,7 @@ func (c *call) sessionAnswer(resB, outA *sip.Response) {
 // the refresh to arrive (RFC 4028 §10).
 func (c *call) armSession(d time.Duration) {
 	c.session.interval = d
+	c.sessionArmed, c.stateDirty = time.Now(), true
 	c.stop(c.session.expiry)
 	grace := min(d/3, 32*time.Second)
 	c.session.expiry = c.after(d+grace, tSessionExpiry, nil)

@@ -40,6 +40,7 @@ type transfer struct {
 	reinvite  *clientTx
 	notified  map[int]bool
 	done      bool
+	admKey    string // the transfer's own cluster slot ("" none): the call's once it completes
 }
 
 // xferAttempt is the transfer's INVITE to one target.
@@ -61,8 +62,7 @@ func (c *call) onRefer(l *leg, tx *serverTx) {
 	case l.trunk.refer != "local":
 		c.respond(tx, c.b.refusalResponse(req, refuseTransferPolicy, "", c.id))
 		return
-	case c.state != stConfirmed || c.xfer != nil || l.pendingOffer() || o.pendingOffer() ||
-		l.inviteIn != nil || l.inviteOut != nil || o.inviteIn != nil || o.inviteOut != nil:
+	case !c.canTransfer(l):
 		c.respond(tx, c.b.refusalResponse(req, refuseGlare, "", ""))
 		return
 	}
@@ -91,14 +91,97 @@ func (c *call) onRefer(l *leg, tx *serverTx) {
 		c.respond(tx, c.b.refusalResponse(req, refuseSIPScheme, "", ""))
 		return
 	}
-	to, route, r, err := c.b.planner.transferTarget(c.snap, o.trunk.name, c.plan.unauth && o == c.a, target.User, target.Host)
+	var to *trunkRec
+	var route rewrites
+	var r refusal
+	var err error
+	if c.b.shared == nil {
+		to, route, r, err = c.b.planner.transferTarget(c.snap, o.trunk.name, c.plan.unauth && o == c.a, target.User, target.Host)
+	} else if to, route, r, err = c.b.planner.transferRoute(c.snap, o.trunk.name, c.plan.unauth && o == c.a, target.User, target.Host); err == nil {
+		c.admitTransfer(&pendingRefer{l: l, tx: tx, target: target, to: to, route: route})
+		return
+	}
 	if err != nil {
 		c.log.Info().Err(err).Str("user", target.User).Str("host", target.Host).Msg("transfer target refused by policy")
 		c.respond(tx, c.b.refusalResponse(req, r, "", c.id))
 		return
 	}
+	c.startTransfer(l, tx, target, to, route, "")
+}
+
+// canTransfer reports whether leg l's REFER may start a transfer now: the
+// call is up, no transfer runs or waits for its admission, no offer or
+// re-INVITE is outstanding.
+func (c *call) canTransfer(l *leg) bool {
+	o := c.other(l)
+	return c.state == stConfirmed && c.xfer == nil && c.referAdmit == nil && !l.pendingOffer() && !o.pendingOffer() &&
+		l.inviteIn == nil && l.inviteOut == nil && o.inviteIn == nil && o.inviteOut == nil
+}
+
+// pendingRefer is a REFER whose transfer waits for its cluster admission.
+type pendingRefer struct {
+	l      *leg
+	tx     *serverTx
+	target sip.Uri
+	to     *trunkRec
+	route  rewrites
+}
+
+// admitTransfer admits the transfer's new call through the cluster under
+// a key of its own, with the target trunk's max_calls checked (as
+// planner.transferTarget checks it).
+func (c *call) admitTransfer(p *pendingRefer) {
+	b := c.b
+	o := c.other(p.l)
+	to := p.to
+	req := moveAdmitRequest(c.nextAdmitKey(), to, o.trunk, c.plan.unauth, to)
+	c.referAdmit = p
+	c.admitShared(admitResult{purpose: admitTransfer, refer: p}, req, func() (refusal, string) {
+		if r, err := b.planner.trunkRoom(to); err != nil {
+			return r, "trunk_max_calls"
+		}
+		return refusal{}, ""
+	}, "")
+}
+
+// onTransferAdmitted starts the transfer its admission allowed, or refuses
+// the REFER.
+func (c *call) onTransferAdmitted(res *admitResult) {
+	p := c.referAdmit
+	c.referAdmit = nil
+	if p == nil || p != res.refer || p.tx.isFinal() {
+		c.releaseShared(heldKey(res))
+		return
+	}
+	if res.why != "" {
+		c.log.Info().Str("user", p.target.User).Str("host", p.target.Host).Str("admission", res.why).Bool("local_limits", res.local).
+			Msg("transfer target refused by policy")
+		c.respond(p.tx, c.b.refusalResponse(p.tx.req, res.r, "", c.id))
+		return
+	}
+	if !c.canTransfer(p.l) {
+		c.releaseShared(heldKey(res))
+		c.respond(p.tx, c.b.refusalResponse(p.tx.req, refuseGlare, "", ""))
+		return
+	}
+	c.startTransfer(p.l, p.tx, p.target, p.to, p.route, heldKey(res))
+}
+
+// heldKey is the key an admission holds in the cluster ("" none).
+func heldKey(res *admitResult) string {
+	if res.held {
+		return res.key
+	}
+	return ""
+}
+
+// startTransfer answers leg l's REFER 202 and places the call to target
+// through trunk to; admKey is the transfer's cluster slot ("" none).
+func (c *call) startTransfer(l *leg, tx *serverTx, target sip.Uri, to *trunkRec, route rewrites, admKey string) {
+	req := tx.req
+	o := c.other(l)
 	x := &transfer{referrer: l, remaining: o, referCSeq: req.CSeq().SeqNo, target: target, to: to, route: route,
-		notified: map[int]bool{}}
+		notified: map[int]bool{}, admKey: admKey}
 	x.leg = &leg{
 		side: l.side, trunk: to, callID: newCallID(), localTag: newTag(),
 		localURI: hideHost(o.remoteURI, c.snap.cfg.Node.FQDN), localName: o.remoteName,
@@ -341,6 +424,10 @@ func (c *call) xferSwap() {
 	}
 	c.track(x.leg.conn)
 	c.b.planner.retrunk(c.plan, old.side, x.to)
+	if x.admKey != "" {
+		c.releaseShared(c.admKey)
+		c.admKey, x.admKey = x.admKey, ""
+	}
 	if c.media != nil {
 		if st := c.media.Close(); st != nil {
 			c.oldMedia = append(c.oldMedia, st)
@@ -351,6 +438,7 @@ func (c *call) xferSwap() {
 	c.setOA(x.remaining, oaStable)
 	c.transfers++
 	c.xfer = nil
+	c.stateDirty = true
 	c.publish()
 	c.log.Info().Str("event", "call_transfer").Str("trunk_b", c.plan.to.name).Str("trunk_a", c.plan.from.name).
 		Msg("blind transfer completed")
@@ -384,6 +472,8 @@ func (c *call) transferFailed(code int, why string) {
 	}
 	c.log.Info().Int("code", code).Str("why", why).Msg("blind transfer failed")
 	c.notifyReferrer(code, true)
+	c.releaseShared(x.admKey)
+	x.admKey = ""
 	c.xfer = nil
 }
 
@@ -435,6 +525,8 @@ func (c *call) endTransfer() {
 	if x.media != nil {
 		x.media.Close()
 	}
+	c.releaseShared(x.admKey)
+	x.admKey = ""
 	c.xfer = nil
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/edge-sbc/edge-sbc/dnsresolve"
 	"github.com/edge-sbc/edge-sbc/media"
 	"github.com/edge-sbc/edge-sbc/sip"
+	"github.com/edge-sbc/edge-sbc/sip/cluster"
 	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
@@ -157,6 +158,7 @@ type sbc struct {
 	reg     *prometheus.Registry
 	metrics *sip.Metrics
 	eng     *media.Engine
+	cl      *cluster.Cluster // nil without a cluster section
 
 	// Set by start.
 	tr      *tracing
@@ -168,7 +170,7 @@ type sbc struct {
 }
 
 // build reads the configuration and the certificates and builds the parts
-// that open nothing yet: resolver, metrics registry, media engine.
+// that open nothing yet: resolver, metrics registry, media engine, cluster.
 func build(path, stateDir string, stderr io.Writer) (*sbc, error) {
 	s := &sbc{path: path}
 	var err error
@@ -199,11 +201,15 @@ func build(path, stateDir string, stderr io.Writer) (*sbc, error) {
 		return nil, err
 	}
 	registerStoreMetrics(s.reg, s.store, s.eng)
+	if s.cl, err = openCluster(s.cfg, s.reg, s.log); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
 // start opens and starts every part, in order: media relay, CDR file,
-// metrics server, SIP listeners, B2BUA, certificate watch, watchdog tick.
+// cluster, metrics server, SIP listeners, B2BUA, certificate watch,
+// watchdog tick.
 // Each is pushed on s.closers once open; when a step fails, what the
 // earlier steps opened is closed (newest first) before start returns.
 func (s *sbc) start() (err error) {
@@ -234,10 +240,23 @@ func (s *sbc) start() (err error) {
 	}
 
 	cdrs = withMOSMetric(s.reg, cdrs) // edge_sbc_media_mos from each CDR (calls.go)
+
+	// The cluster closes after the B2BUA, whose Close releases the calls'
+	// slots and deletes their states through it.
+	var admitter sip.SharedAdmitter
+	var states sip.SharedStates
+	if s.cl != nil {
+		s.closers.push("cluster", s.cl.Close)
+		if err := startCluster(s.cl, s.log); err != nil {
+			return err
+		}
+		admitter, states = s.cl.Admitter(), s.cl.StateStore()
+	}
 	// New opens nothing: its Close is pushed once it has something to
 	// close, before Start.
 	s.b2b, err = sip.New(sip.Options{Config: s.cfg, Store: s.store, Resolver: s.res, Log: s.log,
-		Media: sip.NewMediaAnchor(s.eng, s.metrics), Metrics: s.metrics, CDRs: cdrs, Tracer: s.tr.Tracer()})
+		Media: sip.NewMediaAnchor(s.eng, s.metrics), Metrics: s.metrics, CDRs: cdrs, Tracer: s.tr.Tracer(),
+		Admitter: admitter, States: states})
 	if err != nil {
 		return err
 	}

@@ -19,6 +19,12 @@ import (
 // server and a CDR file, and returns its path.
 func startConfig(t *testing.T, listen1, listen2, metrics string) string {
 	t.Helper()
+	return startConfigWith(t, listen1, listen2, metrics, "")
+}
+
+// startConfigWith is startConfig with extra YAML (top-level keys) added.
+func startConfigWith(t *testing.T, listen1, listen2, metrics, extra string) string {
+	t.Helper()
 	dir := t.TempDir()
 	pki, err := tlsconf.WriteDevPKI(filepath.Join(dir, "pki"), []string{"sbc.start.test"}, nil)
 	if err != nil {
@@ -40,7 +46,8 @@ metrics: {listen: %q}
 cdr: {file: %q}
 dns: {servers: ["127.0.0.1:53"]}
 log: {level: debug, format: json}
-`, us.Cert, us.Key, pki.CA, listen1, listen2, metrics, filepath.Join(dir, "cdr.jsonl"))
+%s
+`, us.Cert, us.Key, pki.CA, listen1, listen2, metrics, filepath.Join(dir, "cdr.jsonl"), extra)
 	path := filepath.Join(dir, "edge-sbc.yaml")
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)

@@ -33,6 +33,7 @@ import (
 	"github.com/edge-sbc/edge-sbc/dnsresolve"
 	"github.com/edge-sbc/edge-sbc/media"
 	edgesip "github.com/edge-sbc/edge-sbc/sip"
+	"github.com/edge-sbc/edge-sbc/sip/cluster"
 	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
@@ -98,6 +99,8 @@ type SBC struct {
 	// client_auth required.
 	TLS, MTLS string
 	Log       *SyncBuffer
+	// Cluster is the SBC's cluster membership (SBCOptions.Cluster), or nil.
+	Cluster *cluster.Cluster
 }
 
 // SBCOptions shape the SBC.
@@ -135,6 +138,22 @@ type SBCOptions struct {
 	InsideExtra string
 	// Tracer is handed to sip.New.
 	Tracer edgesip.Tracer
+	// Cluster, when set, joins the SBC to a cluster (sip/cluster) with
+	// the SBC's log: SBC.Cluster, closed after the B2BUA.
+	Cluster *ClusterOptions
+	// Admitter is handed to sip.New when Cluster is not set (a test's own
+	// cluster admission).
+	Admitter edgesip.SharedAdmitter
+}
+
+// ClusterOptions join an SBC to a cluster on a Redis of the test.
+type ClusterOptions struct {
+	NodeID string
+	Redis  string // host:port
+	// Key is the state key (default 32 bytes of 0x42).
+	Key []byte
+	// Mod adjusts the cluster's Options (heartbeat, prefix).
+	Mod func(*cluster.Options)
 }
 
 // StartSBC starts a B2BUA with trunks "outside" (identity caller.test, on
@@ -235,7 +254,31 @@ log: { level: debug }
 		s.Engine = eng
 		anchor = edgesip.NewMediaAnchor(eng, metrics)
 	}
-	b, err := edgesip.New(edgesip.Options{Config: cfg, Store: store, Resolver: res, Log: log, Media: anchor, Metrics: metrics, Hooks: o.Hooks, Tracer: o.Tracer})
+	admitter := o.Admitter
+	var states edgesip.SharedStates
+	if co := o.Cluster; co != nil {
+		key := co.Key
+		if key == nil {
+			key = bytes.Repeat([]byte{0x42}, cluster.KeySize)
+		}
+		copt := cluster.Options{NodeID: co.NodeID, Key: key, Log: log.With().Str("part", "cluster").Logger(),
+			Redis: cluster.RedisOptions{Addrs: []string{co.Redis}}}
+		if co.Mod != nil {
+			co.Mod(&copt)
+		}
+		cl, err := cluster.Open(copt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = cl.Close() }) // after the B2BUA's (cleanups run last first)
+		if err := cl.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		s.Cluster = cl
+		admitter, states = cl.Admitter(), cl.StateStore()
+	}
+	b, err := edgesip.New(edgesip.Options{Config: cfg, Store: store, Resolver: res, Log: log, Media: anchor, Metrics: metrics, Hooks: o.Hooks, Tracer: o.Tracer,
+		Admitter: admitter, States: states})
 	if err != nil {
 		t.Fatal(err)
 	}

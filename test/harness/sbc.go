@@ -80,6 +80,8 @@ type SBC struct {
 	logs bytes.Buffer
 	done chan struct{}
 	err  error
+	// killed: Kill ended the process (Stop then reports no error).
+	killed bool
 }
 
 // StartSBC writes config to a temp file, starts `edge-sbc run --config`,
@@ -146,6 +148,9 @@ func StartSBC(t testing.TB, config string) *SBC {
 func (s *SBC) Stop() error {
 	select {
 	case <-s.done:
+		if s.killed {
+			return nil
+		}
 		return s.err
 	default:
 	}
@@ -158,6 +163,14 @@ func (s *SBC) Stop() error {
 		<-s.done
 		return fmt.Errorf("edge-sbc did not exit within 40s of SIGTERM")
 	}
+}
+
+// Kill ends the process with SIGKILL (a node lost: nothing is cleaned up)
+// and waits for it to exit.
+func (s *SBC) Kill() {
+	s.killed = true
+	_ = s.cmd.Process.Kill()
+	<-s.done
 }
 
 // Signal sends sig to the process.
