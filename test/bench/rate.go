@@ -118,6 +118,7 @@ type sut struct {
 	target  int // port the caller's sipp dials (the system, or a socat in front)
 	metrics int // edge-sbc's /metrics; 0 for Kamailio
 	uasStat string
+	cfg     string // edge-sbc's configuration, for restartSBC
 	steps   []*RateStep
 	done    bool   // the ramp ended (a failed step)
 	err     string // why it could not be measured at all
@@ -214,7 +215,14 @@ func runCallRate(ctx context.Context, e *env, rep *report) error {
 	}
 
 	if e.o.rssDur > 0 && ctx.Err() == nil {
-		cr.RSSRun = e.rssRun(ctx, tool, &caller, sbc)
+		// The RSS run measures the steady state at its rate, on a fresh
+		// process: the ramp ended with an overloaded step, whose garbage
+		// the runtime returns to the system only slowly.
+		if err := e.restartSBC(ctx, tool, &caller, sbc); err != nil {
+			logf("  edge-sbc RSS: %v", err)
+		} else {
+			cr.RSSRun = e.rssRun(ctx, tool, &caller, sbc)
+		}
 	}
 	summarizeCallRate(e, rep, tool, sbc, kam)
 	return nil
@@ -243,6 +251,7 @@ func (e *env) startSBCSut(tool loadTool, s *sut) error {
 	if e.o.sbcMedia != "" {
 		cfg = strings.Replace(cfg, "\nmedia:\n", "\nmedia:\n  "+e.o.sbcMedia+"\n", 1)
 	}
+	s.cfg = cfg
 	if s.proc, err = e.startSBC(cfg, s.metrics); err != nil {
 		return err
 	}
@@ -427,6 +436,25 @@ func judge(res uacResult, n, calleeFail int, dur, pause time.Duration) (bool, st
 		return false, fmt.Sprintf("sipp fell behind: %.1fs for a %.0fs schedule", res.elapsed.Seconds(), dur.Seconds())
 	}
 	return true, ""
+}
+
+// restartSBC stops edge-sbc (SIGTERM), starts it again with the same
+// configuration and ports, and warms it up (its connection to the callee).
+func (e *env) restartSBC(ctx context.Context, tool loadTool, caller *tlsFiles, s *sut) error {
+	s.proc.Stop(syscall.SIGTERM, 15*time.Second)
+	var err error
+	if s.proc, err = e.startSBC(s.cfg, s.metrics); err != nil {
+		return fmt.Errorf("restart: %w", err)
+	}
+	st, err := e.rateStep(ctx, tool, caller, s, 20, time.Second, false)
+	if err != nil {
+		return err
+	}
+	if !st.Sustained {
+		return fmt.Errorf("warm-up after the restart failed: %s", st.Why)
+	}
+	logf("  edge-sbc restarted for the RSS run (a fresh process: steady state, not the ramp's last overload)")
+	return nil
 }
 
 // rssRun offers e.o.rssRate to edge-sbc for e.o.rssDur and reads its RSS
