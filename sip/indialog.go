@@ -30,6 +30,26 @@ type relay struct {
 	fork     *fork // the early dialog it went to or came from (nil once confirmed)
 }
 
+// stageRelayedOffer stages the offer a relayed re-INVITE or UPDATE carries
+// from rel.from and returns the SDP for rel.to; when the relay refuses it,
+// the request is answered here and ok is false.
+func (c *call) stageRelayedOffer(rel *relay, offer []byte) (sdp []byte, ok bool) {
+	out, err := c.media.Offer(rel.from.side, offer)
+	if err != nil {
+		what := string(rel.method)
+		if rel.method == sip.INVITE {
+			what = "re-INVITE"
+		}
+		c.log.Info().Err(err).Str("leg", rel.from.side.String()).Msg(what + " offer refused")
+		c.respond(rel.in, c.b.refusalResponse(rel.in.req, statusFor(err), "", c.id))
+		return nil, false
+	}
+	c.setOA(rel.from, oaOfferRecv)
+	c.setOA(rel.to, oaOfferSent)
+	rel.offer = true
+	return out, true
+}
+
 // ownRequest is a request the SBC sends on its own behalf (PRACK, a
 // session refresh).
 type ownRequest struct {
@@ -224,16 +244,9 @@ func (c *call) onReInvite(l *leg, tx *serverTx) {
 			c.respond(tx, c.b.refusalResponse(req, *r, "", c.id))
 			return
 		}
-		out, err := c.media.Offer(l.side, body.sdp)
-		if err != nil {
-			c.log.Info().Err(err).Str("leg", l.side.String()).Msg("re-INVITE offer refused")
-			c.respond(tx, c.b.refusalResponse(req, statusFor(err), "", c.id))
+		if sdp, ok = c.stageRelayedOffer(rel, body.sdp); !ok {
 			return
 		}
-		c.setOA(l, oaOfferRecv)
-		c.setOA(o, oaOfferSent)
-		rel.offer = true
-		sdp = out
 	}
 	out := c.request(o, sip.INVITE, 0, mf)
 	copyAllowed(req, out, c.snap.allow, c.trusted(l))
@@ -348,16 +361,9 @@ func (c *call) relayRequest(l *leg, f *fork, tx *serverTx, offer bool) {
 	rel := &relay{in: tx, from: l, to: o, method: req.Method, fork: f}
 	var sdp []byte
 	if offer {
-		out, err := c.media.Offer(l.side, body.sdp)
-		if err != nil {
-			c.log.Info().Err(err).Str("leg", l.side.String()).Msg("UPDATE offer refused")
-			c.respond(tx, c.b.refusalResponse(req, statusFor(err), "", c.id))
+		if sdp, ok = c.stageRelayedOffer(rel, body.sdp); !ok {
 			return
 		}
-		c.setOA(l, oaOfferRecv)
-		c.setOA(o, oaOfferSent)
-		rel.offer = true
-		sdp = out
 	}
 	restore := c.pointAt(o, f)
 	out := c.request(o, req.Method, 0, mf)

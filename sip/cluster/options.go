@@ -89,23 +89,13 @@ func (o Options) String() string {
 func (o Options) GoString() string { return o.String() }
 
 // String keeps the password out of anything that prints RedisOptions.
+// It prints what the configuration's Redis section prints (one format).
 func (r RedisOptions) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "{addrs=%v", r.Addrs)
-	if r.SentinelMaster != "" {
-		fmt.Fprintf(&b, " sentinel_master=%s", r.SentinelMaster)
-	}
-	if r.Username != "" {
-		fmt.Fprintf(&b, " username=%s", r.Username)
-	}
-	if r.Password != "" {
-		b.WriteString(" password=(set)")
-	}
+	c := config.ClusterRedis{Addrs: r.Addrs, SentinelMaster: r.SentinelMaster, Username: r.Username, Password: r.Password, DB: r.DB}
 	if r.TLS != nil {
-		b.WriteString(" tls")
+		c.TLS = &config.ClusterRedisTLS{}
 	}
-	fmt.Fprintf(&b, " db=%d}", r.DB)
-	return b.String()
+	return strings.TrimPrefix(c.String(), "redis")
 }
 
 // GoString is String.
