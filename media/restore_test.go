@@ -115,8 +115,8 @@ func TestRestoreTerminate(t *testing.T) {
 	if idx := binary.BigEndian.Uint32(got[len(got)-14:]) & 0x7fffffff; idx < 10*srtcpRatePerSec {
 		t.Fatalf("SRTCP index toward A %d: must start above what the lost node may have used", idx)
 	}
-	stats := s2.Stats()
-	if len(stats) != 1 || stats[0].FromA.Packets != 10 {
-		t.Fatalf("restored stats %+v", stats)
-	}
+	waitFor(t, time.Second, "the restored stream's statistics", func() bool {
+		stats := s2.Stats()
+		return len(stats) == 1 && stats[0].FromA.Packets == 10 && stats[0].FromB.Packets == 1
+	})
 }
