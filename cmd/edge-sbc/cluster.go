@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/edge-sbc/edge-sbc/config"
+	"github.com/edge-sbc/edge-sbc/sip"
 	"github.com/edge-sbc/edge-sbc/sip/cluster"
 )
 
@@ -58,4 +60,51 @@ func startCluster(cl *cluster.Cluster, log zerolog.Logger) error {
 	}
 	log.Info().Str("node_id", cl.NodeID()).Bool("redis_up", cl.Up()).Msg("cluster: joined")
 	return nil
+}
+
+// takeoverTimeout bounds one takeover (loading the states, adopting the
+// calls' slots); the calls' dials toward the peers go on after it.
+const takeoverTimeout = 15 * time.Second
+
+// takeover carries on the calls of the cluster that this node does not
+// carry (SIGUSR1: keepalived's notify_master once the service address is
+// here). Without a cluster section it says so and does nothing. A standby
+// node takes calls over only this way; an active one too, when told.
+func (s *sbc) takeover() {
+	if s.cl == nil {
+		s.log.Warn().Msg("SIGUSR1: takeover asked, but there is no cluster section: ignored")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), takeoverTimeout)
+	defer cancel()
+	res, err := takeOverCalls(ctx, s.cl.StateStore(), s.b2b)
+	ev := s.log.Info()
+	if err != nil || len(res.Failed) > 0 {
+		ev = s.log.Warn()
+	}
+	ev.Err(err).Str("role", s.cfg.Cluster.Role).Int("taken", res.Taken).Int("skipped", res.Skipped).
+		Int("failed", len(res.Failed)).Msg("cluster: takeover")
+}
+
+// stateLoader is what a takeover reads the calls' states from
+// (*cluster.StateStore).
+type stateLoader interface {
+	Load(ctx context.Context) (map[string][]byte, error)
+}
+
+// callTaker is what a takeover rebuilds calls in (*sip.B2BUA).
+type callTaker interface {
+	Takeover(ctx context.Context, states map[string][]byte) sip.TakeoverResult
+}
+
+// takeOverCalls loads every call state of the cluster and carries on
+// those this node does not carry. States that do not open with this
+// node's key are reported in err (wrapping cluster.ErrSealed) and left
+// out; the others are taken over.
+func takeOverCalls(ctx context.Context, st stateLoader, b callTaker) (sip.TakeoverResult, error) {
+	states, err := st.Load(ctx)
+	if err != nil && !errors.Is(err, cluster.ErrSealed) {
+		return sip.TakeoverResult{}, fmt.Errorf("cluster: load call states: %w", err)
+	}
+	return b.Takeover(ctx, states), err
 }
