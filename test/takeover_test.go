@@ -59,11 +59,11 @@ func takeoverTopo(t *testing.T) (tkTopo, bool) {
 	if f := strings.Fields(os.Getenv(tkEnv)); len(f) == 3 {
 		return tkTopo{f[0], f[1], f[2]}, true
 	}
-	if os.Getenv("EDGE_SBC_TEST_CLUSTER") == "" {
-		t.Skip("network namespaces, two SBC processes and a failover: run with make test-cluster (EDGE_SBC_TEST_CLUSTER=1, as root)")
+	if testing.Short() {
+		t.Skip("end-to-end: network namespaces, two SBC processes and a failover (make test-cluster)")
 	}
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces")
+		t.Skip("needs root: creates network namespaces (make test-cluster as root)")
 	}
 	for _, tool := range []string{"ip", "redis-server"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -308,7 +308,8 @@ func newKey() []byte {
 	return k
 }
 
-// TestTakeoverNetns (make test-cluster): two edge-sbc processes in two
+// TestTakeoverNetns (make test, and make test-cluster with the other
+// cluster tests; about 10 s, root only): two edge-sbc processes in two
 // network namespaces sharing a service address, one real redis-server; a
 // call through the first with RTP flowing both ways; the first killed
 // with SIGKILL, the address moved to the second, SIGUSR1 to it: the media
@@ -401,6 +402,14 @@ cluster: { node_id: %[7]s, role: %[8]s, state_key_file: %[10]q, redis: { addrs: 
 	time.Sleep(time.Second)
 	if rtpA.receivedAfter(start) < 20 || rtpB.receivedAfter(start) < 20 {
 		t.Fatalf("media through n1: %d packets at the caller, %d at the callee in 1 s", rtpA.receivedAfter(start), rtpB.receivedAfter(start))
+	}
+
+	// The standby takes nothing while it does not hold the address.
+	if err := n2.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if !n2.WaitLog("takeover refused", 5*time.Second) {
+		t.Fatalf("n2 did not refuse a takeover without the service address\n%s", n2.Logs())
 	}
 
 	// n1 is lost; the address moves to n2, which is told to take over.

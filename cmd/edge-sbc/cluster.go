@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -75,6 +77,15 @@ func (s *sbc) takeover() {
 		s.log.Warn().Msg("SIGUSR1: takeover asked, but there is no cluster section: ignored")
 		return
 	}
+	// The calls' media is on the service address: without it here, a
+	// takeover would only take calls from the node that holds it
+	// (binding it proves nothing with net.ipv4.ip_nonlocal_bind).
+	if bind := s.eng.Config().BindAddr; !bind.IsUnspecified() {
+		if ok, err := hasAddress(bind); err != nil || !ok {
+			s.log.Warn().Err(err).Stringer("media.bind", bind).Msg("SIGUSR1: takeover refused: the service address is not on an interface of this node")
+			return
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), takeoverTimeout)
 	defer cancel()
 	res, err := takeOverCalls(ctx, s.cl.StateStore(), s.b2b)
@@ -107,4 +118,22 @@ func takeOverCalls(ctx context.Context, st stateLoader, b callTaker) (sip.Takeov
 		return sip.TakeoverResult{}, fmt.Errorf("cluster: load call states: %w", err)
 	}
 	return b.Takeover(ctx, states), err
+}
+
+// hasAddress reports whether addr is assigned to an interface of this
+// host (of its network namespace).
+func hasAddress(addr netip.Addr) (bool, error) {
+	as, err := net.InterfaceAddrs()
+	if err != nil {
+		return false, fmt.Errorf("interface addresses: %w", err)
+	}
+	addr = addr.Unmap()
+	for _, a := range as {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok && ip.Unmap() == addr {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
 }
