@@ -363,7 +363,11 @@ func (c *call) onRedialed(ev event) {
 	}
 	if l.byeOwed {
 		l.byeOwed = false
-		c.bye(l)
+		if l.conn != nil && !l.conn.closed() {
+			c.bye(l)
+		} else {
+			c.log.Info().Str("leg", l.side.String()).Msg("call taken over: BYE not sent, the leg's peer is not reachable")
+		}
 		c.maybeRelease()
 	}
 }

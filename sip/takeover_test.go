@@ -2,6 +2,7 @@ package sip_test
 
 import (
 	"context"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -21,7 +22,24 @@ import (
 // connection with leg B's CSeq continued, sends the callee's BYE to the
 // caller over that connection, writes one CDR with the call's answer time
 // and deletes the state.
-func TestClusterTakeover(t *testing.T) {
+// tkCall is a call answered on n1 and taken over by n2.
+type tkCall struct {
+	pki            *siptest.PKI
+	n2             *siptest.SBC
+	b, b2          *siptest.Peer // the callee's connections from n1 and n2
+	dA             *siptest.Dialog
+	invB           *sip.Request
+	tagB           string
+	ok             *sip.Response
+	rtpA, rtpB     *siptest.RTP
+	relayA, relayB netip.AddrPort
+}
+
+// takenOver answers a call on n1 and has n2 take it over (same media port
+// range, one Redis) once n1's media relay and cluster are gone as if it
+// was killed; n2 dials the callee and relays media on the same ports.
+func takenOver(t *testing.T) *tkCall {
+	t.Helper()
 	redis := siptest.StartRedis(t)
 	pki := siptest.NewPKI(t, "sbc.test", "caller.test", "callee.test", "other.test")
 	quiet := func(o *cluster.Options) { o.HeartbeatInterval, o.HeartbeatTTL = time.Minute, 3*time.Minute }
@@ -78,6 +96,50 @@ func TestClusterTakeover(t *testing.T) {
 	if !rtpA.Flows(relayA, rtpB, wait) || !rtpB.Flows(relayB, rtpA, wait) {
 		t.Fatal("no media through n2 on the same ports")
 	}
+	return &tkCall{pki: pki, n2: n2, b: b, b2: b2, dA: dA, invB: invB, tagB: tagB, ok: ok,
+		rtpA: rtpA, rtpB: rtpB, relayA: relayA, relayB: relayB}
+}
+
+// oneCDR checks that n2 wrote one CDR, hung up by by, with the answer time,
+// and that the call's state left Redis.
+func (c *tkCall) oneCDR(t *testing.T, by string) {
+	t.Helper()
+	c.n2.WaitIdle(t, 15*time.Second)
+	logs := c.n2.Log.String()
+	if n := strings.Count(logs, `"event":"call_end"`); n != 1 {
+		t.Fatalf("%d CDRs on n2, want 1", n)
+	}
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, `"event":"call_end"`) && (!strings.Contains(line, `"hangup_by":"`+by+`"`) || !strings.Contains(line, `"answer":`)) {
+			t.Fatalf("CDR: %s", line)
+		}
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		left, err := c.n2.Cluster.StateStore().Load(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the call's state is still in Redis after its end")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestClusterTakeover: a call taken over (takenOver) refuses an in-dialog
+// request from a connection without the caller trunk's identity, relays a
+// re-INVITE from the caller's new connection with leg B's CSeq continued
+// and a new o= version toward the caller, sends the callee's BYE to the
+// caller over that connection, writes one CDR with the call's answer time
+// and deletes the state.
+func TestClusterTakeover(t *testing.T) {
+	c := takenOver(t)
+	pki, n2, b, b2, dA, invB, tagB, ok := c.pki, c.n2, c.b, c.b2, c.dA, c.invB, c.tagB, c.ok
+	rtpA, rtpB := c.rtpA, c.rtpB
 
 	// A connection that is not the caller trunk's is refused.
 	o := siptest.Dial(t, pki, n2.MTLS, "other.test", true)
@@ -111,30 +173,19 @@ func TestClusterTakeover(t *testing.T) {
 	bye := a2.Request(wait, sip.BYE)
 	a2.Send(a2.Reply(bye, 200, "", nil))
 	b2.Response(wait, sip.BYE, 200)
-	n2.WaitIdle(t, wait)
-	logs := n2.Log.String()
-	if n := strings.Count(logs, `"event":"call_end"`); n != 1 {
-		t.Fatalf("%d CDRs on n2, want 1", n)
-	}
-	for _, line := range strings.Split(logs, "\n") {
-		if strings.Contains(line, `"event":"call_end"`) && (!strings.Contains(line, `"hangup_by":"b"`) || !strings.Contains(line, `"answer":`)) {
-			t.Fatalf("CDR: %s", line)
-		}
-	}
-	deadline = time.Now().Add(wait)
-	for {
-		left, err := n2.Cluster.StateStore().Load(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the call's state is still in Redis after its end")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	c.oneCDR(t, "b")
+}
+
+// TestClusterTakeoverCalleeHangsUp: the callee hangs up a call taken over
+// before the caller reconnected, and the caller's Contact cannot be
+// dialed: the call ends (the BYE toward the caller is given up), with one
+// CDR.
+func TestClusterTakeoverCalleeHangsUp(t *testing.T) {
+	c := takenOver(t)
+	dB := c.b.UASDialog(c.invB, c.tagB).On(c.b2)
+	c.b2.Send(dB.Request(sip.BYE, nil))
+	c.b2.Response(wait, sip.BYE, 200)
+	c.oneCDR(t, "b")
 }
 
 // originVersion is the o= session version of an SDP.
