@@ -12,7 +12,7 @@ FUZZ_BRIEF ?= 5s
 FUZZTIME   ?= 2m
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test test-deps unit integration lint fuzz bench soak install clean
+.PHONY: all build run test test-cluster test-deps unit integration lint fuzz bench soak install clean
 
 all: build
 
@@ -28,6 +28,15 @@ run: build
 test: test-deps build lint
 	$(GO) test -count=1 -race -timeout 12m ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZ_BRIEF)
+
+# The cluster tests alone, verbose (make test runs them too): package
+# sip/cluster on a real redis-server, the limits across two edge-sbc
+# processes, and the takeover (as root: two SBC processes in network
+# namespaces, the active killed, the service address moved, the media gap
+# logged in pass-through and terminate mode).
+test-cluster: test-deps build
+	$(GO) test -count=1 -v ./sip/cluster/
+	$(GO) test -count=1 -v -run '^(TestCluster|TestTakeover)' ./sip/ ./test/
 
 # Fuzz targets for every parser of network input.
 fuzz:

@@ -3,6 +3,7 @@ package media
 import (
 	"math/rand/v2"
 	"net"
+	"slices"
 	"sync"
 	"time"
 )
@@ -144,6 +145,48 @@ func (p *portPool) getWarm() (base int, socks pairSocks, ok bool) {
 	p.cached -= socks.count()
 	p.inUse++
 	return b, socks, true
+}
+
+// take takes the exact pair base, for a session restored from a snapshot
+// (Engine.Restore): a free pair, a warm one (with its open sockets, which
+// the caller reuses) or one in quarantine (a call this node ended on that
+// pair: the call restored is the pair's owner now). ok is false when the
+// pair is in use or not managed by the pool (outside the port range, odd).
+// It scans the pool's lists: a takeover, not a call setup, uses it.
+func (p *portPool) take(base int) (socks pairSocks, warm, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.expireLocked()
+	if i := slices.Index(p.free, base); i >= 0 {
+		p.free[i] = p.free[len(p.free)-1]
+		p.free = p.free[:len(p.free)-1]
+		p.inUse++
+		return pairSocks{}, false, true
+	}
+	if i := slices.Index(p.warm, base); i >= 0 {
+		p.warm[i] = p.warm[len(p.warm)-1]
+		p.warm = p.warm[:len(p.warm)-1]
+		socks = p.open[base]
+		delete(p.open, base)
+		p.cached -= socks.count()
+		p.inUse++
+		return socks, true, true
+	}
+	for i := p.qhead; i < len(p.quar); i++ {
+		q := p.quar[i]
+		if q.base != base {
+			continue
+		}
+		p.quar = slices.Delete(p.quar, i, i+1)
+		if q.warm {
+			socks = p.open[base]
+			delete(p.open, base)
+			p.cached -= socks.count()
+		}
+		p.inUse++
+		return socks, q.warm, true
+	}
+	return pairSocks{}, false, false
 }
 
 // release returns a pair obtained from get; it becomes free again after

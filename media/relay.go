@@ -185,6 +185,12 @@ type stream struct {
 // stream terminates SRTP when modes (the session's effective modes) are not
 // pass-through.
 func (e *Engine) openStream(log zerolog.Logger, index int, media, content string, isRTP, withRTCP bool, modes [2]SRTPMode) (*stream, error) {
+	return e.openStreamAt(log, index, media, content, isRTP, withRTCP, modes, [2]int{})
+}
+
+// openStreamAt is openStream on the pairs of ports given per leg (0: any
+// free pair): a restored session keeps its ports (snapshot.go).
+func (e *Engine) openStreamAt(log zerolog.Logger, index int, media, content string, isRTP, withRTCP bool, modes [2]SRTPMode, at [2]int) (*stream, error) {
 	st := &stream{
 		eng:     e,
 		index:   index,
@@ -201,7 +207,15 @@ func (e *Engine) openStream(log zerolog.Logger, index int, media, content string
 		st.sec = newStreamSec()
 	}
 	for side := range st.legs {
-		base, ps, err := e.openPair(withRTCP)
+		var base int
+		var ps pairSocks
+		var err error
+		if at[side] != 0 {
+			base = at[side]
+			ps, err = e.openPairAt(base, withRTCP)
+		} else {
+			base, ps, err = e.openPair(withRTCP)
+		}
 		if err != nil {
 			st.close()
 			return nil, err

@@ -134,6 +134,18 @@ type cryptoCtx struct {
 	mu       sync.Mutex
 	rtcp     *srtp.Context // guarded by mu
 	rtcpPrev *cryptoCtx    // guarded by mu: decrypts SRTCP until rtcp authenticates
+
+	// A local context restored from a snapshot (Engine.Restore, snapshot.go):
+	// rocSrc, when set, is the remote context that decrypts what this one
+	// encrypts (the same reader uses both), from which each SSRC's rollover
+	// counter is taken, plus rocOff; rtcpFloor is the SRTCP index each SSRC
+	// starts from, so that no index the lost node used is used again with
+	// the key; rtcpSet lists the SSRCs started (guarded by mu). Set before
+	// the context is published, then immutable but rtcpSet.
+	rocSrc    *cryptoCtx
+	rocOff    uint32
+	rtcpFloor uint32
+	rtcpSet   map[uint32]struct{}
 }
 
 // maxCarried bounds the SSRCs per context whose rollover counter is
@@ -433,6 +445,10 @@ func (x *srtpXform) protect(p []byte, isRTCP bool, mode SRTPMode, c *cryptoCtx) 
 	var err error
 	if isRTCP {
 		c.mu.Lock()
+		if c.rtcpFloor > 0 && !c.floorRTCP(p) {
+			c.mu.Unlock()
+			return p, dropNoKey
+		}
 		out, err = c.rtcp.EncryptRTCP(p[:0], p, &x.rtcpHdr)
 		c.mu.Unlock()
 	} else {
@@ -454,11 +470,24 @@ func (x *srtpXform) protect(p []byte, isRTCP bool, mode SRTPMode, c *cryptoCtx) 
 // continue with (the receiver keeps its ROC across the re-key, RFC 3711).
 func (x *srtpXform) carryLocalROC(p []byte, c *cryptoCtx) {
 	from := c.rocFrom.Load()
-	if from == nil || len(p) < 12 {
+	if from == nil && c.rocSrc == nil || len(p) < 12 {
 		return
 	}
 	ssrc := binary.BigEndian.Uint32(p[8:12])
 	if c.hasCarried(ssrc) {
+		return
+	}
+	if src := c.rocSrc; src != nil {
+		// Restored: the counter the decrypting context found for this
+		// packet (it tries the snapshot's and the next), which follows the
+		// sequence numbers this context encrypts.
+		if roc, ok := src.rtp.ROC(ssrc); ok {
+			c.rtp.SetROC(ssrc, roc+c.rocOff)
+			c.markCarried(ssrc)
+			return
+		}
+	}
+	if from == nil {
 		return
 	}
 	if _, ok := from.rtp.ROC(ssrc); ok {
@@ -469,6 +498,32 @@ func (x *srtpXform) carryLocalROC(p []byte, c *cryptoCtx) {
 		}
 	}
 	c.markCarried(ssrc)
+}
+
+// maxFloored bounds the SSRCs a restored local context starts at its SRTCP
+// floor; RTCP of further SSRCs is dropped (an index could repeat).
+const maxFloored = 64
+
+// floorRTCP starts the SRTCP index of the sender SSRC of p (an RTCP
+// packet in clear) at the restored context's floor, once per SSRC; false
+// when the packet must not be sent. Caller holds c.mu.
+func (c *cryptoCtx) floorRTCP(p []byte) bool {
+	if len(p) < 8 {
+		return true // not RTCP: EncryptRTCP refuses it
+	}
+	ssrc := binary.BigEndian.Uint32(p[4:8])
+	if _, ok := c.rtcpSet[ssrc]; ok {
+		return true
+	}
+	if len(c.rtcpSet) >= maxFloored {
+		return false
+	}
+	if c.rtcpSet == nil {
+		c.rtcpSet = make(map[uint32]struct{})
+	}
+	c.rtcpSet[ssrc] = struct{}{}
+	c.rtcp.SetIndex(ssrc, c.rtcpFloor)
+	return true
 }
 
 // isMuxedRTCP reports whether p, received on an RTP port, is RTCP: RTCP

@@ -93,11 +93,13 @@ const (
 	evConnLost                   // a connection the call uses ended
 	evHangup                     // the SBC ends the call (drain, shutdown)
 	evAdmitted                   // a cluster admission's result (admission.go)
+	evTakeover                   // the call was taken over from another node (takeover.go)
+	evRedialed                   // a connection toward a leg's peer of a call taken over (or an error)
 )
 
 func (k evKind) String() string {
 	return [...]string{"start", "resolved", "dialed", "request", "ack", "cancel", "response", "tx_timeout",
-		"tx_error", "stray_2xx", "timer", "media_timeout", "conn_lost", "hangup", "admitted"}[k]
+		"tx_error", "stray_2xx", "timer", "media_timeout", "conn_lost", "hangup", "admitted", "takeover", "redialed"}[k]
 }
 
 // event is one thing that happened to a call.
@@ -214,6 +216,9 @@ type call struct {
 	stateTimer   *callTimer
 	sessionArmed time.Time // when the session expiry was last armed
 	sw           stateWriter
+
+	// Takeover (takeover.go): set on a call another node carried.
+	takenOver *takeoverInfo
 
 	// For the CDR.
 	answerAt  time.Time
@@ -335,6 +340,10 @@ func (c *call) handle(ev event) {
 		c.terminate("sbc", ev.reason, 503)
 	case evAdmitted:
 		c.onAdmitted(ev.adm)
+	case evTakeover:
+		c.onTakeover()
+	case evRedialed:
+		c.onRedialed(ev)
 	}
 	if c.b.states != nil && c.stateDirty {
 		c.replicate()
@@ -540,6 +549,9 @@ func (c *call) maybeRelease() {
 	if c.byeAfterAck {
 		return // bounded by the ACK wait
 	}
+	if c.a.byeOwed || c.bl.byeOwed {
+		return // a call taken over: bounded by the dial (takeoverDialTimeout)
+	}
 	c.release()
 }
 
@@ -655,6 +667,12 @@ func (c *call) onConnLost(cn *conn) {
 
 // bye sends BYE on leg l (fire and forget: the dialog ends either way).
 func (c *call) bye(l *leg) {
+	if c.takenOver != nil && (l.conn == nil || l.conn.closed()) {
+		// No connection to the peer since the takeover: BYE once dialed.
+		c.redial(l)
+		l.byeOwed = l.dialing
+		return
+	}
 	if l.conn == nil || l.conn.closed() || l.remoteTag == "" && l.side == SideB {
 		return
 	}

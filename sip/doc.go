@@ -39,6 +39,13 @@
 //     call (CallState: both dialogs, trunks, session timer, the media
 //     session's snapshot) written when the call is confirmed and after
 //     each completed exchange, refresh or transfer, deleted at its end.
+//   - takeover.go: with a cluster, the calls of a lost node rebuilt from
+//     their CallState (B2BUA.Takeover, on SIGUSR1 in the command):
+//     confirmed at once, media restored on the same relay ports
+//     (media.Engine.Restore), dialogs registered, session timer
+//     continued, slot adopted, state written again under this node's id;
+//     the peers' next requests arrive on new connections (accepted by the
+//     trunk's identity), and each leg's remote target is dialed.
 //
 // # One owner per call
 //
@@ -93,6 +100,9 @@
 //	                                         |
 //	                                         v
 //	                                     terminated: release ran
+//
+// A call taken over from another node of a cluster (takeover.go) starts
+// in confirmed: it was confirmed where it began.
 //
 // With a cluster, init also covers the admission in flight: a call the
 // cluster (or, with Redis unreachable, the local limits) refuses goes
@@ -153,7 +163,8 @@
 //
 // Every goroutine has an owner that stops it: the accept loops, the
 // keepalive and housekeeping loops and the calls' loops and helpers
-// (DNS, dialing, cluster admissions and releases, state writes) belong to
+// (DNS, dialing, cluster admissions and releases, state writes, the dials
+// of a call taken over) belong to
 // the B2BUA (Close waits for them); handshakes and connection
 // readers to the transport (Close closes the connections and waits).
 //
@@ -161,6 +172,24 @@
 //
 // A caller's connection cannot be re-opened (callers are often behind
 // NAT), so when it dies the call ends; REFER, SUBSCRIBE and MESSAGE are
-// answered 405. With a cluster, the state of answered calls is replicated
-// but no node takes a lost node's calls over yet.
+// answered 405.
+//
+// With a cluster, a call taken over (takeover.go) carries on with what its
+// last state write held; what does not survive the loss of its node:
+//   - calls not answered yet, and transactions in flight (a re-INVITE, an
+//     UPDATE, a transfer): no state is written before they complete;
+//   - the TLS connections: toward leg B and toward a caller whose Contact
+//     can be reached, new ones are dialed at once; a caller behind NAT is
+//     reached again only once it sends a request (a BYE from the callee
+//     before that cannot be delivered to the caller: the call ends on leg
+//     B only, and the caller's own media timeout or BYE ends its side);
+//   - an in-dialog request from a peer before its leg's connection is
+//     back (a re-INVITE from the callee while the caller has not
+//     reconnected) is refused as any request the other leg cannot take;
+//   - a caller without a certificate (an unauthenticated trunk): its new
+//     connection cannot be matched to the call, its requests get 403;
+//   - the route's transforms (only used for leg B's INVITE) and the media
+//     quality figures, codec and clock rates of the lost node's part of the
+//     call (the CDR's media statistics are the new node's only; MOS and
+//     jitter are not computed on a restored stream until a new SDP).
 package sip

@@ -135,12 +135,13 @@ func (c *call) onRequest(ev event) {
 			return
 		}
 	}
-	if !c.fromPeer(l, f, ev.conn) {
+	if !c.fromPeer(l, f, ev.conn) && !c.takenOverPeer(l, ev.conn) {
 		c.log.Warn().Str("remote", ev.conn.remote).Str("leg", l.side.String()).Str("method", string(req.Method)).
 			Msg("in-dialog request from a connection that is not the leg's peer: refused")
 		c.respond(tx, c.b.refusalResponse(req, refuseNotParty, "", c.id))
 		return
 	}
+	c.adoptConn(l, ev.conn)
 	if cs := req.CSeq().SeqNo; l.remoteCSeq != 0 && cs < l.remoteCSeq {
 		c.respond(tx, c.b.refusalResponse(req, refuseCSeqOrder, "", c.id))
 		return

@@ -47,6 +47,11 @@ type leg struct {
 	inviteOut *clientTx // a re-INVITE to this leg not answered yet
 	updateIn  *serverTx // an UPDATE with an offer from this leg not answered yet
 	updateOut *clientTx // an UPDATE with an offer to this leg not answered yet
+
+	// A call taken over (takeover.go): a connection toward the peer is
+	// being dialed; a BYE waits for it.
+	dialing bool
+	byeOwed bool
 }
 
 // oaState is a leg's offer/answer state (RFC 3264, RFC 6337 §3): who owes

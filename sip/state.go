@@ -106,6 +106,8 @@ type CallStateLeg struct {
 	Trunk      string   `json:"trunk"`
 	Identities []string `json:"identities,omitempty"`
 	Peer       string   `json:"peer,omitempty"`
+	// SNI is the server name the SBC sent when it dialed the peer (leg B).
+	SNI string `json:"sni,omitempty"`
 	// What the peer said it does.
 	PeerUpdate bool `json:"peer_update,omitempty"`
 	Peer100rel bool `json:"peer_100rel,omitempty"`
@@ -193,7 +195,7 @@ func legState(l *leg) CallStateLeg {
 		s.RouteSet = append(s.RouteSet, r.String())
 	}
 	if cn := l.conn; cn != nil {
-		s.Identities, s.Peer = cn.identities, cn.remote
+		s.Identities, s.Peer, s.SNI = cn.identities, cn.remote, cn.sni
 	}
 	return s
 }

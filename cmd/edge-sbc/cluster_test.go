@@ -2,17 +2,23 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 
+	"github.com/edge-sbc/edge-sbc/sip"
+	"github.com/edge-sbc/edge-sbc/sip/cluster"
 	"github.com/edge-sbc/edge-sbc/sip/siptest"
 )
 
@@ -90,5 +96,59 @@ func TestServeCluster(t *testing.T) {
 	}
 	if g := gauge(t, s.reg, "edge_sbc_cluster_redis_up"); g != -1 {
 		t.Fatalf("edge_sbc_cluster_redis_up = %v without a cluster section", g)
+	}
+}
+
+func TestHasAddress(t *testing.T) {
+	if ok, err := hasAddress(netip.MustParseAddr("127.0.0.1")); err != nil || !ok {
+		t.Fatalf("127.0.0.1: %v %v", ok, err)
+	}
+	if ok, err := hasAddress(netip.MustParseAddr("192.0.2.77")); err != nil || ok {
+		t.Fatalf("192.0.2.77 (TEST-NET-1): %v %v", ok, err)
+	}
+}
+
+type fakeStates struct {
+	states map[string][]byte
+	err    error
+}
+
+func (f fakeStates) Load(context.Context) (map[string][]byte, error) { return f.states, f.err }
+
+type fakeTaker struct{ got map[string][]byte }
+
+func (f *fakeTaker) Takeover(_ context.Context, states map[string][]byte) sip.TakeoverResult {
+	f.got = states
+	return sip.TakeoverResult{Taken: len(states)}
+}
+
+// TestTakeOverCalls: the states that opened are taken over even when some
+// did not (ErrSealed, reported); Redis unavailable takes nothing.
+func TestTakeOverCalls(t *testing.T) {
+	ctx := context.Background()
+	tk := &fakeTaker{}
+	sealed := fmt.Errorf("%w: 1 of 2", cluster.ErrSealed)
+	res, err := takeOverCalls(ctx, fakeStates{states: map[string][]byte{"c1": []byte("{}")}, err: sealed}, tk)
+	if !errors.Is(err, cluster.ErrSealed) || res.Taken != 1 || len(tk.got) != 1 {
+		t.Fatalf("with a sealed state: %+v, %v", res, err)
+	}
+	tk.got = nil
+	res, err = takeOverCalls(ctx, fakeStates{err: cluster.ErrUnavailable}, tk)
+	if !errors.Is(err, cluster.ErrUnavailable) || res.Taken != 0 || tk.got != nil {
+		t.Fatalf("Redis unavailable: %+v, %v", res, err)
+	}
+}
+
+// TestStartupSignalsTakeover: SIGUSR1s queued during start-up make one
+// takeover, after the reload.
+func TestStartupSignalsTakeover(t *testing.T) {
+	ch := make(chan os.Signal, 4)
+	ch <- syscall.SIGUSR1
+	ch <- syscall.SIGHUP
+	ch <- syscall.SIGUSR1
+	var did []string
+	stop := handleStartupSignals(ch, func() { did = append(did, "reload") }, func() { did = append(did, "takeover") }, zerolog.Nop())
+	if stop != nil || strings.Join(did, ",") != "reload,takeover" {
+		t.Fatalf("stop %v, did %v", stop, did)
 	}
 }

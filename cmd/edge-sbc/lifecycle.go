@@ -16,7 +16,8 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// subscribeSignals routes SIGHUP, SIGTERM and SIGINT to the returned
+// subscribeSignals routes SIGHUP, SIGTERM, SIGINT and SIGUSR1 (take the
+// cluster's calls over, cluster.go) to the returned
 // channel. cmdRun calls it before anything else: until it is called, Go's
 // default action for these signals ends the process, so a SIGHUP sent while
 // the SBC starts (systemctl reload during a slow start) would kill it. A
@@ -24,7 +25,7 @@ import (
 // once the SBC has started. stop undoes the subscription.
 func subscribeSignals() (sigs <-chan os.Signal, stop func()) {
 	ch := make(chan os.Signal, 8)
-	signal.Notify(ch, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(ch, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 	return ch, func() { signal.Stop(ch) }
 }
 
@@ -32,6 +33,10 @@ func subscribeSignals() (sigs <-chan os.Signal, stop func()) {
 func isStop(s os.Signal) bool {
 	return s == syscall.SIGTERM || s == syscall.SIGINT
 }
+
+// isTakeover reports whether s asks the SBC to take the cluster's calls
+// over (SIGUSR1: keepalived's notify_master).
+func isTakeover(s os.Signal) bool { return s == syscall.SIGUSR1 }
 
 // idleWaiter is what the drain waits on (*sip.B2BUA).
 type idleWaiter interface {

@@ -333,13 +333,16 @@ func (s *sbc) run(sigs <-chan os.Signal) os.Signal {
 	s.log.Info().Str("version", version).Str("fqdn", s.cfg.Node.FQDN).Msg("edge-sbc ready")
 	notify(s.log, daemon.SdNotifyReady)
 
-	stop := handleStartupSignals(sigs, s.reload, s.log)
+	stop := handleStartupSignals(sigs, s.reload, s.takeover, s.log)
 	for stop == nil {
 		select {
 		case sig := <-sigs:
-			if isStop(sig) {
+			switch {
+			case isStop(sig):
 				stop = sig
-			} else {
+			case isTakeover(sig):
+				s.takeover()
+			default:
 				s.reload()
 			}
 		case <-s.wdog:
@@ -375,21 +378,30 @@ func (s *sbc) close() {
 
 // handleStartupSignals handles the signals queued while the SBC started:
 // any number of SIGHUPs make one reload (the file may have changed since
-// it was read), and a SIGTERM or SIGINT is returned, to stop now.
-func handleStartupSignals(sigs <-chan os.Signal, doReload func(), log zerolog.Logger) os.Signal {
-	hups := 0
+// it was read), any number of SIGUSR1s one takeover (after the reload),
+// and a SIGTERM or SIGINT is returned, to stop now.
+func handleStartupSignals(sigs <-chan os.Signal, doReload, doTakeover func(), log zerolog.Logger) os.Signal {
+	hups, usr1 := 0, 0
 	for {
 		select {
 		case s := <-sigs:
-			if isStop(s) {
+			switch {
+			case isStop(s):
 				log.Info().Str("signal", s.String()).Msg("stop signal received during start-up")
 				return s
+			case isTakeover(s):
+				usr1++
+			default:
+				hups++
 			}
-			hups++
 		default:
 			if hups > 0 {
 				log.Info().Int("signals", hups).Msg("SIGHUP received during start-up: reloading now")
 				doReload()
+			}
+			if usr1 > 0 {
+				log.Info().Msg("SIGUSR1 received during start-up: taking over now")
+				doTakeover()
 			}
 			return nil
 		}

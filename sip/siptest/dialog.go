@@ -136,6 +136,14 @@ func (p *Peer) UASDialog(inv *sip.Request, tag string) *Dialog {
 	return d
 }
 
+// On is the dialog as peer p continues it (a new connection of the same
+// party: its requests carry p's Via and Contact).
+func (d *Dialog) On(p *Peer) *Dialog {
+	c := *d
+	c.p = p
+	return &c
+}
+
 // Request builds an in-dialog request (CSeq incremented except for ACK,
 // which takes cseq).
 func (d *Dialog) Request(method sip.RequestMethod, sdp []byte, cseq ...uint32) *sip.Request {

@@ -13,6 +13,7 @@ import (
 // temporary directory, no persistence. It is killed when the test ends.
 type Redis struct {
 	t    testing.TB
+	host string
 	bin  string
 	dir  string
 	Port int
@@ -25,14 +26,21 @@ type Redis struct {
 // installed (make test-deps installs Debian's redis-server).
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
+	return StartRedisOn(t, "127.0.0.1")
+}
+
+// StartRedisOn is StartRedis listening on host (an IPv4 address of this
+// host, or of the test's network namespace).
+func StartRedisOn(t testing.TB, host string) *Redis {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Skip("redis-server is not installed (apt-get install redis-server, or make test-deps): the cluster tests need a real Redis")
 	}
-	r := &Redis{t: t, bin: bin, dir: t.TempDir()}
+	r := &Redis{t: t, host: host, bin: bin, dir: t.TempDir()}
 	t.Cleanup(r.Kill)
 	for try := 0; ; try++ {
-		r.Port = freeTCPPort(t)
+		r.Port = freeTCPPort(t, r.host)
 		err := r.start()
 		if err == nil {
 			return r
@@ -44,11 +52,11 @@ func StartRedis(t testing.TB) *Redis {
 }
 
 // Addr is the server's host:port.
-func (r *Redis) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.Port)) }
+func (r *Redis) Addr() string { return net.JoinHostPort(r.host, strconv.Itoa(r.Port)) }
 
-func freeTCPPort(t testing.TB) int {
+func freeTCPPort(t testing.TB, host string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,8 +67,14 @@ func freeTCPPort(t testing.TB) int {
 // start runs redis-server on r.Port and waits until it accepts.
 func (r *Redis) start() error {
 	r.out = &SyncBuffer{}
-	r.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.Port), "--bind", "127.0.0.1", "--dir", r.dir,
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
+	// Protected mode refuses clients from other addresses than loopback
+	// when Redis has no password: off for a test's own namespace.
+	protected := "yes"
+	if ip := net.ParseIP(r.host); ip == nil || !ip.IsLoopback() {
+		protected = "no"
+	}
+	r.cmd = exec.Command(r.bin, "--port", strconv.Itoa(r.Port), "--bind", r.host, "--dir", r.dir,
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", protected,
 		"--logfile", "", "--loglevel", "warning")
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	if err := r.cmd.Start(); err != nil {

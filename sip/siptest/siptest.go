@@ -474,8 +474,14 @@ type Listener struct {
 // Listen starts a TLS listener with name's certificate.
 func Listen(t testing.TB, pki *PKI, name string) *Listener {
 	t.Helper()
+	return ListenOn(t, pki, name, "127.0.0.1:0")
+}
+
+// ListenOn is Listen on addr (host:port, port 0: any).
+func ListenOn(t testing.TB, pki *PKI, name, addr string) *Listener {
+	t.Helper()
 	cfg := &tls.Config{Certificates: []tls.Certificate{pki.Cert(t, name)}, ClientCAs: pki.pool, ClientAuth: tls.VerifyClientCertIfGiven}
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	ln, err := tls.Listen("tcp", addr, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,13 +89,22 @@ type SBC struct {
 // cleanup, and the test fails if it does not exit 0.
 func StartSBC(t testing.TB, config string) *SBC {
 	t.Helper()
+	return StartSBCWith(t, config)
+}
+
+// StartSBCWith is StartSBC with the process started through wrap (a
+// command and its arguments that exec the rest, such as `ip netns exec
+// NS`): the process signalled and killed is then the SBC itself.
+func StartSBCWith(t testing.TB, config string, wrap ...string) *SBC {
+	t.Helper()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "edge-sbc.yaml")
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s := &SBC{t: t, done: make(chan struct{}), ConfigPath: path}
-	s.cmd = exec.Command(Binary(t), "run", "--config", path)
+	argv := append(append(append([]string(nil), wrap...), Binary(t)), "run", "--config", path)
+	s.cmd = exec.Command(argv[0], argv[1:]...)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
