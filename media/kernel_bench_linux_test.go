@@ -69,7 +69,9 @@ func TestFastpathBench(t *testing.T) {
 		name     string
 		pps, cpu float64 // the highest rate within 0.5 % loss; CPU µs/packet at cpuRate
 	}
-	const cpuRate = 50e3 // every path carries it without loss
+	// First the ramp of every path, then the CPU at a rate that every
+	// path carried without loss in this run (60 % of the lowest maximum):
+	// a path measured above its maximum would be counted while it drops.
 	var rows []row
 	for _, p := range paths {
 		to, stop := p.build(t)
@@ -82,22 +84,34 @@ func TestFastpathBench(t *testing.T) {
 			}
 			best = r
 		}
+		stop()
+		rows = append(rows, row{name: p.name, pps: best.received})
+	}
+	lowest := rows[0].pps
+	for _, r := range rows {
+		lowest = min(lowest, r.pps)
+	}
+	cpuRate := max(10e3, float64(int(0.6*lowest/5e3))*5e3)
+	for i, p := range paths {
+		to, stop := p.build(t)
 		// CPU: the machine's busy time while the path carries cpuRate,
 		// minus its busy time in an idle window just before (other
-		// tenants of the machine), per packet; the median of 3.
+		// tenants of the machine), per packet; the median of 5.
 		var cpus []float64
-		for range 3 {
+		for range 5 {
 			idle := idleBusy(t, 2*time.Second)
 			r := benchRun(t, a, b, to, cpuRate, 2*time.Second)
 			cpus = append(cpus, max(0, r.busySec-idle)/(r.received*r.window))
 		}
 		slices.Sort(cpus)
 		stop()
-		rows = append(rows, row{p.name, best.received, cpus[1] * 1e6})
-		t.Logf("%-22s CPU µs/packet at %.0f/s: %.2f %.2f %.2f", p.name, cpuRate, cpus[0]*1e6, cpus[1]*1e6, cpus[2]*1e6)
+		rows[i].cpu = cpus[2] * 1e6
+		t.Logf("%-22s CPU µs/packet at %.0f/s: %.2f %.2f %.2f %.2f %.2f", p.name, cpuRate,
+			cpus[0]*1e6, cpus[1]*1e6, cpus[2]*1e6, cpus[3]*1e6, cpus[4]*1e6)
 	}
 	var sb strings.Builder
-	fmt.Fprintf(&sb, "\n%-22s %22s %26s %16s\n", "path", "packets/s (<=0.5% loss)", "CPU µs/packet (system)", "over the floor")
+	fmt.Fprintf(&sb, "\nCPU measured at %.0f packets/s\n", cpuRate)
+	fmt.Fprintf(&sb, "%-22s %22s %26s %16s\n", "path", "packets/s (<=0.5% loss)", "CPU µs/packet (system)", "over the floor")
 	for _, r := range rows {
 		fmt.Fprintf(&sb, "%-22s %22.0f %26.2f %16.2f\n", r.name, r.pps, r.cpu, r.cpu-rows[0].cpu)
 	}

@@ -417,6 +417,13 @@ func readerGoroutines() int {
 
 func TestCloseStopsReaders(t *testing.T) {
 	e := testEngine(t, nil)
+	// The readers of the tests before (their engines closed) may still be
+	// leaving the goroutine dump: the count is taken once they are gone,
+	// or after 2 s (then whatever is left is the baseline).
+	deadline := time.Now().Add(2 * time.Second)
+	for readerGoroutines() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	base := readerGoroutines()
 	s := e.NewSession(SessionConfig{AdvertiseA: lo, AdvertiseB: lo})
 	if _, err := s.Offer(SideA, webexOffer); err != nil { // 4 streams, RTCP muxed or none (BFCP)
