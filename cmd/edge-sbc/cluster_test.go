@@ -152,3 +152,66 @@ func TestStartupSignalsTakeover(t *testing.T) {
 		t.Fatalf("stop %v, did %v", stop, did)
 	}
 }
+
+// TestWatchAddress: the service address present at the first look is no
+// trigger; each appearance after an absence is one (a failing look counts
+// as absent); triggers not yet handled are not doubled; stop ends the
+// goroutine.
+func TestWatchAddress(t *testing.T) {
+	addr := netip.MustParseAddr("192.0.2.10")
+	looks := make(chan error) // nil: present; errAbsent: absent; other: a failing look
+	errAbsent := errors.New("absent")
+	has := func(a netip.Addr) (bool, error) {
+		if a != addr {
+			t.Errorf("looked for %s", a)
+		}
+		err := <-looks
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, errAbsent):
+			return false, nil
+		}
+		return false, err
+	}
+	var appeared <-chan struct{}
+	var stop func()
+	started := make(chan struct{})
+	go func() { appeared, stop = watchAddress(addr, time.Millisecond, has, zerolog.Nop()); close(started) }()
+	looks <- nil // present at start
+	<-started
+	defer func() {
+		close(looks) // a look in progress returns (present)
+		stop()
+	}()
+	none := func(what string) {
+		t.Helper()
+		select {
+		case <-appeared:
+			t.Fatalf("a trigger %s", what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	looks <- nil
+	looks <- nil
+	none("while the address was there from the start")
+	looks <- errAbsent
+	looks <- nil // appeared
+	looks <- nil
+	looks <- errors.New("netlink says no") // failing: absent
+	looks <- nil                           // appeared again, not handled yet
+	looks <- nil
+	select {
+	case <-appeared:
+	case <-time.After(time.Second):
+		t.Fatal("no trigger when the address appeared")
+	}
+	none("doubled: two appearances before one was handled make one")
+	looks <- errAbsent
+	looks <- nil
+	select {
+	case <-appeared:
+	case <-time.After(time.Second):
+		t.Fatal("no trigger when the address appeared again")
+	}
+}
