@@ -236,3 +236,29 @@ func TestClusterStartOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestShutdownHandoff: shutdown.handoff defaults to false, is read with a
+// cluster section, and is refused without one (there is nobody to hand
+// the calls to).
+func TestShutdownHandoff(t *testing.T) {
+	key := keyFile(t, testKey)
+	c, err := Parse([]byte(withCluster(t, clusterBody(key, ""))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Shutdown.Handoff {
+		t.Fatal("shutdown.handoff defaults to true, want false")
+	}
+	c, err = Parse([]byte(withCluster(t, clusterBody(key, "")) + "shutdown: { handoff: true }\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Shutdown.Handoff {
+		t.Fatal("shutdown.handoff: true not read")
+	}
+	_, err = Parse([]byte(base(t) + "shutdown: { handoff: true }\n"))
+	var ke *KeyError
+	if !errors.As(err, &ke) || ke.Key != "shutdown.handoff" || !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "cluster section") {
+		t.Fatalf("handoff without a cluster section: error %v, want shutdown.handoff refused naming the cluster section", err)
+	}
+}

@@ -351,6 +351,13 @@ type Shutdown struct {
 	// the process TimeoutStopSec (90s) after SIGTERM. A second SIGTERM or
 	// SIGINT ends the drain at once.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// Handoff: on SIGTERM or SIGINT, while another node of the cluster is
+	// alive, hand the answered calls over to it instead of draining: write
+	// their state, then stop without BYE and without their CDRs (the node
+	// that takes them over ends them). Calls not answered yet are ended as
+	// in a drain. Without another live node (or Redis) the normal drain
+	// runs. Needs a cluster section. Default false.
+	Handoff bool `yaml:"handoff"`
 }
 
 // Load reads, decodes strictly (unknown keys are errors), fills defaults and

@@ -12,8 +12,8 @@ import (
 // trunks (all keys), routes, sip.provisional_timeout, sip.answer_timeout,
 // sip.session_expires, sip.header_allow_list, sip.body_allow_list, limits
 // (all keys), log.level,
-// shutdown.drain_timeout, and the contents of the tls.cert, tls.key and
-// tls.ca files (re-read by the certificate store).
+// shutdown.drain_timeout, shutdown.handoff, and the contents of the
+// tls.cert, tls.key and tls.ca files (re-read by the certificate store).
 //
 // Start-only — read once when the process starts; a reload that changes any
 // of them is refused whole (see StartOnlyChanges) and a restart is needed:

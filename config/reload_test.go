@@ -28,7 +28,7 @@ var (
 		"trunks[0].*", "routes[0].*",
 		"sip.provisional_timeout", "sip.answer_timeout", "sip.session_expires", "sip.header_allow_list", "sip.body_allow_list",
 		"limits.*",
-		"log.level", "shutdown.drain_timeout",
+		"log.level", "shutdown.drain_timeout", "shutdown.handoff",
 	}
 )
 

@@ -436,6 +436,9 @@ func (c *Config) validateShutdown() error {
 	if limit := SystemdStopTimeout - StopMargin; d >= limit {
 		return bad("shutdown.drain_timeout", "%s: must be below %s: systemd kills edge-sbc %s after SIGTERM (TimeoutStopSec in config/systemd/edge-sbc.service) and ending the remaining calls with BYE and writing their CDRs needs %s", d, limit, SystemdStopTimeout, StopMargin)
 	}
+	if c.Shutdown.Handoff && c.Cluster == nil {
+		return bad("shutdown.handoff", "true needs a cluster section: there is no other node to hand the calls to")
+	}
 	return nil
 }
 

@@ -95,11 +95,12 @@ const (
 	evAdmitted                   // a cluster admission's result (admission.go)
 	evTakeover                   // the call was taken over from another node (takeover.go)
 	evRedialed                   // a connection toward a leg's peer of a call taken over (or an error)
+	evHandoff                    // a step of the hand-over to the cluster (handoff.go)
 )
 
 func (k evKind) String() string {
 	return [...]string{"start", "resolved", "dialed", "request", "ack", "cancel", "response", "tx_timeout",
-		"tx_error", "stray_2xx", "timer", "media_timeout", "conn_lost", "hangup", "admitted", "takeover", "redialed"}[k]
+		"tx_error", "stray_2xx", "timer", "media_timeout", "conn_lost", "hangup", "admitted", "takeover", "redialed", "handoff"}[k]
 }
 
 // event is one thing that happened to a call.
@@ -120,6 +121,10 @@ type event struct {
 	xfer    bool // evResolved, evDialed, evStray2xx: for the transfer in progress
 	ref     any  // evDialed of a transfer: its *xferAttempt
 	adm     *admitResult
+	// evHandoff: where the step's answer goes, and whether it is the
+	// release (the second step).
+	handoff        chan<- handoffStep
+	handoffRelease bool
 }
 
 func (e event) name() string {
@@ -219,6 +224,8 @@ type call struct {
 
 	// Takeover (takeover.go): set on a call another node carried.
 	takenOver *takeoverInfo
+	// Hand-over (handoff.go): released for another node, without BYE.
+	handedOff bool
 
 	// For the CDR.
 	answerAt  time.Time
@@ -344,6 +351,8 @@ func (c *call) handle(ev event) {
 		c.onTakeover()
 	case evRedialed:
 		c.onRedialed(ev)
+	case evHandoff:
+		c.onHandoff(ev)
 	}
 	if c.b.states != nil && c.stateDirty {
 		c.replicate()
@@ -363,6 +372,8 @@ func (c *call) afterEnd(ev event) {
 		}
 	case evAdmitted:
 		c.afterAdmitted(ev.adm)
+	case evHandoff:
+		ev.handoff <- handoffStep{} // buffered: the call is gone
 	}
 }
 
@@ -567,7 +578,9 @@ func (c *call) release() {
 	}
 	clear(c.timers)
 	for tx := range c.stxs {
-		if !tx.isFinal() {
+		// A call handed over answers nothing more: what is in flight
+		// times out at the peer, as when a node is lost.
+		if !tx.isFinal() && !c.handedOff {
 			r := refuseNoDialog
 			if tx.req.IsInvite() {
 				r = refuseTerminated
@@ -599,6 +612,12 @@ func (c *call) release() {
 		mstats["before_transfer"] = c.oldMedia
 	}
 	c.b.planner.release(c.plan)
+	if c.handedOff {
+		// Its slot and state are the taker's now (cluster.Leave removes
+		// this node's counts); the taker writes the CDR.
+		c.attempts, c.forks, c.winner, c.active, c.inv = nil, nil, nil, nil, nil
+		return
+	}
 	c.releaseShared(c.admKey)
 	c.admKey = ""
 	c.forgetState()

@@ -40,12 +40,19 @@
 //     session's snapshot) written when the call is confirmed and after
 //     each completed exchange, refresh or transfer, deleted at its end.
 //   - takeover.go: with a cluster, the calls of a lost node rebuilt from
-//     their CallState (B2BUA.Takeover, on SIGUSR1 in the command):
+//     their CallState (B2BUA.Takeover; the command calls it on SIGUSR1
+//     and when the service address appears on one of its interfaces,
+//     one takeover at a time, the second skipping the calls it carries):
 //     confirmed at once, media restored on the same relay ports
 //     (media.Engine.Restore), dialogs registered, session timer
 //     continued, slot adopted, state written again under this node's id;
 //     the peers' next requests arrive on new connections (accepted by the
 //     trunk's identity), and each leg's remote target is dialed.
+//   - handoff.go: with a cluster, the hand-over of a node that stops
+//     (B2BUA.Handoff, on SIGTERM with shutdown.handoff in the command):
+//     each confirmed call's state written once more and waited for, then
+//     the call released without BYE, CDR, slot release or state delete,
+//     for the node that takes it over; calls in setup are left for Close.
 //
 // # One owner per call
 //
@@ -102,7 +109,9 @@
 //	                                     terminated: release ran
 //
 // A call taken over from another node of a cluster (takeover.go) starts
-// in confirmed: it was confirmed where it began.
+// in confirmed: it was confirmed where it began. A call handed over
+// (handoff.go) goes from confirmed to terminated directly: release runs
+// with nothing sent to the peers.
 //
 // With a cluster, init also covers the admission in flight: a call the
 // cluster (or, with Redis unreachable, the local limits) refuses goes
@@ -175,7 +184,9 @@
 // answered 405.
 //
 // With a cluster, a call taken over (takeover.go) carries on with what its
-// last state write held; what does not survive the loss of its node:
+// last state write held (after a hand-over: the state written at the
+// stop, or the last settled one when an exchange was in flight); what
+// does not survive the loss or hand-over of its node:
 //   - calls not answered yet, and transactions in flight (a re-INVITE, an
 //     UPDATE, a transfer): no state is written before they complete;
 //   - the TLS connections: toward leg B and toward a caller whose Contact

@@ -270,6 +270,7 @@ type stateOp struct {
 	value []byte
 	ttl   time.Duration
 	del   bool
+	done  chan<- error // buffered; told the write's result (handoff.go), or errSuperseded
 }
 
 // stateWriter writes one call's state in a helper goroutine, one operation
@@ -286,6 +287,9 @@ type stateWriter struct {
 // submit queues op for call c, starting the writer when idle.
 func (w *stateWriter) submit(c *call, op stateOp) {
 	w.mu.Lock()
+	if w.next != nil && w.next.done != nil {
+		w.next.done <- errSuperseded
+	}
 	w.next = &op
 	if w.running {
 		w.mu.Unlock()
@@ -319,6 +323,9 @@ func (w *stateWriter) run(c *call) {
 			err = b.states.Put(ctx, c.id, op.value, op.ttl)
 		}
 		cancel()
+		if op.done != nil {
+			op.done <- err
+		}
 		// Unavailable: the store writes it when Redis is back.
 		if err != nil && !errors.Is(err, cluster.ErrUnavailable) {
 			c.log.Debug().Err(err).Bool("delete", op.del).Msg("call state not written")

@@ -309,28 +309,41 @@ func newKey() []byte {
 }
 
 // TestTakeoverNetns (make test, and make test-cluster with the other
-// cluster tests; about 10 s, root only): two edge-sbc processes in two
+// cluster tests; about 20 s, root only): two edge-sbc processes in two
 // network namespaces sharing a service address, one real redis-server; a
-// call through the first with RTP flowing both ways; the first killed
-// with SIGKILL, the address moved to the second, SIGUSR1 to it: the media
+// call through the first with RTP flowing both ways; the first lost, the
+// address moved to the second, which takes the call over: the media
 // resumes through the second on the same ports (the gap is logged), and a
 // BYE from the caller on a new TLS connection ends both legs, with one CDR
-// from the second node carrying the call's start and answer times.
+// from the second node carrying the call's start and answer times. The
+// first node is lost three ways:
+//   - sigusr1 (pass-through and terminate): SIGKILL; the address moved and
+//     SIGUSR1 sent to the second node (the address trigger may come
+//     first: the second takeover skips the call);
+//   - address (pass-through): SIGKILL; the address moved, no signal: the
+//     second node takes over because the address appeared;
+//   - handoff (terminate): shutdown.handoff and SIGTERM with media
+//     flowing: no BYE to either peer, a prompt exit (measured), then the
+//     address moved, and the second node takes over by the address.
 func TestTakeoverNetns(t *testing.T) {
 	tp, inside := takeoverTopo(t)
 	if !inside {
 		return
 	}
 	redis := siptest.StartRedisOn(t, tkPeers)
-	for _, mode := range []string{"passthrough", "terminate"} {
-		t.Run(mode, func(t *testing.T) { takeoverCall(t, tp, redis, mode) })
+	for _, tc := range []struct{ mode, how string }{
+		{"passthrough", "sigusr1"}, {"terminate", "sigusr1"},
+		{"passthrough", "address"}, {"terminate", "handoff"},
+	} {
+		t.Run(tc.mode+"/"+tc.how, func(t *testing.T) { takeoverCall(t, tp, redis, tc.mode, tc.how) })
 	}
 }
 
 // takeoverCall is one failover of TestTakeoverNetns with the trunks' SRTP
 // mode mode (passthrough: plain RTP relayed as it is; terminate: SRTP
-// decrypted and encrypted again on both legs).
-func takeoverCall(t *testing.T, tp tkTopo, redis *siptest.Redis, mode string) {
+// decrypted and encrypted again on both legs), the first node lost as how
+// says (sigusr1, address, handoff: see TestTakeoverNetns).
+func takeoverCall(t *testing.T, tp tkTopo, redis *siptest.Redis, mode, how string) {
 	// The service address starts on n1.
 	_ = exec.Command("ip", "-n", tp.n2, "addr", "del", tkService+"/24", "dev", "eth0").Run()
 	_ = exec.Command("ip", "-n", tp.n1, "addr", "add", tkService+"/24", "dev", "eth0").Run()
@@ -357,7 +370,8 @@ routes:
 media: { bind: %[6]s, port_range: "30000-30099", fastpath: off }
 log: { level: debug, format: json }
 cluster: { node_id: %[7]s, role: %[8]s, state_key_file: %[10]q, redis: { addrs: [%[11]q] } }
-`, leaf.Cert, leaf.Key, pki.CA, svc, callee.Addr(), tkService, id, role, mode, key, redis.Addr())
+shutdown: { handoff: %[12]t }
+`, leaf.Cert, leaf.Key, pki.CA, svc, callee.Addr(), tkService, id, role, mode, key, redis.Addr(), how == "handoff")
 	}
 	n1 := harness.StartSBCWith(t, config("n1", "active"), "ip", "netns", "exec", tp.n1)
 	n2 := harness.StartSBCWith(t, config("n2", "standby"), "ip", "netns", "exec", tp.n2)
@@ -412,21 +426,52 @@ cluster: { node_id: %[7]s, role: %[8]s, state_key_file: %[10]q, redis: { addrs: 
 		t.Fatalf("n2 did not refuse a takeover without the service address\n%s", n2.Logs())
 	}
 
-	// n1 is lost; the address moves to n2, which is told to take over.
+	// n1 is lost; the address moves to n2, which takes over (told to,
+	// or because the address appeared).
 	killed := time.Now()
-	n1.Kill()
+	switch how {
+	case "handoff":
+		if err := n1.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-n1.Done():
+		case <-time.After(5 * time.Second):
+			t.Fatalf("n1 still runs 5 s after SIGTERM with shutdown.handoff\n%s", n1.Logs())
+		}
+		t.Logf("n1 handed over and exited %s after SIGTERM", time.Since(killed).Round(time.Millisecond))
+		if time.Since(killed) > 2*time.Second {
+			t.Errorf("n1 took %s to exit after SIGTERM with shutdown.handoff (want under 2 s: no drain)", time.Since(killed))
+		}
+		logs := n1.Logs()
+		if !strings.Contains(logs, `"cluster: handed off"`) || !strings.Contains(logs, `"handed_off":1`) || strings.Contains(logs, `"event":"call_end"`) {
+			t.Fatalf("n1 did not hand one call over without a CDR\n%s", logs)
+		}
+		for _, line := range strings.Split(logs, "\n") {
+			if strings.Contains(line, `"cluster: handed off"`) {
+				t.Logf("n1: %s", line)
+			}
+		}
+		isBye := func(m sip.Message) bool { r, ok := m.(*sip.Request); return ok && r.Method == sip.BYE }
+		a.Nothing(100*time.Millisecond, "BYE toward the caller of a call handed over", isBye)
+		b.Nothing(100*time.Millisecond, "BYE toward the callee of a call handed over", isBye)
+	default:
+		n1.Kill()
+	}
 	ipcmd(t, "-n", tp.n1, "addr", "del", tkService+"/24", "dev", "eth0")
 	ipcmd(t, "-n", tp.n2, "addr", "add", tkService+"/24", "dev", "eth0")
 	ipcmd(t, "-n", tp.peers, "neigh", "flush", "dev", "br0") // keepalived's gratuitous ARP
 	moved := time.Now()
-	if err := n2.Signal(syscall.SIGUSR1); err != nil {
-		t.Fatal(err)
+	if how == "sigusr1" {
+		if err := n2.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for rtpA.receivedAfter(killed) == 0 || rtpB.receivedAfter(killed) == 0 {
+	for rtpA.receivedAfter(moved) == 0 || rtpB.receivedAfter(moved) == 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("media did not resume through n2 within 10 s: %d packets at the caller, %d at the callee\n%s",
-				rtpA.receivedAfter(killed), rtpB.receivedAfter(killed), n2.Logs())
+				rtpA.receivedAfter(moved), rtpB.receivedAfter(moved), n2.Logs())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -434,15 +479,18 @@ cluster: { node_id: %[7]s, role: %[8]s, state_key_file: %[10]q, redis: { addrs: 
 		who string
 		r   *rtpStream
 	}{{"caller", rtpA}, {"callee", rtpB}} {
-		last, first := x.r.gap(killed)
-		t.Logf("media gap at the %s: %s without packets; resumed %s after the address moved and SIGUSR1 (%s from SIGKILL to then)",
-			x.who, first.Sub(last).Round(time.Millisecond), first.Sub(moved).Round(time.Millisecond), moved.Sub(killed).Round(time.Millisecond))
+		last, first := x.r.gap(moved)
+		t.Logf("%s: media gap at the %s: %s without packets; resumed %s after the address moved (%s from the loss to the move)",
+			how, x.who, first.Sub(last).Round(time.Millisecond), first.Sub(moved).Round(time.Millisecond), moved.Sub(killed).Round(time.Millisecond))
 		if first.Sub(moved) > 3*time.Second {
 			t.Errorf("the %s's media resumed %s after the address moved (want within 3 s)", x.who, first.Sub(moved))
 		}
 	}
 	if !strings.Contains(n2.Logs(), `"taken":1`) {
 		t.Fatalf("n2 did not log one call taken over\n%s", n2.Logs())
+	}
+	if how != "sigusr1" && !strings.Contains(n2.Logs(), `"trigger":"address"`) {
+		t.Fatalf("n2 did not take over by the address\n%s", n2.Logs())
 	}
 	resumed := time.Now()
 	time.Sleep(time.Second)

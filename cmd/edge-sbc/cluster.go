@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"time"
 
+	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
@@ -69,12 +71,14 @@ func startCluster(cl *cluster.Cluster, log zerolog.Logger) error {
 const takeoverTimeout = 15 * time.Second
 
 // takeover carries on the calls of the cluster that this node does not
-// carry (SIGUSR1: keepalived's notify_master once the service address is
-// here). Without a cluster section it says so and does nothing. A standby
-// node takes calls over only this way; an active one too, when told.
-func (s *sbc) takeover() {
+// carry, on SIGUSR1 (keepalived's notify_master once the service address
+// is here) or when the service address appears on an interface
+// (watchAddress); trigger names which in the log. Both run in the main
+// loop, one at a time; a second takeover skips the calls the first took.
+// Without a cluster section it says so and does nothing.
+func (s *sbc) takeover(trigger string) {
 	if s.cl == nil {
-		s.log.Warn().Msg("SIGUSR1: takeover asked, but there is no cluster section: ignored")
+		s.log.Warn().Msg(trigger + ": takeover asked, but there is no cluster section: ignored")
 		return
 	}
 	// The calls' media is on the service address: without it here, a
@@ -82,7 +86,7 @@ func (s *sbc) takeover() {
 	// (binding it proves nothing with net.ipv4.ip_nonlocal_bind).
 	if bind := s.eng.Config().BindAddr; !bind.IsUnspecified() {
 		if ok, err := hasAddress(bind); err != nil || !ok {
-			s.log.Warn().Err(err).Stringer("media.bind", bind).Msg("SIGUSR1: takeover refused: the service address is not on an interface of this node")
+			s.log.Warn().Err(err).Stringer("media.bind", bind).Msg(trigger + ": takeover refused: the service address is not on an interface of this node")
 			return
 		}
 	}
@@ -93,7 +97,7 @@ func (s *sbc) takeover() {
 	if err != nil || len(res.Failed) > 0 {
 		ev = s.log.Warn()
 	}
-	ev.Err(err).Str("role", s.cfg.Cluster.Role).Int("taken", res.Taken).Int("skipped", res.Skipped).
+	ev.Err(err).Str("trigger", trigger).Str("role", s.cfg.Cluster.Role).Int("taken", res.Taken).Int("skipped", res.Skipped).
 		Int("failed", len(res.Failed)).Msg("cluster: takeover")
 }
 
@@ -136,4 +140,113 @@ func hasAddress(addr netip.Addr) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// addressPoll is how often a cluster node looks for the service address
+// on its interfaces (watchAddress).
+const addressPoll = 200 * time.Millisecond
+
+// watchAddress looks for addr on this host's interfaces every poll, in a
+// goroutine that ends when ctx does (stop cancels and waits for it), and
+// sends on the returned channel (one slot: a trigger not yet handled is
+// not doubled) each time addr appears: absent at one look, present at
+// the next. Present at the first look is no trigger: the node may be the
+// first one up, with nothing to take over (SIGUSR1 still takes over). A
+// failing look counts as absent and is logged once per outage.
+func watchAddress(addr netip.Addr, poll time.Duration, has func(netip.Addr) (bool, error), log zerolog.Logger) (appeared <-chan struct{}, stop func()) {
+	ch := make(chan struct{}, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	present := func(failing *bool) bool {
+		ok, err := has(addr)
+		if err != nil {
+			if !*failing {
+				log.Warn().Err(err).Stringer("media.bind", addr).Msg("cluster: the service address cannot be looked for")
+			}
+			*failing = true
+			return false
+		}
+		*failing = false
+		return ok
+	}
+	failing := false
+	was := present(&failing)
+	go func() {
+		defer close(done)
+		t := time.NewTicker(poll)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			now := present(&failing)
+			if now && !was {
+				select {
+				case ch <- struct{}{}:
+				default:
+				}
+			}
+			was = now
+		}
+	}()
+	return ch, func() { cancel(); <-done }
+}
+
+// handoffCheckTimeout bounds the look for another live node at shutdown;
+// handoffTimeout the writes of the calls' states.
+const (
+	handoffCheckTimeout = time.Second
+	handoffTimeout      = 5 * time.Second
+)
+
+// handoff hands the answered calls over to another node of the cluster
+// instead of draining (shutdown.handoff), and reports whether it did:
+// with no cluster section, handoff false, Redis unreachable or no other
+// live node, it does nothing (the caller drains). Otherwise new calls are
+// refused, every confirmed call's state is written and the call let go
+// without BYE nor CDR (sip.B2BUA.Handoff), the calls left (in setup, or
+// whose state could not be written) are ended as a shutdown ends them,
+// and the node leaves the cluster (its heartbeat and counts removed at
+// once: the taker's Adopt counts each call once).
+func (s *sbc) handoff(stop os.Signal) bool {
+	if s.cl == nil || !s.b2b.Conf().Shutdown.Handoff {
+		return false
+	}
+	t0 := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), handoffCheckTimeout)
+	live, err := s.cl.LiveNodes(ctx)
+	cancel()
+	switch {
+	case err != nil:
+		s.log.Warn().Err(err).Str("signal", stop.String()).Msg("cluster: no hand-over (Redis cannot be used): draining")
+		return false
+	case len(live) == 0:
+		s.log.Warn().Str("signal", stop.String()).Msg("cluster: no hand-over (no other live node): draining")
+		return false
+	}
+	notify(s.log, daemon.SdNotifyStopping)
+	s.log.Info().Str("signal", stop.String()).Int("calls", s.b2b.ActiveCalls()).Strs("nodes", live).
+		Msg("shutting down: handing the answered calls over to the cluster (shutdown.handoff)")
+	s.b2b.Drain()
+	hctx, hcancel := context.WithTimeout(context.Background(), handoffTimeout)
+	res := s.b2b.Handoff(hctx)
+	hcancel()
+	for _, err := range res.Failed {
+		s.log.Warn().Err(err).Msg("cluster: call not handed over: ended with BYE")
+	}
+	if res.Left > 0 {
+		s.b2b.HangupAll("shutdown")
+	}
+	lctx, lcancel := context.WithTimeout(context.Background(), handoffCheckTimeout)
+	lerr := s.cl.Leave(lctx)
+	lcancel()
+	ev := s.log.Info()
+	if lerr != nil || len(res.Failed) > 0 {
+		ev = s.log.Warn()
+	}
+	ev.Err(lerr).Int("handed_off", res.HandedOff).Int("ended", res.Left).Int("failed", len(res.Failed)).
+		Strs("nodes", live).Dur("took", time.Since(t0)).Msg("cluster: handed off")
+	return true
 }

@@ -152,3 +152,117 @@ func TestStartupSignalsTakeover(t *testing.T) {
 		t.Fatalf("stop %v, did %v", stop, did)
 	}
 }
+
+// TestWatchAddress: the service address present at the first look is no
+// trigger; each appearance after an absence is one (a failing look counts
+// as absent); triggers not yet handled are not doubled; stop ends the
+// goroutine.
+func TestWatchAddress(t *testing.T) {
+	addr := netip.MustParseAddr("192.0.2.10")
+	looks := make(chan error) // nil: present; errAbsent: absent; other: a failing look
+	errAbsent := errors.New("absent")
+	has := func(a netip.Addr) (bool, error) {
+		if a != addr {
+			t.Errorf("looked for %s", a)
+		}
+		err := <-looks
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, errAbsent):
+			return false, nil
+		}
+		return false, err
+	}
+	var appeared <-chan struct{}
+	var stop func()
+	started := make(chan struct{})
+	go func() { appeared, stop = watchAddress(addr, time.Millisecond, has, zerolog.Nop()); close(started) }()
+	looks <- nil // present at start
+	<-started
+	defer func() {
+		close(looks) // a look in progress returns (present)
+		stop()
+	}()
+	none := func(what string) {
+		t.Helper()
+		select {
+		case <-appeared:
+			t.Fatalf("a trigger %s", what)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	looks <- nil
+	looks <- nil
+	none("while the address was there from the start")
+	looks <- errAbsent
+	looks <- nil // appeared
+	looks <- nil
+	looks <- errors.New("netlink says no") // failing: absent
+	looks <- nil                           // appeared again, not handled yet
+	looks <- nil
+	select {
+	case <-appeared:
+	case <-time.After(time.Second):
+		t.Fatal("no trigger when the address appeared")
+	}
+	none("doubled: two appearances before one was handled make one")
+	looks <- errAbsent
+	looks <- nil
+	select {
+	case <-appeared:
+	case <-time.After(time.Second):
+		t.Fatal("no trigger when the address appeared again")
+	}
+}
+
+// TestHandoffFallsBackToDrain: with shutdown.handoff, a node alone in the
+// cluster, or one that cannot reach Redis, does not hand over (the
+// caller drains), and says why; with another live node it hands over and
+// leaves the cluster (its heartbeat is gone from Redis at once).
+func TestHandoffFallsBackToDrain(t *testing.T) {
+	r := siptest.StartRedis(t)
+	key := filepath.Join(t.TempDir(), "cluster.key")
+	if err := os.WriteFile(key, []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	node := func(id string) (*sbc, *syncBuffer) {
+		extra := fmt.Sprintf("cluster: {node_id: %s, state_key_file: %q, redis: {addrs: [%q]}}\nshutdown: {handoff: true}", id, key, r.Addr())
+		var logs syncBuffer
+		s, err := build(startConfigWith(t, freeTCP(t), freeTCP(t), freeTCP(t), extra), "", &logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.start(); err != nil {
+			t.Fatalf("start: %v\n%s", err, logs.String())
+		}
+		t.Cleanup(s.close)
+		return s, &logs
+	}
+	n1, logs1 := node("n1")
+	if n1.handoff(syscall.SIGTERM) {
+		t.Fatal("handed over with no other live node")
+	}
+	if !strings.Contains(logs1.String(), "no other live node") || n1.b2b.Draining() {
+		t.Fatalf("no hand-over: not logged, or the drain's job done here\n%s", logs1.String())
+	}
+	n2, logs2 := node("n2")
+	if !n2.handoff(syscall.SIGTERM) {
+		t.Fatalf("no hand-over with n1 alive\n%s", logs2.String())
+	}
+	if !strings.Contains(logs2.String(), `"cluster: handed off"`) || !n2.b2b.Draining() {
+		t.Fatalf("hand-over not logged, or new calls still taken\n%s", logs2.String())
+	}
+	raw := redis.NewClient(&redis.Options{Addr: r.Addr(), Protocol: 2, DisableIdentity: true})
+	defer raw.Close()
+	if n, err := raw.Exists(context.Background(), "edge-sbc:node:n2:alive").Result(); err != nil || n != 0 {
+		t.Fatalf("n2's heartbeat is still in Redis after the hand-over: %v %v", n, err)
+	}
+	r.Kill()
+	if n1.handoff(syscall.SIGTERM) {
+		t.Fatal("handed over without Redis")
+	}
+	if !strings.Contains(logs1.String(), "Redis cannot be used") {
+		t.Fatalf("no hand-over without Redis: not logged\n%s", logs1.String())
+	}
+}

@@ -142,7 +142,9 @@ func serve(sigs <-chan os.Signal, path, stateDir string, stderr io.Writer) error
 		return err
 	}
 	stop := s.run(sigs)
-	s.drain(stop, sigs)
+	if !s.handoff(stop) { // shutdown.handoff (cluster.go)
+		s.drain(stop, sigs)
+	}
 	s.close()
 	return nil
 }
@@ -166,6 +168,7 @@ type sbc struct {
 	watched []*watchedListener
 	wdog    <-chan time.Time // the systemd watchdog tick; nil without one
 	wd      *watchdog
+	addrUp  <-chan struct{} // the service address appeared (watchAddress); nil without a cluster or with a wildcard media.bind
 	closers closers
 }
 
@@ -310,6 +313,14 @@ func (s *sbc) start() (err error) {
 		s.closers.push("watchdog tick", func() error { t.Stop(); return nil })
 		s.wdog = t.C
 	}
+	// A cluster node takes over when the service address reaches it
+	// (as on SIGUSR1): the watch starts after the B2BUA, whose calls it
+	// may add to.
+	if bind := s.eng.Config().BindAddr; s.cl != nil && !bind.IsUnspecified() {
+		var stopWatch func()
+		s.addrUp, stopWatch = watchAddress(bind, addressPoll, hasAddress, s.log)
+		s.closers.push("address watch", func() error { stopWatch(); return nil })
+	}
 	s.wd = newWatchdog(s.log, liveness(
 		probe{"sip listeners", listenersAlive(s.watched, every)},
 		probe{"sip", aliveOf(s.b2b)},
@@ -333,7 +344,7 @@ func (s *sbc) run(sigs <-chan os.Signal) os.Signal {
 	s.log.Info().Str("version", version).Str("fqdn", s.cfg.Node.FQDN).Msg("edge-sbc ready")
 	notify(s.log, daemon.SdNotifyReady)
 
-	stop := handleStartupSignals(sigs, s.reload, s.takeover, s.log)
+	stop := handleStartupSignals(sigs, s.reload, func() { s.takeover("SIGUSR1") }, s.log)
 	for stop == nil {
 		select {
 		case sig := <-sigs:
@@ -341,10 +352,13 @@ func (s *sbc) run(sigs <-chan os.Signal) os.Signal {
 			case isStop(sig):
 				stop = sig
 			case isTakeover(sig):
-				s.takeover()
+				s.takeover("SIGUSR1")
 			default:
 				s.reload()
 			}
+		case <-s.addrUp:
+			s.log.Info().Stringer("media.bind", s.eng.Config().BindAddr).Msg("cluster: the service address appeared on an interface: taking over")
+			s.takeover("address")
 		case <-s.wdog:
 			s.wd.ping()
 		}

@@ -42,6 +42,8 @@ type Cluster struct {
 	// the rewrite of the records holds it alone.
 	syncMu sync.RWMutex
 	up     atomic.Bool // the last operation or heartbeat reached Redis
+	left   atomic.Bool // Leave: nothing more is written
+	beatMu sync.Mutex  // held by beat and Leave: no heartbeat after Leave
 	ready  atomic.Bool // up and the node's records are in Redis: operations may use it
 	dirty  atomic.Bool // something did not reach Redis: rewrite the records
 	kick   chan struct{}
@@ -198,6 +200,11 @@ func (c *Cluster) run() {
 // beat refreshes the alive key, and rewrites this node's records when
 // Redis lost them or something did not reach it.
 func (c *Cluster) beat(ctx context.Context) {
+	c.beatMu.Lock()
+	defer c.beatMu.Unlock()
+	if c.left.Load() {
+		return
+	}
 	c.states.expire(time.Now())
 	octx, cancel := c.opContext(ctx)
 	prev, err := c.sc.heartbeat.Run(octx, c.rdb, nil, c.o.Prefix, c.o.NodeID, c.epoch,
@@ -317,7 +324,7 @@ func (c *Cluster) opContext(ctx context.Context) (context.Context, context.Cance
 
 // gate says whether an operation may use Redis now.
 func (c *Cluster) gate() error {
-	if c.ctx.Err() != nil {
+	if c.ctx.Err() != nil || c.left.Load() {
 		return ErrClosed
 	}
 	if !c.ready.Load() {

@@ -34,7 +34,9 @@
 // (SIGKILL, power, network) stops counting 6 s after its last heartbeat at
 // the latest. Its calls and count hashes expire 10 minutes after its last
 // heartbeat (they are refreshed with it), and the node is then dropped
-// from the nodes set.
+// from the nodes set. A node that hands its calls over (shutdown.handoff)
+// deletes its alive key and hashes itself (Leave) and so stops counting
+// at once; LiveNodes tells it first whether another node is there.
 //
 // # Operations per call
 //
