@@ -105,7 +105,13 @@ func takenOver(t *testing.T) *tkCall {
 func (c *tkCall) oneCDR(t *testing.T, by string) {
 	t.Helper()
 	c.n2.WaitIdle(t, 15*time.Second)
+	// The CDR is logged as the call is released, which may come a moment
+	// after the B2BUA counts no call.
 	logs := c.n2.Log.String()
+	for end := time.Now().Add(wait); !strings.Contains(logs, `"event":"call_end"`) && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond)
+		logs = c.n2.Log.String()
+	}
 	if n := strings.Count(logs, `"event":"call_end"`); n != 1 {
 		t.Fatalf("%d CDRs on n2, want 1", n)
 	}
