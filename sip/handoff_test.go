@@ -8,7 +8,6 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/edge-sbc/edge-sbc/sip/cluster"
 	"github.com/edge-sbc/edge-sbc/sip/siptest"
 )
 
@@ -19,32 +18,9 @@ import (
 // leaves the cluster, n2 takes the call over on the same media ports and
 // the callee's BYE ends it with one CDR, on n2.
 func TestClusterHandoff(t *testing.T) {
-	redis := siptest.StartRedis(t)
-	pki := siptest.NewPKI(t, "sbc.test", "caller.test", "callee.test")
-	quiet := func(o *cluster.Options) { o.HeartbeatInterval, o.HeartbeatTTL = time.Minute, 3*time.Minute }
-	l := siptest.Listen(t, pki, "callee.test")
-	start := func(id string) *siptest.SBC {
-		return siptest.StartSBC(t, pki, siptest.SBCOptions{Callee: l.Addr(),
-			Cluster: &siptest.ClusterOptions{NodeID: id, Redis: redis.Addr(), Mod: quiet}})
-	}
-	n1, n2 := start("n1"), start("n2")
-
-	a := siptest.Dial(t, pki, n1.MTLS, "caller.test", true)
-	rtpA, rtpB := siptest.NewRTP(t), siptest.NewRTP(t)
-	inv := a.NewInvite("sips:bob@sbc.test", siptest.SDP(rtpA.Port(), 1, ""))
-	a.Send(inv)
-	b := l.Accept(wait)
-	invB := b.Request(wait, sip.INVITE)
-	tagB := siptest.Tag()
-	b.Send(b.Reply(invB, 200, tagB, siptest.SDP(rtpB.Port(), 1, "")))
-	ok := a.Response(wait, sip.INVITE, 200)
-	dA := a.UACDialog(inv, ok)
-	a.Send(dA.Request(sip.ACK, nil, 1))
-	b.Request(wait, sip.ACK)
-	relayA, relayB := siptest.MediaAddr(t, ok.Body()), siptest.MediaAddr(t, invB.Body())
-	if !rtpA.Flows(relayA, rtpB, wait) || !rtpB.Flows(relayB, rtpA, wait) {
-		t.Fatal("no media through n1")
-	}
+	c := answeredOnN1(t)
+	n1, n2, l, a, b := c.n1, c.n2, c.l, c.a, c.b
+	rtpA, rtpB, relayA, relayB, invB, tagB := c.rtpA, c.rtpB, c.relayA, c.relayB, c.invB, c.tagB
 	// A second call, ringing: not handed over.
 	ring := a.NewInvite("sips:bob@sbc.test", siptest.SDP(rtpA.Port(), 1, ""))
 	a.Send(ring)
@@ -94,8 +70,5 @@ func TestClusterHandoff(t *testing.T) {
 	dB := b.UASDialog(invB, tagB).On(b2)
 	b2.Send(dB.Request(sip.BYE, nil))
 	b2.Response(wait, sip.BYE, 200)
-	n2.WaitIdle(t, 15*time.Second)
-	if n := strings.Count(n2.Log.String(), `"event":"call_end"`); n != 1 {
-		t.Fatalf("%d CDRs on n2, want 1", n)
-	}
+	(&tkCall{twoNodes: c, b2: b2}).oneCDR(t, "b")
 }

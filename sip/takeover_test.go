@@ -22,23 +22,24 @@ import (
 // connection with leg B's CSeq continued, sends the callee's BYE to the
 // caller over that connection, writes one CDR with the call's answer time
 // and deletes the state.
-// tkCall is a call answered on n1 and taken over by n2.
-type tkCall struct {
+// twoNodes is two B2BUAs sharing one Redis and one media port range, and
+// a call answered on n1 with media flowing both ways.
+type twoNodes struct {
 	pki            *siptest.PKI
-	n2             *siptest.SBC
-	b, b2          *siptest.Peer // the callee's connections from n1 and n2
+	l              *siptest.Listener // the callee's listener
+	n1, n2         *siptest.SBC
+	a, b           *siptest.Peer // the caller's and the callee's connections to and from n1
+	inv, invB      *sip.Request
 	dA             *siptest.Dialog
-	invB           *sip.Request
 	tagB           string
 	ok             *sip.Response
 	rtpA, rtpB     *siptest.RTP
 	relayA, relayB netip.AddrPort
 }
 
-// takenOver answers a call on n1 and has n2 take it over (same media port
-// range, one Redis) once n1's media relay and cluster are gone as if it
-// was killed; n2 dials the callee and relays media on the same ports.
-func takenOver(t *testing.T) *tkCall {
+// answeredOnN1 starts two nodes (heartbeats slowed so that nothing expires
+// during the test) and answers a call on n1.
+func answeredOnN1(t *testing.T) *twoNodes {
 	t.Helper()
 	redis := siptest.StartRedis(t)
 	pki := siptest.NewPKI(t, "sbc.test", "caller.test", "callee.test", "other.test")
@@ -66,6 +67,24 @@ func takenOver(t *testing.T) *tkCall {
 	if !rtpA.Flows(relayA, rtpB, wait) || !rtpB.Flows(relayB, rtpA, wait) {
 		t.Fatal("no media through n1")
 	}
+	return &twoNodes{pki: pki, l: l, n1: n1, n2: n2, a: a, b: b, inv: inv, invB: invB, dA: dA, tagB: tagB, ok: ok,
+		rtpA: rtpA, rtpB: rtpB, relayA: relayA, relayB: relayB}
+}
+
+// tkCall is a call answered on n1 and taken over by n2.
+type tkCall struct {
+	*twoNodes
+	b2 *siptest.Peer // the callee's connection from n2
+}
+
+// takenOver answers a call on n1 and has n2 take it over (same media port
+// range, one Redis) once n1's media relay and cluster are gone as if it
+// was killed; n2 dials the callee and relays media on the same ports.
+func takenOver(t *testing.T) *tkCall {
+	t.Helper()
+	c := answeredOnN1(t)
+	n1, n2, l := c.n1, c.n2, c.l
+	rtpA, rtpB, relayA, relayB := c.rtpA, c.rtpB, c.relayA, c.relayB
 
 	ctx := context.Background()
 	var states map[string][]byte
@@ -96,8 +115,7 @@ func takenOver(t *testing.T) *tkCall {
 	if !rtpA.Flows(relayA, rtpB, wait) || !rtpB.Flows(relayB, rtpA, wait) {
 		t.Fatal("no media through n2 on the same ports")
 	}
-	return &tkCall{pki: pki, n2: n2, b: b, b2: b2, dA: dA, invB: invB, tagB: tagB, ok: ok,
-		rtpA: rtpA, rtpB: rtpB, relayA: relayA, relayB: relayB}
+	return &tkCall{twoNodes: c, b2: b2}
 }
 
 // oneCDR checks that n2 wrote one CDR, hung up by by, with the answer time,
