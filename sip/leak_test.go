@@ -89,7 +89,12 @@ func TestNothingLeftPerCall(t *testing.T) {
 	bd.sbc.WaitIdle(t, wait)
 	time.Sleep(100 * time.Millisecond)
 	h1 := liveHeap()
+	// Workers started for the load exit after 5 s idle (workers.go): the
+	// goroutine count is read once they may have, at the latest.
 	g1 := runtime.NumGoroutine()
+	for end := time.Now().Add(6 * time.Second); g1 > g0+2 && time.Now().Before(end); g1 = runtime.NumGoroutine() {
+		time.Sleep(50 * time.Millisecond)
+	}
 	per := (float64(h1) - float64(h0)) / float64(n)
 	t.Logf("%d calls in %s (%.0f calls/s); live heap %d -> %d bytes: %.0f bytes per ended call; goroutines %d -> %d",
 		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), h0, h1, per, g0, g1)
