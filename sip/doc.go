@@ -151,9 +151,10 @@
 //     transaction's last response; clientTx.mu its timer.
 //   - conn.omu guards a connection's write queue (never held across the
 //     write: one writer at a time flushes what all queued, bounded by
-//     limits.write_timeout; a writer finding the queue full waits on
-//     conn.ofree until the flusher takes it); conn.mu guards the calls
-//     using it and its pending count.
+//     limits.write_timeout; no writer ever waits for room: one that would
+//     overfill the queue closes the connection, so a connection's reader,
+//     which writes too, never stops reading because of its own writes);
+//     conn.mu guards the calls using it and its pending count.
 //   - call.qmu guards a call's event queue only; every other field of a
 //     call and its legs is owned by the call's event loop.
 //   - stateWriter.mu guards a call's queued state write (state.go): the

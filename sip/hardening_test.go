@@ -150,10 +150,10 @@ func TestTrustedSourceNotThrottled(t *testing.T) {
 }
 
 // TestNonReadingFlood: 16 connections without a certificate pipeline
-// OPTIONS and never read. Each stalls on its own writes: the SBC reads one
-// request at a time per connection, stops reading when it cannot write,
-// and disconnects after limits.write_timeout. Goroutines and heap stay
-// bounded and a normal call completes meanwhile.
+// OPTIONS and never read. The SBC disconnects each once its write queue
+// is full (1 MiB for a peer that is no trunk) or a write has been blocked
+// for limits.write_timeout. Goroutines and heap stay bounded and a normal
+// call completes meanwhile.
 func TestNonReadingFlood(t *testing.T) {
 	if testing.Short() {
 		t.Skip("12 s")

@@ -58,7 +58,6 @@ type conn struct {
 	out      []byte     // bytes waiting for the flusher
 	spare    []byte     // the flusher's previous buffer, reused
 	flushing bool       // a writer is flushing out
-	ofree    *sync.Cond // signalled when out is taken by the flusher or the connection closes (uses omu)
 
 	closeOnce sync.Once
 	done      chan struct{} // closed when the connection is closed
@@ -195,7 +194,6 @@ func (l *listener) handshake(ctx context.Context, raw net.Conn, ip netip.Addr) {
 	t.metrics.TLSHandshakes.WithLabelValues("inbound", "ok", "").Inc()
 	cs := tc.ConnectionState()
 	c := &conn{t: t, nc: tc, raw: raw, remote: remote, remoteIP: ip, unauth: l.unauthTrunk, release: release}
-	c.ofree = sync.NewCond(&c.omu)
 	c.verified = len(cs.VerifiedChains) > 0
 	if !c.verified && len(cs.PeerCertificates) > 0 {
 		// client_auth optional: the handshake accepted whatever was sent.
@@ -354,28 +352,46 @@ func (c *conn) send(m sip.Message) error {
 	return err
 }
 
-// maxPending bounds what may wait for a connection's flusher. A writer
-// that finds it full waits until the flusher takes the queue (each flush
-// is bounded by limits.write_timeout, so the wait is too): a trunk's
-// connection carries bursts of many calls, and a peer that is slow for a
-// moment must not lose them; one that does not read at all is cut off by
-// the write timeout.
-const maxPending = 1 << 20
+// maxWriteQueue and maxTrunkWriteQueue bound what may wait for a connection's
+// flusher: a writer that would queue more closes the connection (the peer
+// does not read). A writer never waits for room: the connection's own
+// reader writes too (100 Trying, refusals, OPTIONS answers), and a reader
+// blocked on its connection's writes stops reading the peer's ACKs while a
+// peer that is itself blocked on its writes stops reading ours: both stall
+// (a single-threaded peer at thousands of calls/s did, until
+// trunk_write_timeout), and 2xx retransmissions for the unread ACKs grow
+// the queue meanwhile. A configured trunk's connection carries bursts of
+// many calls and gets the larger bound; each flush is bounded by
+// limits.write_timeout (limits.trunk_write_timeout for a trunk).
+const (
+	maxWriteQueue      = 1 << 20
+	maxTrunkWriteQueue = 32 << 20
+)
 
 // write queues p and, unless another writer is flushing, writes it and
 // whatever others queued meanwhile in as few TLS records and system calls
 // as possible (many calls share a trunk's connection). Each flush is
 // bounded by limits.write_timeout: a peer that does not read in time is
-// disconnected. A queued write whose flush fails is reported by the
-// connection's end (its transactions fail, its calls end), not here.
+// disconnected, as one whose queue would exceed maxWriteQueue (maxTrunkWriteQueue).
+// A queued write whose flush fails is reported by the connection's end
+// (its transactions fail, its calls end), not here.
 func (c *conn) write(p []byte) error {
 	c.omu.Lock()
-	for c.flushing && len(c.out) > 0 && len(c.out)+len(p) > maxPending && !c.closed() {
-		c.ofree.Wait()
-	}
 	if c.closed() {
 		c.omu.Unlock()
 		return fmt.Errorf("%w: %s", ErrConnClosed, c.remote)
+	}
+	if limit := c.queueLimit(); c.flushing && len(c.out)+len(p) > limit {
+		queued := len(c.out)
+		c.omu.Unlock()
+		ev := c.t.log.Info()
+		if c.trunk {
+			ev = c.t.log.Warn() // a trunk's calls end with it
+		}
+		ev.Str("remote", c.remote).Bool("trunk", c.trunk).Int("queued", queued).
+			Msg("write queue full (peer not reading?): connection closed")
+		c.close()
+		return fmt.Errorf("%w: %s: write queue full (%d bytes)", ErrConnClosed, c.remote, queued)
 	}
 	c.out = append(c.out, p...)
 	if c.flushing {
@@ -386,7 +402,6 @@ func (c *conn) write(p []byte) error {
 	for len(c.out) > 0 {
 		buf := c.out
 		c.out = c.spare[:0]
-		c.ofree.Broadcast()
 		c.omu.Unlock()
 		err := c.flush(buf)
 		c.omu.Lock()
@@ -432,6 +447,14 @@ func (c *conn) flush(buf []byte) error {
 	return nil
 }
 
+// queueLimit is what may wait for the flusher on this connection.
+func (c *conn) queueLimit() int {
+	if c.trunk {
+		return maxTrunkWriteQueue
+	}
+	return maxWriteQueue
+}
+
 // close closes the connection once; the reader then ends and reports it.
 // The TCP connection is closed directly: a TLS close_notify would wait on
 // a peer that does not read.
@@ -442,9 +465,6 @@ func (c *conn) close() {
 		c.mu.Lock()
 		c.room.Broadcast()
 		c.mu.Unlock()
-		c.omu.Lock()
-		c.ofree.Broadcast()
-		c.omu.Unlock()
 	})
 }
 
@@ -701,7 +721,6 @@ func (t *transport) dialNew(ctx context.Context, addr, sni, identity string) (*c
 	t.metrics.TLSHandshakes.WithLabelValues("outbound", "ok", "").Inc()
 	cs := tc.ConnectionState()
 	c := &conn{t: t, nc: tc, raw: raw, remote: addr, outbound: true, sni: sni, verified: true, trunk: true}
-	c.ofree = sync.NewCond(&c.omu)
 	if ap, err := netip.ParseAddrPort(addr); err == nil {
 		c.remoteIP = ap.Addr().Unmap()
 	}
