@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
@@ -20,6 +19,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/pion/srtp/v3"
 
+	"github.com/edge-sbc/edge-sbc/media/fastpath/nstest"
 	"github.com/edge-sbc/edge-sbc/sip/siptest"
 	"github.com/edge-sbc/edge-sbc/test/harness"
 )
@@ -97,20 +97,7 @@ func takeoverTopo(t *testing.T) (tkTopo, bool) {
 		}
 	}
 	ipcmd(t, "-n", tp.n1, "addr", "add", tkService+"/24", "dev", "eth0")
-	args := []string{"netns", "exec", tp.peers, os.Args[0], "-test.run", "^" + t.Name() + "$", "-test.count=1", "-test.v"}
-	cmd := exec.Command("ip", args...)
-	cmd.Env = append(os.Environ(), tkEnv+"="+tp.peers+" "+tp.n1+" "+tp.n2)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	s := out.String()
-	t.Logf("in netns %s:\n%s", tp.peers, s)
-	switch {
-	case strings.Contains(s, "--- SKIP"):
-		t.Skip("skipped in the namespace (see above)")
-	case err != nil || !strings.Contains(s, "--- PASS"):
-		t.Fatalf("run in netns %s: %v", tp.peers, err)
-	}
+	nstest.Rerun(t, tp.peers, nil, tkEnv+"="+tp.peers+" "+tp.n1+" "+tp.n2)
 	return tp, false
 }
 

@@ -12,7 +12,6 @@
 package nstest
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -104,23 +103,7 @@ func RunWith(t *testing.T, wrap ...string) {
 	} else {
 		t.Log("ethtool missing: veth checksum offloads stay on")
 	}
-	args := append(append([]string{"netns", "exec", topo.SBC}, wrap...), os.Args[0], "-test.run", "^"+t.Name()+"$", "-test.count=1", "-test.v")
-	if testing.Short() {
-		args = append(args, "-test.short")
-	}
-	cmd := exec.Command("ip", args...)
-	cmd.Env = append(os.Environ(), envInside+"="+topo.SBC+" "+topo.A+" "+topo.B)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	s := out.String()
-	t.Logf("in netns %s:\n%s", topo.SBC, s)
-	switch {
-	case strings.Contains(s, "--- SKIP"):
-		t.Skip("skipped in the namespace (see above)")
-	case err != nil || !strings.Contains(s, "--- PASS"):
-		t.Fatalf("run in netns %s: %v", topo.SBC, err)
-	}
+	Rerun(t, topo.SBC, wrap, envInside+"="+topo.SBC+" "+topo.A+" "+topo.B)
 }
 
 // In runs fn on a thread that has entered namespace ns: sockets fn opens
