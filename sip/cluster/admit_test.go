@@ -45,7 +45,7 @@ func TestClusterMaxCalls(t *testing.T) {
 	if ok, _ := admit(t, a1, "c0", pbx(10), Limit{}); !ok {
 		t.Fatal("an admitted call asked again is refused")
 	}
-	raw := r.raw(t, "")
+	raw := raw(t, r, "")
 	ctx := context.Background()
 	if got := raw.HGet(ctx, "edge-sbc:node:n1:count", "t:pbx").Val(); got != "5" {
 		t.Fatalf("n1 counts %s calls on pbx, want 5", got)
@@ -126,7 +126,7 @@ func TestDeadNodeFreesSlots(t *testing.T) {
 	if ok, _ := admit(t, a1, "x", pbx(10), Limit{}); ok {
 		t.Fatal("the stopped node's calls stopped counting at once: they should until its heartbeat expires")
 	}
-	if got := r.raw(t, "").HGet(context.Background(), "edge-sbc:node:n2:count", "t:pbx").Val(); got != "5" {
+	if got := raw(t, r, "").HGet(context.Background(), "edge-sbc:node:n2:count", "t:pbx").Val(); got != "5" {
 		t.Fatalf("the stopped node's count is %q, want 5 (kept)", got)
 	}
 	var freed time.Duration
@@ -164,7 +164,7 @@ func TestDeadNodeFreesSlots(t *testing.T) {
 	if ok, _ := admit(t, n2b.Admitter(), "z", pbx(10), Limit{}); ok {
 		t.Fatal("the restarted node admitted a 11th call")
 	}
-	if got := r.raw(t, "").HGet(context.Background(), "edge-sbc:node:n2:count", "t:pbx").Val(); got != "" && got != "0" {
+	if got := raw(t, r, "").HGet(context.Background(), "edge-sbc:node:n2:count", "t:pbx").Val(); got != "" && got != "0" {
 		t.Fatalf("the restarted node's count of pbx is %q, want none", got)
 	}
 	if err := a1.Release(context.Background(), "y0"); err != nil {
@@ -251,7 +251,7 @@ func TestAdopt(t *testing.T) {
 	if err := a2.Adopt(ctx, AdmitRequest{CallID: "taken", Trunks: pbx(2)}); err != nil { // twice: once
 		t.Fatal(err)
 	}
-	raw := r.raw(t, "")
+	raw := raw(t, r, "")
 	if got := raw.HGet(ctx, "edge-sbc:node:n2:count", "t:pbx").Val(); got != "1" {
 		t.Fatalf("adopted call counted %s times, want 1", got)
 	}
@@ -314,7 +314,7 @@ func TestUnauthenticatedPool(t *testing.T) {
 	if ok, reason, _ := a1.Admit(ctx, req("u3", unauth)); ok || reason != ReasonUnauthMax {
 		t.Fatalf("the adopted call is not in the pool: ok=%v reason=%q", ok, reason)
 	}
-	if got := r.raw(t, "").HGet(ctx, "edge-sbc:node:n2:count", "u").Val(); got != "1" {
+	if got := raw(t, r, "").HGet(ctx, "edge-sbc:node:n2:count", "u").Val(); got != "1" {
 		t.Fatalf("n2's unauthenticated count is %q, want 1", got)
 	}
 	if err := a2.Release(ctx, "taken"); err != nil {

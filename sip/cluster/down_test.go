@@ -37,7 +37,7 @@ func TestRedisDown(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r.stop()
+	r.Kill()
 	var slowest time.Duration
 	for i := range 20 {
 		start := time.Now()
@@ -76,7 +76,7 @@ func TestRedisDown(t *testing.T) {
 		t.Fatalf("the outage is logged %d times, want once:\n%s", c, log)
 	}
 
-	r.restart() // empty: it lost everything
+	r.Restart() // empty: it lost everything
 	start := time.Now()
 	eventually(t, 5*time.Second, "Up after Redis is back", n.Up)
 	t.Logf("Up again %s after Redis restarted", time.Since(start).Round(10*time.Millisecond))
@@ -89,7 +89,7 @@ func TestRedisDown(t *testing.T) {
 	}
 
 	// Redis has this node's records again, as they are now.
-	raw := r.raw(t, "")
+	raw := raw(t, r, "")
 	if got := raw.HGet(ctx, "edge-sbc:node:n1:count", "t:pbx").Val(); got != "1" {
 		t.Fatalf("pbx count %q after the rewrite, want 1 (the call adopted during the outage)", got)
 	}
@@ -116,7 +116,7 @@ func TestRedisDown(t *testing.T) {
 func TestStartWithoutRedis(t *testing.T) {
 	t.Parallel()
 	r := startRedis(t)
-	r.stop()
+	r.Kill()
 	log := &lockedBuffer{}
 	start := time.Now()
 	n := node(t, r, "n1", log, nil)
@@ -129,7 +129,7 @@ func TestStartWithoutRedis(t *testing.T) {
 	if _, _, err := n.Admitter().Admit(context.Background(), AdmitRequest{CallID: "x"}); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("admit: %v", err)
 	}
-	r.restart()
+	r.Restart()
 	eventually(t, 5*time.Second, "Up once Redis is there", n.Up)
 	if log.count(logDown) != 1 || log.count(logBack) != 1 {
 		t.Fatalf("log:\n%s", log)
@@ -173,7 +173,7 @@ func TestRedisStalls(t *testing.T) {
 	n := node(t, r, "n1", log, nil)
 	a := n.Admitter()
 	ctx := context.Background()
-	if err := r.raw(t, "").Do(ctx, "CLIENT", "PAUSE", "1500", "ALL").Err(); err != nil {
+	if err := raw(t, r, "").Do(ctx, "CLIENT", "PAUSE", "1500", "ALL").Err(); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -198,7 +198,7 @@ func TestRedisStalls(t *testing.T) {
 		t.Fatal("refused after the pause")
 	}
 	// The admit that timed out is not counted, whether or not Redis ran it.
-	if got := r.raw(t, "").HKeys(ctx, "edge-sbc:node:n1:calls").Val(); len(got) != 1 || got[0] != "z" {
+	if got := raw(t, r, "").HKeys(ctx, "edge-sbc:node:n1:calls").Val(); len(got) != 1 || got[0] != "z" {
 		t.Fatalf("n1's calls in Redis: %v, want [z]", got)
 	}
 	if log.count(logDown) != 1 || log.count(logBack) != 1 {

@@ -35,7 +35,7 @@ func TestLeave(t *testing.T) {
 	if err := n1.Leave(ctx); err != nil {
 		t.Fatal(err)
 	}
-	raw := r.raw(t, "")
+	raw := raw(t, r, "")
 	for _, k := range []string{"edge-sbc:node:n1:alive", "edge-sbc:node:n1:calls", "edge-sbc:node:n1:count"} {
 		if raw.Exists(ctx, k).Val() != 0 {
 			t.Errorf("%s is still in Redis after Leave", k)

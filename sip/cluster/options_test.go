@@ -22,6 +22,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/edge-sbc/edge-sbc/config"
+
+	"github.com/edge-sbc/edge-sbc/sip/cluster/redistest"
 )
 
 func writeFile(t *testing.T, dir, name string, b []byte) string {
@@ -71,10 +73,10 @@ func testPKI(t *testing.T, dir string) (ca, cert, key string) {
 func TestFromConfigTLS(t *testing.T) {
 	dir := t.TempDir()
 	ca, cert, key := testPKI(t, dir)
-	r := launchRedis(t, true, []string{"--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", ca, "--tls-auth-clients", "no"})
+	r := redistest.Start(t, redistest.Options{TLS: true, Extra: []string{"--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-cert-file", ca, "--tls-auth-clients", "no"}})
 	keyFile := writeFile(t, dir, "cluster.key", []byte(hex.EncodeToString(testKey)+"\n"))
 	cfg := &config.Cluster{NodeID: "n1", StateKeyFile: keyFile, Role: "active",
-		Redis: config.ClusterRedis{Addrs: []string{r.addr()}, TLS: &config.ClusterRedisTLS{CA: ca, ServerName: "redis.test"}}}
+		Redis: config.ClusterRedis{Addrs: []string{r.Addr()}, TLS: &config.ClusterRedisTLS{CA: ca, ServerName: "redis.test"}}}
 	o, err := FromConfig(cfg, zerolog.Nop())
 	if err != nil {
 		t.Fatal(err)
@@ -158,16 +160,16 @@ func TestFromConfigErrors(t *testing.T) {
 // name the server.
 func TestSentinel(t *testing.T) {
 	r := startRedis(t)
-	s := startSentinel(t, r)
+	s := redistest.StartSentinel(t, r)
 	n := node(t, r, "n1", nil, func(o *Options) {
-		o.Redis.Addrs = []string{s.addr()}
+		o.Redis.Addrs = []string{s.Addr()}
 		o.Redis.SentinelMaster = "m"
 	})
 	eventually(t, 5*time.Second, "up through the Sentinel", n.Up)
 	if ok, _, err := n.Admitter().Admit(context.Background(), AdmitRequest{CallID: "x"}); !ok || err != nil {
 		t.Fatalf("admit through the Sentinel: %v %v", ok, err)
 	}
-	if !r.raw(t, "").HExists(context.Background(), "edge-sbc:node:n1:calls", "x").Val() {
+	if !raw(t, r, "").HExists(context.Background(), "edge-sbc:node:n1:calls", "x").Val() {
 		t.Fatal("the call is not in the server the Sentinel names")
 	}
 }

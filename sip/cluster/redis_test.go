@@ -3,13 +3,8 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,145 +12,20 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
+
+	"github.com/edge-sbc/edge-sbc/sip/cluster/redistest"
 )
 
-// redisServer is a redis-server of one test: 127.0.0.1, a random port, a
-// temporary directory, no persistence.
-type redisServer struct {
-	t     *testing.T
-	bin   string
-	port  int
-	dir   string
-	extra []string
-	tls   bool // the port is a TLS port (extra names the files)
-	// master, when set, makes this a Sentinel watching master as "m".
-	master *redisServer
-	cmd    *exec.Cmd
-	out    *lockedBuffer
-	exit   chan struct{}
-}
-
-// startRedis starts a redis-server for t, or skips t when there is none.
-func startRedis(t *testing.T, extra ...string) *redisServer {
+// startRedis starts a redis-server for t (redistest), or skips t when
+// there is none; extra are more redis-server arguments.
+func startRedis(t *testing.T, extra ...string) *redistest.Server {
 	t.Helper()
-	return launchRedis(t, false, extra)
+	return redistest.Start(t, redistest.Options{Extra: extra})
 }
 
-func launchRedis(t *testing.T, tls bool, extra []string) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server is not installed (apt-get install redis-server, or make test-deps): the cluster tests need a real Redis")
-	}
-	r := &redisServer{t: t, bin: bin, dir: t.TempDir(), extra: extra, tls: tls}
-	t.Cleanup(r.stop)
-	for try := 0; ; try++ {
-		r.port = freePort(t)
-		err := r.start()
-		if err == nil {
-			return r
-		}
-		if try == 4 {
-			t.Fatalf("redis-server: %v\n%s", err, r.out)
-		}
-	}
-}
-
-// startSentinel starts a Sentinel that names master as "m".
-func startSentinel(t *testing.T, master *redisServer) *redisServer {
-	t.Helper()
-	r := &redisServer{t: t, bin: master.bin, dir: t.TempDir(), master: master}
-	t.Cleanup(r.stop)
-	for try := 0; ; try++ {
-		r.port = freePort(t)
-		err := r.start()
-		if err == nil {
-			return r
-		}
-		if try == 4 {
-			t.Fatalf("sentinel: %v\n%s", err, r.out)
-		}
-	}
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func (r *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port) }
-
-// start runs redis-server on r.port and waits until it answers.
-func (r *redisServer) start() error {
-	ports := []string{"--port", strconv.Itoa(r.port)}
-	if r.tls {
-		ports = []string{"--port", "0", "--tls-port", strconv.Itoa(r.port)}
-	}
-	args := append(append(ports,
-		"--bind", "127.0.0.1", "--dir", r.dir,
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
-		"--logfile", "", "--loglevel", "warning",
-	), r.extra...)
-	if r.master != nil {
-		conf := filepath.Join(r.dir, "sentinel.conf")
-		body := fmt.Sprintf("port %d\nbind 127.0.0.1\ndir %s\nsentinel monitor m 127.0.0.1 %d 1\n", r.port, r.dir, r.master.port)
-		if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-			return err
-		}
-		args = []string{conf, "--sentinel", "--logfile", "", "--loglevel", "warning"}
-	}
-	r.out = &lockedBuffer{}
-	r.cmd = exec.Command(r.bin, args...)
-	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
-	if err := r.cmd.Start(); err != nil {
-		return err
-	}
-	r.exit = make(chan struct{})
-	go func(cmd *exec.Cmd, exit chan struct{}) { _ = cmd.Wait(); close(exit) }(r.cmd, r.exit)
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-r.exit:
-			return fmt.Errorf("exited early")
-		default:
-		}
-		c, err := net.DialTimeout("tcp", r.addr(), 100*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	r.stop()
-	return fmt.Errorf("not listening on %s after 5s", r.addr())
-}
-
-// stop kills the server (SIGKILL: no goodbye to its clients) and waits.
-func (r *redisServer) stop() {
-	if r.cmd == nil || r.cmd.Process == nil {
-		return
-	}
-	_ = r.cmd.Process.Kill()
-	<-r.exit
-	r.cmd = nil
-}
-
-// restart starts the server again on the same port, empty.
-func (r *redisServer) restart() {
-	r.t.Helper()
-	if err := r.start(); err != nil {
-		r.t.Fatalf("redis-server restart: %v\n%s", err, r.out)
-	}
-}
-
-// raw is a plain client for looking at what the nodes wrote.
-func (r *redisServer) raw(t *testing.T, password string) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: r.addr(), Password: password, Protocol: 2, DisableIdentity: true})
+// raw is a plain client for looking at what the nodes wrote to r.
+func raw(t *testing.T, r *redistest.Server, password string) *redis.Client {
+	c := redis.NewClient(&redis.Options{Addr: r.Addr(), Password: password, Protocol: 2, DisableIdentity: true})
 	t.Cleanup(func() { c.Close() })
 	return c
 }
@@ -192,14 +62,14 @@ func (l *lockedBuffer) count(s string) int {
 var testKey = bytes.Repeat([]byte{0x42}, KeySize)
 
 // node opens and starts a Cluster named id on r; mod adjusts the Options.
-func node(t *testing.T, r *redisServer, id string, log io.Writer, mod func(*Options)) *Cluster {
+func node(t *testing.T, r *redistest.Server, id string, log io.Writer, mod func(*Options)) *Cluster {
 	t.Helper()
 	if log == nil {
 		log = io.Discard
 	}
 	o := Options{
 		NodeID: id, Key: testKey, Log: zerolog.New(log),
-		Redis: RedisOptions{Addrs: []string{r.addr()}},
+		Redis: RedisOptions{Addrs: []string{r.Addr()}},
 	}
 	if mod != nil {
 		mod(&o)

@@ -44,7 +44,7 @@ func TestStateRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	raw := r.raw(t, "")
+	raw := raw(t, r, "")
 	v, err := raw.Get(ctx, "edge-sbc:state:call-2@host").Bytes()
 	if err != nil {
 		t.Fatal(err)
@@ -192,7 +192,7 @@ func TestStateWatch(t *testing.T) {
 	expect(t, ev, event{"a", "", true})
 
 	// The subscription is cut; what happens meanwhile is caught up.
-	raw := r.raw(t, "")
+	raw := raw(t, r, "")
 	if err := raw.Do(ctx, "CLIENT", "KILL", "TYPE", "pubsub").Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -268,7 +268,7 @@ func TestWatchEndsAtClose(t *testing.T) {
 func TestPartitionedNodeYields(t *testing.T) {
 	t.Parallel()
 	r := startRedis(t)
-	px := newProxy(t, r.addr())
+	px := newProxy(t, r.Addr())
 	n1 := node(t, r, "n1", nil, func(o *Options) { o.Redis.Addrs = []string{px.addr()} })
 	n2 := node(t, r, "n2", nil, nil)
 	s1, s2 := n1.StateStore(), n2.StateStore()
