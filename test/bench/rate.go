@@ -625,6 +625,29 @@ type groupStat struct {
 func readGroupStat(pgid int) groupStat {
 	var g groupStat
 	page := float64(os.Getpagesize())
+	eachProcStat(func(pid string, f []string) {
+		// after ')': state(0) ppid pgrp(2) ... utime(11) stime(12) ... rss(21)
+		if len(f) < 22 {
+			return
+		}
+		if pg, _ := strconv.Atoi(f[2]); pg != pgid {
+			return
+		}
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		st, _ := strconv.ParseFloat(f[12], 64)
+		rss, _ := strconv.ParseFloat(f[21], 64)
+		g.cpu += (ut + st) / 100 // USER_HZ
+		g.rss += rss * page
+		g.pss += smapsPss(pid)
+		g.procs++
+	})
+	return g
+}
+
+// eachProcStat calls fn for every process of the system with its pid and
+// the fields of /proc/<pid>/stat after the command name's closing
+// parenthesis (state is f[0]); processes that vanish meanwhile are skipped.
+func eachProcStat(fn func(pid string, f []string)) {
 	ents, _ := os.ReadDir("/proc")
 	for _, d := range ents {
 		if _, err := strconv.Atoi(d.Name()); err != nil {
@@ -639,23 +662,8 @@ func readGroupStat(pgid int) groupStat {
 		if i < 0 {
 			continue
 		}
-		// after ')': state(0) ppid pgrp(2) ... utime(11) stime(12) ... rss(21)
-		f := strings.Fields(s[i+1:])
-		if len(f) < 22 {
-			continue
-		}
-		if pg, _ := strconv.Atoi(f[2]); pg != pgid {
-			continue
-		}
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		st, _ := strconv.ParseFloat(f[12], 64)
-		rss, _ := strconv.ParseFloat(f[21], 64)
-		g.cpu += (ut + st) / 100 // USER_HZ
-		g.rss += rss * page
-		g.pss += smapsPss(d.Name())
-		g.procs++
+		fn(d.Name(), strings.Fields(s[i+1:]))
 	}
-	return g
 }
 
 func smapsPss(pid string) float64 {

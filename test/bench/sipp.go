@@ -209,25 +209,11 @@ func (e *env) forget(p *proc.Proc) {
 // of the system, summed over its members (socat fork children included).
 func groupCPU() map[int]float64 {
 	m := map[int]float64{}
-	ents, _ := os.ReadDir("/proc")
-	for _, d := range ents {
-		if _, err := strconv.Atoi(d.Name()); err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + d.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		// fields after ')': state ppid pgrp session ... utime(14) stime(15)
-		// cutime(16) cstime(17): waited-for children (socat forks)
+	eachProcStat(func(_ string, f []string) {
+		// fields after ')': state ppid pgrp session ... utime(11) stime(12)
+		// cutime(13) cstime(14): waited-for children (socat forks)
 		if len(f) < 15 {
-			continue
+			return
 		}
 		pg, _ := strconv.Atoi(f[2])
 		ut, _ := strconv.ParseFloat(f[11], 64)
@@ -235,7 +221,7 @@ func groupCPU() map[int]float64 {
 		cut, _ := strconv.ParseFloat(f[13], 64)
 		cst, _ := strconv.ParseFloat(f[14], 64)
 		m[pg] += (ut + st + cut + cst) / 100 // USER_HZ
-	}
+	})
 	return m
 }
 
