@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"runtime/debug"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -52,6 +51,3 @@ func releaseWhenIdle(active func() int, release func(), tick, idle time.Duration
 	}()
 	return func() { cancel(); <-done }
 }
-
-// freeOSMemory is the release releaseWhenIdle uses in the service.
-func freeOSMemory() { debug.FreeOSMemory() }

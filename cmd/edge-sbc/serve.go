@@ -13,6 +13,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -313,7 +314,7 @@ func (s *sbc) start() (err error) {
 		s.closers.push("watchdog tick", func() error { t.Stop(); return nil })
 		s.wdog = t.C
 	}
-	stopRelease := releaseWhenIdle(s.b2b.ActiveCalls, freeOSMemory, idleReleaseTick, idleRelease, s.log)
+	stopRelease := releaseWhenIdle(s.b2b.ActiveCalls, debug.FreeOSMemory, idleReleaseTick, idleRelease, s.log)
 	s.closers.push("idle memory release", func() error { stopRelease(); return nil })
 	// A cluster node takes over when the service address reaches it
 	// (as on SIGUSR1): the watch starts after the B2BUA, whose calls it
