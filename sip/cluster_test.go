@@ -51,25 +51,7 @@ func offer(t *testing.T, bd *bed) (admitted bool, res *sip.Response) {
 // offerTo is offer toward ruri, whose callee is callee's peer.
 func offerTo(t *testing.T, bd *bed, ruri string, callee func() *siptest.Peer) (admitted bool, res *sip.Response) {
 	t.Helper()
-	a := bd.caller(t)
-	a.Send(a.NewInvite(ruri, siptest.SDP(4000, 1, "")))
-	b := callee()
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		if m := a.Next(10 * time.Millisecond); m != nil {
-			if r, ok := m.(*sip.Response); ok && r.StatusCode >= 200 {
-				return false, r
-			}
-		}
-		if m := b.Next(10 * time.Millisecond); m != nil {
-			if r, ok := m.(*sip.Request); ok && r.Method == sip.INVITE {
-				b.Send(b.Reply(r, 180, siptest.Tag(), nil))
-				return true, nil
-			}
-		}
-	}
-	t.Fatal("the call was neither refused nor placed")
-	return false, nil
+	return siptest.OfferRinging(t, bd.caller(t), ruri, callee, wait)
 }
 
 func warning(res *sip.Response) string {

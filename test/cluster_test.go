@@ -62,24 +62,7 @@ cluster: { node_id: %s, state_key_file: %q, redis: { addrs: [%q] } }
 func (n *clusterNode) offer(t *testing.T, pki *siptest.PKI) (bool, *sip.Response) {
 	t.Helper()
 	a := siptest.Dial(t, pki, n.addr, "caller.test", true)
-	a.Send(a.NewInvite("sips:bob@sbc.test", siptest.SDP(4000, 1, "")))
-	b := n.calleePeer()
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := a.Next(10 * time.Millisecond); m != nil {
-			if r, ok := m.(*sip.Response); ok && r.StatusCode >= 200 {
-				return false, r
-			}
-		}
-		if m := b.Next(10 * time.Millisecond); m != nil {
-			if r, ok := m.(*sip.Request); ok && r.Method == sip.INVITE {
-				b.Send(b.Reply(r, 180, siptest.Tag(), nil))
-				return true, nil
-			}
-		}
-	}
-	t.Fatal("the call was neither refused nor placed")
-	return false, nil
+	return siptest.OfferRinging(t, a, "sips:bob@sbc.test", n.calleePeer, 5*time.Second)
 }
 
 // TestClusterLimitProcesses: two edge-sbc processes and a real

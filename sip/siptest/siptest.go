@@ -581,6 +581,33 @@ func (p *Peer) SendRaw(b []byte) {
 	}
 }
 
+// OfferRinging has a (a caller's connection) send an INVITE to ruri and
+// waits up to d: when the callee's peer (callee returns it, once the
+// INVITE is sent) gets the INVITE, it answers 180 (the call keeps ringing
+// and counting) and OfferRinging reports true; when a gets a final
+// response first, it reports false with that response. Neither within d
+// fails the test.
+func OfferRinging(t testing.TB, a *Peer, ruri string, callee func() *Peer, d time.Duration) (admitted bool, res *sip.Response) {
+	t.Helper()
+	a.Send(a.NewInvite(ruri, SDP(4000, 1, "")))
+	b := callee()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); {
+		if m := a.Next(10 * time.Millisecond); m != nil {
+			if r, ok := m.(*sip.Response); ok && r.StatusCode >= 200 {
+				return false, r
+			}
+		}
+		if m := b.Next(10 * time.Millisecond); m != nil {
+			if r, ok := m.(*sip.Request); ok && r.Method == sip.INVITE {
+				b.Send(b.Reply(r, 180, Tag(), nil))
+				return true, nil
+			}
+		}
+	}
+	t.Fatal("the call was neither refused nor placed")
+	return false, nil
+}
+
 // Next returns the next message (from the backlog first), nil after d.
 func (p *Peer) Next(d time.Duration) sip.Message {
 	p.mu.Lock()
