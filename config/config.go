@@ -76,6 +76,14 @@ type Limits struct {
 	// one completes. Trunks identified by their certificate are not capped.
 	// Default 256.
 	MaxPendingPerConnection int `yaml:"max_pending_per_connection"`
+	// SetupQueueTimeout bounds how long a new call may wait while the SBC
+	// is behind: when more call events wait for the CPU than it can run
+	// at once, new calls (already answered 100 Trying) wait until the
+	// calls in progress have been served (their answers, ACKs and BYEs
+	// first), so an overload costs post-dial delay rather than failed
+	// calls; a call that waited longer gets 503 with Retry-After. 0 starts
+	// every call at once whatever the load. Default 10s.
+	SetupQueueTimeout time.Duration `yaml:"setup_queue_timeout"`
 	// TrustedSources are CIDRs (e.g. a partner's proxy or NAT) exempt from
 	// the per-address caps, like the resolved targets of every trunk.
 	// Default: none.

@@ -15,6 +15,7 @@ const (
 	DefaultMaxConnections          = 4096
 	DefaultHandshakesPerSecond     = 200
 	DefaultMaxPendingPerConnection = 256
+	DefaultSetupQueueTimeout       = 10 * time.Second
 	DefaultUnauthenticatedMaxCalls = 50
 	DefaultUnauthenticatedCPS      = 5
 	DefaultMaxMediaStreams         = 8
@@ -39,6 +40,9 @@ func (c *Config) applyPolicyDefaults(set keySet) {
 	}
 	if !set["limits.max_pending_per_connection"] {
 		l.MaxPendingPerConnection = DefaultMaxPendingPerConnection
+	}
+	if !set["limits.setup_queue_timeout"] {
+		l.SetupQueueTimeout = DefaultSetupQueueTimeout
 	}
 	if !set["limits.unauthenticated_max_calls"] {
 		l.UnauthenticatedMaxCalls = DefaultUnauthenticatedMaxCalls
@@ -69,6 +73,8 @@ func (c *Config) validatePolicy() error {
 		return bad("limits.handshakes_per_second", "must be positive")
 	case l.MaxPendingPerConnection < 0:
 		return bad("limits.max_pending_per_connection", "must be positive")
+	case l.SetupQueueTimeout < 0:
+		return bad("limits.setup_queue_timeout", "must be positive, or 0 to start every call at once")
 	case l.UnauthenticatedMaxCalls < 0:
 		return bad("limits.unauthenticated_max_calls", "must be positive")
 	case l.UnauthenticatedCPS < 0:

@@ -22,6 +22,7 @@ type Engine struct {
 	cfg   Config // immutable after NewEngine
 	log   zerolog.Logger
 	pool  *portPool
+	fdMax int       // the descriptor limit at NewEngine (HasRoom)
 	slots *slotPool // batch buffers lent to readers
 	bios  sync.Pool // *batchIO of ended readers, for the next ones
 	epoch time.Time // origin of arrival times for jitter
@@ -53,10 +54,12 @@ func NewEngine(cfg Config, log zerolog.Logger) (*Engine, error) {
 	if q := c.Timeout / 4; q > 0 && q < tick {
 		tick = max(q, 10*time.Millisecond)
 	}
+	fds := fdLimit()
 	return &Engine{
 		cfg:      c,
 		log:      log,
-		pool:     newPortPool(c.PortMin, c.PortMax, c.Quarantine, time.Now).withSocketCache(c.SocketCache, fdLimit()/2),
+		fdMax:    fds,
+		pool:     newPortPool(c.PortMin, c.PortMax, c.Quarantine, time.Now).withSocketCache(c.SocketCache, fds/2),
 		slots:    newSlotPool(),
 		epoch:    time.Now(),
 		tick:     tick,
@@ -142,6 +145,23 @@ func (e *Engine) PortsInUse() int {
 	inUse, _, _ := e.pool.counts()
 	return 2 * inUse
 }
+
+// HasRoom reports whether streams more streams (two pairs, at most four
+// sockets each) fit within the process's descriptor limit next to the
+// pairs in use, with a reserve for the rest of the process (TLS
+// connections, files): the SIP layer holds a new call back while they
+// would not (sip/overload.go), rather than failing it for want of a
+// socket. Sockets the pool keeps open count as free: they are closed
+// first when a stream needs a descriptor.
+func (e *Engine) HasRoom(streams int) bool {
+	inUse, _, _ := e.pool.counts()
+	reserve := max(fdReserveMin, e.fdMax/8)
+	return 2*inUse+4*max(streams, 1) <= e.fdMax-reserve
+}
+
+// fdReserveMin is the least HasRoom keeps for descriptors other than
+// relay sockets.
+const fdReserveMin = 512
 
 // PortsFree returns the number of relay ports available for allocation
 // now; ports in quarantine are neither free nor in use.

@@ -28,6 +28,13 @@ type MediaAnchor interface {
 	NewSession(p SessionParams) (MediaSession, error)
 }
 
+// roomAnchor is a MediaAnchor that can say whether a new call's streams
+// would find descriptors for their sockets now (media.Engine.HasRoom);
+// the setup gate holds new calls back while they would not.
+type roomAnchor interface {
+	HasRoom(streams int) bool
+}
+
 // SessionParams describe a call to the media layer.
 type SessionParams struct {
 	CallID        string

@@ -93,6 +93,7 @@ const (
 	evConnLost                   // a connection the call uses ended
 	evHangup                     // the SBC ends the call (drain, shutdown)
 	evAdmitted                   // a cluster admission's result (admission.go)
+	evOverloaded                 // waited longer than limits.setup_queue_timeout (overload.go)
 	evTakeover                   // the call was taken over from another node (takeover.go)
 	evRedialed                   // a connection toward a leg's peer of a call taken over (or an error)
 	evHandoff                    // a step of the hand-over to the cluster (handoff.go)
@@ -100,7 +101,7 @@ const (
 
 func (k evKind) String() string {
 	return [...]string{"start", "resolved", "dialed", "request", "ack", "cancel", "response", "tx_timeout",
-		"tx_error", "stray_2xx", "timer", "media_timeout", "conn_lost", "hangup", "admitted", "takeover", "redialed", "handoff"}[k]
+		"tx_error", "stray_2xx", "timer", "media_timeout", "conn_lost", "hangup", "admitted", "overloaded", "takeover", "redialed", "handoff"}[k]
 }
 
 // event is one thing that happened to a call.
@@ -202,6 +203,7 @@ type call struct {
 	byeAfterAck bool // B hung up before the caller's ACK: BYE the caller once it arrives
 	cancelled   bool // the caller cancelled
 	session     sessionTimer
+	streams     int              // m-lines of the caller's offer (the setup gate's room check)
 	xfer        *transfer        // a blind transfer in progress
 	oldMedia    []map[string]any // media summaries of sessions replaced by transfers
 	transfers   int
@@ -345,6 +347,8 @@ func (c *call) handle(ev event) {
 		c.onConnLost(ev.conn)
 	case evHangup:
 		c.terminate("sbc", ev.reason, 503)
+	case evOverloaded:
+		c.failSetup(refuseOverloaded, "overload: waited longer than limits.setup_queue_timeout")
 	case evAdmitted:
 		c.onAdmitted(ev.adm)
 	case evTakeover:

@@ -76,6 +76,7 @@ func (b *B2BUA) onInvite(cn *conn, req *sip.Request) {
 		return
 	}
 	c := b.newCall(cn, req, snap, plan)
+	c.streams = in.streams
 	tx := &serverTx{key: serverKey(req), req: req, conn: cn, call: c}
 	b.txl.addServer(tx)
 	c.inv = tx
@@ -103,7 +104,7 @@ func (b *B2BUA) onInvite(cn *conn, req *sip.Request) {
 		return
 	}
 	c.logStart()
-	c.post(event{kind: evStart})
+	b.gate.start(c, in.streams, snap.cfg.Limits.SetupQueueTimeout)
 }
 
 // logStart writes the call_start line of an admitted call.

@@ -44,6 +44,9 @@ func (r *relayAnchor) NewSession(p SessionParams) (MediaSession, error) {
 	return &relaySession{s: s, m: r.metrics}, nil
 }
 
+// HasRoom is media.Engine.HasRoom (roomAnchor).
+func (r *relayAnchor) HasRoom(streams int) bool { return r.eng.HasRoom(streams) }
+
 func parseMode(s string) (media.SRTPMode, error) {
 	if s == "" {
 		return media.SRTPPassthrough, nil

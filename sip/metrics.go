@@ -21,6 +21,7 @@ type Metrics struct {
 	DNSLookups    *prometheus.CounterVec
 	Failovers     *prometheus.CounterVec
 	Admission     *prometheus.CounterVec
+	SetupQueued   prometheus.Counter
 	RelayPackets  *prometheus.CounterVec
 	RelayBytes    *prometheus.CounterVec
 	RelayDrops    *prometheus.CounterVec
@@ -68,6 +69,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Admission: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edge_sbc_admission_refused_total", Help: "New calls refused by admission control, by reason.",
 		}, []string{"reason"}),
+		SetupQueued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edge_sbc_setup_queued_total", Help: "New calls that waited for the calls in progress while the SBC was behind (limits.setup_queue_timeout).",
+		}),
 		RelayPackets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "edge_sbc_relay_packets_total", Help: "Relayed media packets of ended calls, by kind (rtp, rtcp).",
 		}, []string{"kind"}),
@@ -98,7 +102,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}, []string{"trunk"})
 	reg.MustRegister(m.TargetUp, m.TargetPing, m.PingSeconds)
 	reg.MustRegister(m.CallsTotal, m.SetupSeconds, m.Requests, m.Responses, m.RequestsSent, m.TLSHandshakes,
-		m.DNSLookups, m.Failovers, m.Admission, m.RelayPackets, m.RelayBytes, m.RelayDrops, m.JitterMs, m.LossPercent)
+		m.DNSLookups, m.Failovers, m.Admission, m.SetupQueued, m.RelayPackets, m.RelayBytes, m.RelayDrops, m.JitterMs, m.LossPercent)
 	return m
 }
 
@@ -111,6 +115,15 @@ func (m *Metrics) gauges(b *B2BUA) {
 			func() float64 { _, d, _ := b.Counts(); return float64(d) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edge_sbc_tls_connections", Help: "Established SIP TLS connections."},
 			func() float64 { _, _, n := b.Counts(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edge_sbc_setup_queue", Help: "New calls waiting for the calls in progress (the SBC is behind)."},
+			func() float64 { return float64(b.gate.queued()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edge_sbc_overloaded", Help: "1 while more goroutines wait for a processor than the SBC runs in a few milliseconds: new calls then wait (limits.setup_queue_timeout)."},
+			func() float64 {
+				if b.gate.behind.Load() {
+					return 1
+				}
+				return 0
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edge_sbc_draining", Help: "1 while the SBC refuses new calls."},
 			func() float64 {
 				if b.Draining() {

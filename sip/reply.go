@@ -62,6 +62,7 @@ var (
 	refuseDraining       = refusal{code: 503, warning: "draining", retryAfter: 30}
 	refuseCallLimit      = refusal{code: 503, warning: "call limit reached", retryAfter: 30}
 	refuseRateLimit      = refusal{code: 503, warning: "call rate limit reached", retryAfter: 5}
+	refuseOverloaded     = refusal{code: 503, warning: "overloaded", retryAfter: 5}
 	refuseBusyConnection = refusal{code: 503, warning: "too many requests pending on this connection", retryAfter: 5}
 	refuseGlare          = refusal{code: 491}
 	refusePending        = refusal{code: 500, warning: "an earlier request is still pending", retryAfter: 3}

@@ -110,6 +110,7 @@ type B2BUA struct {
 	closeOnce sync.Once
 	idle      chan struct{} // signalled when the last call ends (Drain)
 	work      *workers      // runs spawn's tasks; its goroutines count in wg
+	gate      *setupGate    // new calls wait here while the SBC is behind (overload.go)
 }
 
 // dialogRef finds the call and leg a dialog belongs to.
@@ -154,6 +155,8 @@ func New(o Options) (*B2BUA, error) {
 		idle:     make(chan struct{}, 1),
 	}
 	b.work = newWorkers(&b.wg)
+	room, _ := b.media.(roomAnchor)
+	b.gate = newSetupGate(room)
 	b.policy.Store(snap)
 	b.mon = &monitor{b: b, targets: map[string]*targetState{}}
 	for _, t := range o.Config.Trunks {
@@ -255,7 +258,11 @@ func (b *B2BUA) Start(ctx context.Context, lns []net.Listener) error {
 			l.serve(b.ctx)
 		}()
 	}
-	b.wg.Add(3)
+	b.wg.Add(4)
+	go func() {
+		defer b.wg.Done()
+		b.gate.run(b.ctx, func() time.Duration { return b.snap().cfg.Limits.SetupQueueTimeout })
+	}()
 	go func() { defer b.wg.Done(); b.tp.keepaliveLoop(b.ctx) }()
 	go func() { defer b.wg.Done(); b.housekeeping(b.ctx) }()
 	go func() { defer b.wg.Done(); b.mon.run(b.ctx) }()
