@@ -239,17 +239,39 @@ func (r *Resolver) Resolve(ctx context.Context, host string, port uint16) ([]Tar
 		ts  []Target
 		err error
 	)
+	cacheOnly := ctx.Value(cacheOnlyKey{}) != nil
 	if port != 0 {
 		ts, err = r.appendTargets(ctx, nil, name, fqdn, port, 0, 0, false)
 	} else {
 		ts, err = r.resolveSRV(ctx, name, fqdn)
 	}
 	if err != nil {
-		r.log.Debug().Str("host", host).Uint16("port", port).Err(err).Msg("dnsresolve: resolve failed")
+		if !cacheOnly {
+			r.log.Debug().Str("host", host).Uint16("port", port).Err(err).Msg("dnsresolve: resolve failed")
+		}
 		return nil, err
 	}
-	r.log.Debug().Str("host", host).Uint16("port", port).Int("targets", len(ts)).Msg("dnsresolve: resolved")
+	if !cacheOnly {
+		r.log.Debug().Str("host", host).Uint16("port", port).Int("targets", len(ts)).Msg("dnsresolve: resolved")
+	}
 	return ts, nil
+}
+
+// cacheOnlyKey marks the context of ResolveCached: lookup answers from the
+// cache or fails with errNotCached, never asking a server.
+type cacheOnlyKey struct{}
+
+// errNotCached is a record ResolveCached needed and the cache lacks.
+var errNotCached = errors.New("dnsresolve: not cached")
+
+// ResolveCached is Resolve answered from the cache alone, without any
+// query or wait: ok is false when a record the answer needs is not
+// cached, or the answer is an error (Resolve then gives it, and logs it).
+// The SIP layer uses it to place a call without handing the lookup to
+// another goroutine when the destination was resolved moments ago.
+func (r *Resolver) ResolveCached(host string, port uint16) (ts []Target, ok bool) {
+	ts, err := r.Resolve(context.WithValue(context.Background(), cacheOnlyKey{}, true), host, port)
+	return ts, err == nil
 }
 
 // resolveSRV implements the no-port branch of RFC 3263 §4.2.
@@ -277,6 +299,9 @@ func (r *Resolver) resolveSRV(ctx context.Context, name, fqdn string) ([]Target,
 			continue
 		}
 		ts, err = r.appendTargets(ctx, ts, strings.TrimSuffix(s.Target, "."), s.Target, s.Port, s.Priority, s.Weight, true)
+		if errors.Is(err, errNotCached) {
+			return nil, err // ResolveCached: not a skipped target
+		}
 		if err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return nil, fmt.Errorf("dnsresolve: resolve %s: %w", name, context.Cause(ctx))
@@ -314,7 +339,7 @@ func (r *Resolver) appendTargets(ctx context.Context, dst []Target, host, fqdn s
 		switch {
 		case err == nil:
 			dst = appendAddrs(dst, tmpl, aaaa.addrs, port)
-		case len(dst) == n0:
+		case errors.Is(err, errNotCached), len(dst) == n0:
 			return dst, err
 		default:
 			r.log.Debug().Str("name", fqdn).Err(err).Msg("dnsresolve: AAAA lookup failed, using A records only")
@@ -355,6 +380,9 @@ func (r *Resolver) lookup(ctx context.Context, fqdn string, qtype uint16) (rrset
 	for {
 		if set, ok := r.cache.get(k, r.now()); ok {
 			return set, nil
+		}
+		if ctx.Value(cacheOnlyKey{}) != nil {
+			return rrset{}, errNotCached
 		}
 		set, err, shared := r.flight.do(ctx, k, func() (rrset, error) { return r.query(ctx, k) })
 		if err != nil && shared && ctx.Err() == nil && isContextErr(err) {

@@ -724,3 +724,47 @@ func TestWithLoggerLogsQueries(t *testing.T) {
 		}
 	}
 }
+
+// TestResolveCached: ResolveCached never queries; it answers once Resolve
+// has cached every record of the answer (SRV and each target's A), and
+// says no while any one is missing or expired.
+func TestResolveCached(t *testing.T) {
+	s := newTestServer(t)
+	s.add(t,
+		"_sips._tcp.example.com. 60 IN SRV 10 10 5061 a.example.com.",
+		"_sips._tcp.example.com. 60 IN SRV 20 10 5062 b.example.com.",
+		"a.example.com. 60 IN A 192.0.2.1",
+		"b.example.com. 30 IN A 192.0.2.2",
+	)
+	clock := newFakeClock()
+	r := newTestResolver(t, Config{Servers: []string{s.addr}, MinTTL: time.Second}, clock)
+	queries := func() int {
+		return s.count("_sips._tcp.example.com.", dns.TypeSRV) + s.count("a.example.com.", dns.TypeA) + s.count("b.example.com.", dns.TypeA)
+	}
+	if _, ok := r.ResolveCached("example.com", 0); ok {
+		t.Fatal("ResolveCached answered with an empty cache")
+	}
+	if n := queries(); n != 0 {
+		t.Fatalf("ResolveCached sent %d queries", n)
+	}
+	want, err := r.Resolve(testCtx(t), "example.com", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n0 := queries()
+	got, ok := r.ResolveCached("example.com", 0)
+	if !ok {
+		t.Fatal("ResolveCached did not answer after Resolve")
+	}
+	wantAddrs(t, got, want[0].Addr.String(), want[1].Addr.String())
+	if n := queries(); n != n0 {
+		t.Fatalf("ResolveCached queried (%d -> %d)", n0, n)
+	}
+	clock.Advance(31 * time.Second) // b's A expired, the SRV and a's A not
+	if ts, ok := r.ResolveCached("example.com", 0); ok {
+		t.Fatalf("ResolveCached answered %v with a target's address expired (a partial answer)", ts)
+	}
+	if ts, ok := r.ResolveCached("192.0.2.9", 5061); !ok || len(ts) != 1 {
+		t.Fatalf("an IP literal: %v %v", ts, ok)
+	}
+}

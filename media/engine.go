@@ -59,7 +59,7 @@ func NewEngine(cfg Config, log zerolog.Logger) (*Engine, error) {
 		cfg:      c,
 		log:      log,
 		fdMax:    fds,
-		pool:     newPortPool(c.PortMin, c.PortMax, c.Quarantine, time.Now).withSocketCache(c.SocketCache, fds/2),
+		pool:     newPortPool(c.PortMin, c.PortMax, c.Quarantine, time.Now).withSocketCache(c.SocketCache, fds-fdReserve(fds)),
 		slots:    newSlotPool(),
 		epoch:    time.Now(),
 		tick:     tick,
@@ -155,13 +155,13 @@ func (e *Engine) PortsInUse() int {
 // first when a stream needs a descriptor.
 func (e *Engine) HasRoom(streams int) bool {
 	inUse, _, _ := e.pool.counts()
-	reserve := max(fdReserveMin, e.fdMax/8)
-	return 2*inUse+4*max(streams, 1) <= e.fdMax-reserve
+	return 2*inUse+4*max(streams, 1) <= e.fdMax-fdReserve(e.fdMax)
 }
 
-// fdReserveMin is the least HasRoom keeps for descriptors other than
-// relay sockets.
-const fdReserveMin = 512
+// fdReserve is the part of a descriptor limit that relay sockets, in use
+// and kept, leave to the rest of the process (TLS connections, files): an
+// eighth, at least 512.
+func fdReserve(limit int) int { return min(limit, max(512, limit/8)) }
 
 // PortsFree returns the number of relay ports available for allocation
 // now; ports in quarantine are neither free nor in use.

@@ -85,11 +85,16 @@ func (c *call) originate() {
 	c.resolve()
 }
 
-// resolve looks up the destination trunk's targets (in a helper goroutine:
-// the loop keeps handling the caller's CANCEL meanwhile).
+// resolve looks up the destination trunk's targets: from the resolver's
+// cache at once when it holds the answer, else in a helper goroutine (the
+// loop keeps handling the caller's CANCEL meanwhile).
 func (c *call) resolve() {
 	u := c.plan.to.uri
 	res := c.b.resolver
+	if targets, ok := res.ResolveCached(u.Host, uint16(max(u.Port, 0))); ok {
+		c.onResolved(event{kind: evResolved, targets: targets})
+		return
+	}
 	ctx := c.ctx
 	if !c.b.spawn(func() {
 		targets, err := res.Resolve(ctx, u.Host, uint16(max(u.Port, 0)))
