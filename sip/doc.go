@@ -163,8 +163,8 @@
 //     plan's counted and released marks (a cluster admission's helper
 //     counts a plan while the call's loop may release it).
 //   - setupGate.mu guards the queue of new calls waiting while the SBC is
-//     behind (overload.go); a waiting call is posted to after it is
-//     released.
+//     behind (overload.go), setupGate.smu its run-queue sample; a waiting
+//     call is posted to after mu is released.
 //   - The cluster's Admitter (sip/cluster) has its own locks and does
 //     network I/O: only helper goroutines call it, never a connection's
 //     reader or a call's loop.
@@ -175,8 +175,8 @@
 // # Goroutines
 //
 // Every goroutine has an owner that stops it: the accept loops, the
-// keepalive and housekeeping loops, the setup gate's run-queue sampler
-// and the calls' loops and helpers
+// keepalive and housekeeping loops, the setup gate's releaser (while
+// new calls wait) and the calls' loops and helpers
 // (DNS, dialing, cluster admissions and releases, state writes, the dials
 // of a call taken over) belong to
 // the B2BUA (Close waits for them); handshakes and connection

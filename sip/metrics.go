@@ -119,7 +119,7 @@ func (m *Metrics) gauges(b *B2BUA) {
 			func() float64 { return float64(b.gate.queued()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edge_sbc_overloaded", Help: "1 while more goroutines wait for a processor than the SBC runs in a few milliseconds: new calls then wait (limits.setup_queue_timeout)."},
 			func() float64 {
-				if b.gate.behind.Load() {
+				if b.gate.observe() {
 					return 1
 				}
 				return 0

@@ -11,34 +11,44 @@ import (
 
 // setupGate keeps the calls in progress ahead of new ones when the SBC
 // falls behind (RFC 6357 section 4: in-dialog requests and responses
-// before new INVITEs). Every gateTick it reads how many goroutines wait
-// for a processor (runtime/metrics); while that is more than the machine
-// runs in a few milliseconds (behindPerProc per processor; the SBC is
-// behind again only after calmTicks samples below half that), a new call,
-// already answered 100 Trying, waits here instead of opening its relay
-// sockets and placing leg B. The answers, ACKs and BYEs of the calls
-// already placed are then handled first, so those end and free their
-// sockets, and an offered rate beyond the machine's costs post-dial delay
-// rather than failed calls (a queue of parsed INVITEs, not of calls
-// holding media sockets). A new call also waits while its relay sockets
-// would not fit in the process's descriptor limit (media.Engine.HasRoom):
-// after a burst, calls end and free theirs within seconds. Waiting calls
-// start in arrival order as the run queue shortens; one that waited longer
-// than limits.setup_queue_timeout is refused with 503 and Retry-After.
+// before new INVITEs). With each new call (at most every gateTick) it
+// reads how many goroutines wait for a processor (runtime/metrics); while
+// that is more than the machine runs in a few milliseconds (behindPerProc
+// per processor; the SBC is no longer behind only after calmTicks samples
+// below half that), a new call, already answered 100 Trying, waits here
+// instead of opening its relay sockets and placing leg B. The answers,
+// ACKs and BYEs of the calls already placed are then handled first, so
+// those end and free their sockets, and an offered rate beyond the
+// machine's costs post-dial delay rather than failed calls (a queue of
+// parsed INVITEs, not of calls holding media sockets). A new call also
+// waits while its relay sockets would not fit in the process's
+// descriptor limit (media.Engine.HasRoom): after a burst, calls end and
+// free theirs within seconds. While calls wait, a releaser samples every
+// gateTick and starts them in arrival order as the run queue shortens;
+// one that waited longer than limits.setup_queue_timeout is refused with
+// 503 and Retry-After. An idle SBC samples nothing.
 //
-// Lock rules: mu guards queue and head; behind and waiting are atomics
-// read without it. No other lock is taken while mu is held, and calls are
-// posted to after it is released. The sampler goroutine (run) is owned by
-// the B2BUA's lifetime; without it (a B2BUA never started) no call waits.
+// Lock rules: mu guards queue, head and releasing; smu the sampler's
+// state (taken with TryLock: a caller finding it held uses the last
+// sample). behind, waiting and last are atomics read without either. No
+// other lock is taken while one is held, and calls are posted to after
+// mu is released. The releaser runs on a B2BUA worker (spawn) and ends
+// when the queue is empty or the B2BUA's lifetime ends.
 type setupGate struct {
-	behind  atomic.Bool  // the last sample saw more runnable goroutines than limit
+	behind  atomic.Bool  // the last samples saw more runnable goroutines than limit
 	waiting atomic.Int64 // len(queue) - head
+	last    atomic.Int64 // UnixNano of the last sample
 	limit   uint64       // runnable goroutines beyond which new calls wait
 	room    roomAnchor   // the media layer's descriptor check; nil: none
 
-	mu    sync.Mutex
-	queue []gated
-	head  int
+	smu    sync.Mutex
+	sample []metrics.Sample
+	calm   int // samples in a row below limit/2
+
+	mu        sync.Mutex
+	queue     []gated
+	head      int
+	releasing bool // a releaser runs
 }
 
 type gated struct {
@@ -48,7 +58,8 @@ type gated struct {
 }
 
 const (
-	// gateTick is how often the run queue is sampled (about 10 µs a read).
+	// gateTick is the least time between two samples of the run queue
+	// (about 10 µs a read), and the releaser's period.
 	gateTick = 2 * time.Millisecond
 	// behindPerProc is the runnable goroutines per processor beyond which
 	// the SBC is behind: an event takes tens of microseconds, so this is a
@@ -66,67 +77,98 @@ const (
 )
 
 func newSetupGate(room roomAnchor) *setupGate {
-	return &setupGate{limit: uint64(behindPerProc * runtime.GOMAXPROCS(0)), room: room}
+	return &setupGate{
+		limit:  uint64(behindPerProc * runtime.GOMAXPROCS(0)),
+		room:   room,
+		sample: []metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}},
+	}
 }
 
 // fits reports whether a call of streams media streams finds descriptors.
 func (g *setupGate) fits(streams int) bool { return g.room == nil || g.room.HasRoom(streams) }
+
+// observe samples the run queue unless it was sampled less than gateTick
+// ago, and reports whether the SBC is behind.
+func (g *setupGate) observe() bool {
+	now := time.Now().UnixNano()
+	if now-g.last.Load() < int64(gateTick) || !g.smu.TryLock() {
+		return g.behind.Load()
+	}
+	defer g.smu.Unlock()
+	g.last.Store(now)
+	metrics.Read(g.sample)
+	var runnable uint64
+	if g.sample[0].Value.Kind() == metrics.KindUint64 {
+		runnable = g.sample[0].Value.Uint64()
+	}
+	behind := g.behind.Load()
+	switch {
+	case runnable > g.limit:
+		behind, g.calm = true, 0
+	case runnable < g.limit/2:
+		if g.calm++; g.calm >= calmTicks {
+			behind = false
+		}
+	default:
+		g.calm = 0
+	}
+	g.behind.Store(behind)
+	return behind
+}
 
 // start posts evStart to c (a call of streams media streams) now, or
 // queues c when the SBC is behind, its sockets would not fit, or other
 // new calls already wait (first come, first placed). timeout 0 starts at
 // once whatever the load.
 func (g *setupGate) start(c *call, streams int, timeout time.Duration) {
-	if timeout <= 0 || (g.waiting.Load() == 0 && !g.behind.Load() && g.fits(streams)) {
+	if timeout <= 0 || (!g.observe() && g.waiting.Load() == 0 && g.fits(streams)) {
 		c.post(event{kind: evStart})
 		return
 	}
+	b := c.b
 	g.mu.Lock()
 	g.queue = append(g.queue, gated{c: c, streams: streams, at: time.Now()})
 	g.waiting.Add(1)
+	run := !g.releasing
+	g.releasing = true
 	g.mu.Unlock()
-	c.b.metrics.SetupQueued.Inc()
+	b.metrics.SetupQueued.Inc()
+	if run && !b.spawn(func() {
+		g.releaser(b.lifetime(), func() time.Duration { return b.snap().cfg.Limits.SetupQueueTimeout })
+	}) {
+		g.mu.Lock()
+		g.releasing = false // closing: HangupAll ends the waiting calls
+		g.mu.Unlock()
+	}
 }
 
-// run samples the run queue every gateTick until ctx ends, starting
-// waiting calls while the SBC is not behind and refusing those that
-// waited too long. timeout reads limits.setup_queue_timeout (reloadable).
-func (g *setupGate) run(ctx context.Context, timeout func() time.Duration) {
-	s := []metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
+// releaser starts waiting calls every gateTick while the SBC is not
+// behind, and refuses those that waited too long, until none waits or
+// ctx ends. timeout reads limits.setup_queue_timeout (reloadable).
+func (g *setupGate) releaser(ctx context.Context, timeout func() time.Duration) {
 	t := time.NewTicker(gateTick)
 	defer t.Stop()
-	calm := 0
 	for {
 		select {
 		case <-ctx.Done():
+			g.mu.Lock()
+			g.releasing = false
+			g.mu.Unlock()
 			return
 		case <-t.C:
 		}
-		metrics.Read(s)
-		var runnable uint64
-		if s[0].Value.Kind() == metrics.KindUint64 {
-			runnable = s[0].Value.Uint64()
-		}
-		behind := g.behind.Load()
-		switch {
-		case runnable > g.limit:
-			behind, calm = true, 0
-		case runnable < g.limit/2:
-			if calm++; calm >= calmTicks {
-				behind = false
-			}
-		default:
-			calm = 0
-		}
-		g.behind.Store(behind)
-		if g.waiting.Load() == 0 {
-			continue
-		}
 		n := 0
-		if !behind {
+		if !g.observe() {
 			n = startsPerTick * runtime.GOMAXPROCS(0)
 		}
 		g.release(n, timeout())
+		g.mu.Lock()
+		if g.head == len(g.queue) {
+			g.releasing = false
+			g.mu.Unlock()
+			return
+		}
+		g.mu.Unlock()
 	}
 }
 

@@ -258,11 +258,7 @@ func (b *B2BUA) Start(ctx context.Context, lns []net.Listener) error {
 			l.serve(b.ctx)
 		}()
 	}
-	b.wg.Add(4)
-	go func() {
-		defer b.wg.Done()
-		b.gate.run(b.ctx, func() time.Duration { return b.snap().cfg.Limits.SetupQueueTimeout })
-	}()
+	b.wg.Add(3)
 	go func() { defer b.wg.Done(); b.tp.keepaliveLoop(b.ctx) }()
 	go func() { defer b.wg.Done(); b.housekeeping(b.ctx) }()
 	go func() { defer b.wg.Done(); b.mon.run(b.ctx) }()
