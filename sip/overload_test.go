@@ -114,3 +114,29 @@ func TestNewCallRefusedAfterSetupQueueTimeout(t *testing.T) {
 		t.Errorf("edge_sbc_admission_refused_total{reason=setup_queue_timeout} = %v, want 1", v)
 	}
 }
+
+// TestCancelWhileWaiting: the caller gives up while its call waits for
+// the SBC to catch up: 200 to the CANCEL, 487 to the INVITE, and the
+// callee never sees the call, also after the process caught up.
+func TestCancelWhileWaiting(t *testing.T) {
+	bd := newBed(t, siptest.SBCOptions{})
+	basicCall(t, bd)
+	stop := spin(40 * runtime.GOMAXPROCS(0))
+	defer stop()
+	waitBehind(t, bd)
+	a := bd.caller(t)
+	inv := a.NewInvite("sips:bob@sbc.test", siptest.SDP(siptest.NewRTP(t).Port(), 1, ""))
+	a.Send(inv)
+	a.Response(wait, sip.INVITE, 100)
+	a.Send(siptest.Cancel(inv))
+	a.Response(wait, sip.CANCEL, 200)
+	a.Response(wait, sip.INVITE, 487)
+	stop()
+	bd.calleePeer().Nothing(300*time.Millisecond, "INVITE of a cancelled call", func(m sip.Message) bool {
+		r, ok := m.(*sip.Request)
+		return ok && r.Method == sip.INVITE
+	})
+	if q := metricValue(t, bd.sbc, "edge_sbc_setup_queue", ""); q != 0 {
+		t.Errorf("edge_sbc_setup_queue = %v after the cancelled call, want 0", q)
+	}
+}
