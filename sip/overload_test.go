@@ -59,10 +59,7 @@ func TestNewCallWaitsWhileBehind(t *testing.T) {
 	a.Send(inv)
 	a.Response(wait, sip.INVITE, 100)
 	b := bd.calleePeer()
-	b.Nothing(300*time.Millisecond, "INVITE while the SBC is behind", func(m sip.Message) bool {
-		r, ok := m.(*sip.Request)
-		return ok && r.Method == sip.INVITE
-	})
+	b.Nothing(300*time.Millisecond, "INVITE while the SBC is behind", siptest.IsRequest(sip.INVITE))
 	if q := metricValue(t, bd.sbc, "edge_sbc_setup_queue", ""); q != 1 {
 		t.Errorf("edge_sbc_setup_queue = %v while the call waits, want 1", q)
 	}
@@ -106,10 +103,7 @@ func TestNewCallRefusedAfterSetupQueueTimeout(t *testing.T) {
 	}
 	t.Logf("503 after %v", waited.Round(time.Millisecond))
 	stop()
-	bd.calleePeer().Nothing(300*time.Millisecond, "INVITE of a refused call", func(m sip.Message) bool {
-		r, ok := m.(*sip.Request)
-		return ok && r.Method == sip.INVITE
-	})
+	bd.calleePeer().Nothing(300*time.Millisecond, "INVITE of a refused call", siptest.IsRequest(sip.INVITE))
 	if v := metricValue(t, bd.sbc, "edge_sbc_admission_refused_total", "setup_queue_timeout"); v != 1 {
 		t.Errorf("edge_sbc_admission_refused_total{reason=setup_queue_timeout} = %v, want 1", v)
 	}
@@ -132,10 +126,7 @@ func TestCancelWhileWaiting(t *testing.T) {
 	a.Response(wait, sip.CANCEL, 200)
 	a.Response(wait, sip.INVITE, 487)
 	stop()
-	bd.calleePeer().Nothing(300*time.Millisecond, "INVITE of a cancelled call", func(m sip.Message) bool {
-		r, ok := m.(*sip.Request)
-		return ok && r.Method == sip.INVITE
-	})
+	bd.calleePeer().Nothing(300*time.Millisecond, "INVITE of a cancelled call", siptest.IsRequest(sip.INVITE))
 	if q := metricValue(t, bd.sbc, "edge_sbc_setup_queue", ""); q != 0 {
 		t.Errorf("edge_sbc_setup_queue = %v after the cancelled call, want 0", q)
 	}
