@@ -256,7 +256,7 @@ func (c *call) onAdmitted(res *admitResult) {
 			c.b.planner.count(c.snap, c.plan)
 		}
 		c.logStart()
-		c.b.gate.start(c, c.streams, c.snap.cfg.Limits.SetupQueueTimeout) // evStart: originate
+		c.b.gate.start(c) // evStart: originate
 	case admitRedirect:
 		c.onRedirectAdmitted(res)
 	case admitTransfer:

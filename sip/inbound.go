@@ -104,7 +104,7 @@ func (b *B2BUA) onInvite(cn *conn, req *sip.Request) {
 		return
 	}
 	c.logStart()
-	b.gate.start(c, in.streams, snap.cfg.Limits.SetupQueueTimeout)
+	b.gate.start(c)
 }
 
 // logStart writes the call_start line of an admitted call.

@@ -52,9 +52,8 @@ type setupGate struct {
 }
 
 type gated struct {
-	c       *call
-	streams int
-	at      time.Time
+	c  *call
+	at time.Time
 }
 
 const (
@@ -116,18 +115,19 @@ func (g *setupGate) observe() bool {
 	return behind
 }
 
-// start posts evStart to c (a call of streams media streams) now, or
-// queues c when the SBC is behind, its sockets would not fit, or other
-// new calls already wait (first come, first placed). timeout 0 starts at
-// once whatever the load.
-func (g *setupGate) start(c *call, streams int, timeout time.Duration) {
-	if timeout <= 0 || (!g.observe() && g.waiting.Load() == 0 && g.fits(streams)) {
+// start posts evStart to c now, or queues c when the SBC is behind, its
+// sockets would not fit (c.streams, set before and never changed), or
+// other new calls already wait (first come, first placed). A
+// limits.setup_queue_timeout of 0 in the call's configuration starts it
+// at once whatever the load.
+func (g *setupGate) start(c *call) {
+	if c.snap.cfg.Limits.SetupQueueTimeout <= 0 || (!g.observe() && g.waiting.Load() == 0 && g.fits(c.streams)) {
 		c.post(event{kind: evStart})
 		return
 	}
 	b := c.b
 	g.mu.Lock()
-	g.queue = append(g.queue, gated{c: c, streams: streams, at: time.Now()})
+	g.queue = append(g.queue, gated{c: c, at: time.Now()})
 	g.waiting.Add(1)
 	run := !g.releasing
 	g.releasing = true
@@ -184,7 +184,7 @@ func (g *setupGate) release(n int, timeout time.Duration) {
 		}
 		e := g.queue[g.head]
 		late := timeout > 0 && now.Sub(e.at) > timeout
-		if !late && (n <= 0 || !g.fits(e.streams)) {
+		if !late && (n <= 0 || !g.fits(e.c.streams)) {
 			g.mu.Unlock()
 			return
 		}
