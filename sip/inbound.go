@@ -173,11 +173,18 @@ func (b *B2BUA) newCall(cn *conn, req *sip.Request, s *policySnapshot, plan *cal
 	}
 	c.a, c.bl = a, bl
 	c.ruriUser, c.ruriHost = req.Recipient.User, req.Recipient.Host
+	b.addCall(c)
+	return c
+}
+
+// addCall publishes a call whose two legs are built, counts it among the
+// calls in progress and registers both dialogs (a new call, or one taken
+// over from another node).
+func (b *B2BUA) addCall(c *call) {
 	c.publish()
 	b.mu.Lock()
 	b.calls[c] = struct{}{}
 	b.mu.Unlock()
-	b.register(c, a.callID, a.localTag, SideA)
-	b.register(c, bl.callID, bl.localTag, SideB)
-	return c
+	b.register(c, c.a.callID, c.a.localTag, SideA)
+	b.register(c, c.bl.callID, c.bl.localTag, SideB)
 }

@@ -172,12 +172,7 @@ func (b *B2BUA) takeOver(ctx context.Context, id string, raw []byte) error {
 			c.admKey = cs.AdmKey
 		}
 	}
-	c.publish()
-	b.mu.Lock()
-	b.calls[c] = struct{}{}
-	b.mu.Unlock()
-	b.register(c, a.callID, a.localTag, SideA)
-	b.register(c, bl.callID, bl.localTag, SideB)
+	b.addCall(c)
 	c.post(event{kind: evTakeover})
 	return nil
 }
