@@ -189,3 +189,29 @@ func TestByeDuringReInvite(t *testing.T) {
 	c.b.Send(c.b.Reply(late, 481, "", nil))
 	bd.sbc.WaitIdle(t, wait)
 }
+
+// TestInviteAfterOK: within Timer L of the 200 (RFC 6026), and after the
+// call has ended, a retransmission of the caller's INVITE is absorbed (no
+// second call, no response) and a CANCEL of it gets 200 without effect.
+func TestInviteAfterOK(t *testing.T) {
+	bd := newBed(t, siptest.SBCOptions{})
+	a, b, inv, invB, tag := ringing(t, bd)
+	b.Send(b.Reply(invB, 200, tag, siptest.SDP(siptest.NewRTP(t).Port(), 1, "")))
+	ok := a.Response(wait, sip.INVITE, 200)
+	d := a.UACDialog(inv, ok)
+	a.Send(d.Request(sip.ACK, nil, 1))
+	b.Request(wait, sip.ACK)
+	a.Send(d.Request(sip.BYE, nil))
+	bye := b.Request(wait, sip.BYE)
+	b.Send(b.Reply(bye, 200, "", nil))
+	a.Response(wait, sip.BYE, 200)
+	bd.sbc.WaitIdle(t, wait)
+
+	a.Send(inv)
+	a.Send(siptest.Cancel(inv))
+	a.Response(wait, sip.CANCEL, 200)
+	a.Nothing(300*time.Millisecond, "response to the retransmitted INVITE", siptest.IsResponse(sip.INVITE, 0))
+	b.Nothing(100*time.Millisecond, "INVITE retransmitted after the 200", siptest.IsRequest(sip.INVITE))
+	b.Nothing(0, "CANCEL after the 200", siptest.IsRequest(sip.CANCEL))
+	bd.sbc.WaitIdle(t, wait)
+}

@@ -288,7 +288,7 @@ func (b *B2BUA) housekeeping(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			b.txl.sweep(now)
+			b.txl.sweep()
 			b.mu.Lock()
 			for a, exp := range b.trusted {
 				if now.After(exp) {

@@ -39,11 +39,11 @@ type txLayer struct {
 	mu     sync.Mutex // guards server, client, tomb
 	server map[string]*serverTx
 	client map[string]*clientTx
-	tomb   map[string]time.Time // INVITE server transactions answered 2xx: expiry (Timer L)
+	tomb   *tombs // INVITE server transactions answered 2xx (Timer L)
 }
 
 func newTxLayer() *txLayer {
-	return &txLayer{server: map[string]*serverTx{}, client: map[string]*clientTx{}, tomb: map[string]time.Time{}}
+	return &txLayer{server: map[string]*serverTx{}, client: map[string]*clientTx{}, tomb: newTombs()}
 }
 
 // serverTx is one request the SBC must answer.
@@ -118,8 +118,7 @@ func (l *txLayer) lookupServer(key string) (*serverTx, bool) {
 func (l *txLayer) tombstoned(key string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	_, ok := l.tomb[key]
-	return ok
+	return l.tomb.has(key)
 }
 
 // addServer registers a new server transaction; it returns false when one
@@ -193,15 +192,12 @@ func (l *txLayer) onConn(c *conn) []*clientTx {
 	return out
 }
 
-// sweep forgets expired tombstones; the B2BUA calls it every second.
-func (l *txLayer) sweep(now time.Time) {
+// sweep forgets the tombstones older than Timer L; the B2BUA calls it
+// every second.
+func (l *txLayer) sweep() {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	for k, exp := range l.tomb {
-		if now.After(exp) {
-			delete(l.tomb, k)
-		}
-	}
+	l.tomb.tick()
+	l.mu.Unlock()
 }
 
 // counts returns the open server and client transactions.
@@ -247,7 +243,7 @@ func (b *B2BUA) respond(tx *serverTx, res *sip.Response) {
 			if cur, ok := b.txl.server[tx.key]; ok && cur == tx {
 				delete(b.txl.server, tx.key)
 			}
-			b.txl.tomb[tx.key] = time.Now().Add(timerTx)
+			b.txl.tomb.add(tx.key)
 			b.txl.mu.Unlock()
 		}
 	}
