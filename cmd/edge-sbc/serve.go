@@ -197,8 +197,9 @@ func build(path, stateDir string, stderr io.Writer) (*sbc, error) {
 	s.reg = prometheus.NewRegistry()
 	s.reg.MustRegister(collectors.NewGoCollector(
 		// The CPU the garbage collector takes next to the total: the
-		// share an operator (and make bench) compares under load.
-		collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/cpu/classes/(gc/total|total):cpu-seconds$`)}),
+		// share an operator (and make bench) compares under load; and
+		// the scheduler's processors (procsGovernor).
+		collectors.WithGoCollectorRuntimeMetrics(collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^(/cpu/classes/(gc/total|total):cpu-seconds|/sched/gomaxprocs:threads)$`)}),
 	), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = sip.NewMetrics(s.reg)
 	if s.eng, err = newMediaEngine(s.cfg, s.log); err != nil {
@@ -314,6 +315,10 @@ func (s *sbc) start() (err error) {
 		s.closers.push("watchdog tick", func() error { t.Stop(); return nil })
 		s.wdog = t.C
 	}
+	// After the B2BUA: its setup gate sizes its limit by the full
+	// processor count.
+	stopProcs := governProcs(os.Getenv("GOMAXPROCS"), s.log)
+	s.closers.push("processor governor", func() error { stopProcs(); return nil })
 	stopRelease := releaseWhenIdle(s.b2b.ActiveCalls, debug.FreeOSMemory, idleReleaseTick, idleRelease, s.log)
 	s.closers.push("idle memory release", func() error { stopRelease(); return nil })
 	// A cluster node takes over when the service address reaches it
