@@ -49,7 +49,13 @@ type RateStep struct {
 	Procs     int     `json:"processes"`
 	WallS     float64 `json:"wall_s"`
 	Sustained bool    `json:"sustained"`
-	Why       string  `json:"why,omitempty"`
+	// Behind is set on a step that is not sustained only because the
+	// callers fell behind their schedule: every call completed, none
+	// failed. The system held the offered rate back (edge-sbc's setup
+	// gate queues new calls while it is behind) instead of failing calls,
+	// so the ramp goes on; it ends at the first step with a failed call.
+	Behind bool   `json:"behind,omitempty"`
+	Why    string `json:"why,omitempty"`
 	// Retried is set on a failed attempt that was run again (-retries):
 	// the next step of the same system at the same rate replaces it.
 	Retried bool `json:"retried,omitempty"`
@@ -197,14 +203,14 @@ func runCallRate(ctx context.Context, e *env, rep *report) error {
 				}
 				cr.Steps = append(cr.Steps, st)
 				time.Sleep(time.Second) // TIME_WAIT, sipp teardown
-				if !st.Sustained && attempt < e.o.retries && ctx.Err() == nil {
+				if !st.Sustained && !st.Behind && attempt < e.o.retries && ctx.Err() == nil {
 					st.Retried = true
 					logf("    %s: %d cps once more (-retries %d)", s.label, rate, e.o.retries)
 					time.Sleep(2 * time.Second)
 					continue
 				}
 				s.steps = append(s.steps, st)
-				s.done = !st.Sustained
+				s.done = !st.Sustained && !st.Behind
 				break
 			}
 			ran = true
@@ -370,6 +376,7 @@ func (e *env) rateStep(ctx context.Context, tool loadTool, caller *tlsFiles, s *
 		CalleeFail: uas1.Failed - uas0.Failed, RSSMiB: g1.rss / (1 << 20), PSSMiB: g1.pss / (1 << 20), Procs: g1.procs,
 		WallS: res.elapsed.Seconds(), LoadCPU: map[string]float64{}}
 	st.Sustained, st.Why = judge(res, r.calls, st.CalleeFail, dur, callHold)
+	st.Behind = !st.Sustained && completed(res, r.calls, st.CalleeFail)
 	if !st.Sustained {
 		if res.errs != "" {
 			st.Why += "; caller: " + res.errs
@@ -421,6 +428,12 @@ func (e *env) rateStep(ctx context.Context, tool loadTool, caller *tlsFiles, s *
 // judge says whether a step was sustained: every call successful at both
 // ends, sipp exited 0 and kept the rate (finished within the schedule plus
 // slack).
+// completed reports whether every call of a step succeeded at both ends
+// (whatever the time it took).
+func completed(res uacResult, n, calleeFail int) bool {
+	return res.why == "" && res.fail == 0 && res.succ == n && calleeFail == 0 && res.exit == 0
+}
+
 func judge(res uacResult, n, calleeFail int, dur, pause time.Duration) (bool, string) {
 	slack := dur/5 + 2*time.Second
 	switch {
@@ -517,13 +530,28 @@ func (s *sut) lastSustained() *RateStep {
 	return best
 }
 
+// firstFailed is the first step with a failed call (a step that only
+// fell behind is not one).
 func (s *sut) firstFailed() *RateStep {
 	for _, st := range s.steps {
-		if !st.Sustained {
+		if !st.Sustained && !st.Behind {
 			return st
 		}
 	}
 	return nil
+}
+
+// lastNoFailure is the highest step before the first failure: sustained,
+// or every call completed while the callers fell behind.
+func (s *sut) lastNoFailure() *RateStep {
+	var best *RateStep
+	for _, st := range s.steps {
+		if !st.Sustained && !st.Behind {
+			break
+		}
+		best = st
+	}
+	return best
 }
 
 func (s *sut) at(rate int) *RateStep {
@@ -558,6 +586,20 @@ func summarizeCallRate(e *env, rep *report, tool loadTool, sbc, kam *sut) {
 	rep.add(Result{Section: 1, Name: "calls/s sustained, 0 failures", Value: rateOf(sbc), Unit: "calls/s",
 		Baseline: rateOf(kam), BaseName: base,
 		Note: fmt.Sprintf("%s, %gs steps; %s; %s", tool.name(), e.o.stepDur.Seconds(), note(sbc), note(kam))})
+	// The highest offered rate without a failed call, and what was
+	// achieved there: beyond what a system sustains on schedule, it may
+	// still hold calls back rather than fail them.
+	offered := func(s *sut) (float64, string) {
+		b := s.lastNoFailure()
+		if b == nil {
+			return 0, ""
+		}
+		return float64(b.Offered), fmt.Sprintf("%s %.0f achieved%s", s.label, b.Achieved, ifs(b.Behind, " (callers fell behind)", ""))
+	}
+	sv, sn := offered(sbc)
+	kv, kn := offered(kam)
+	rep.add(Result{Section: 1, Name: "calls/s offered with 0 failed calls", Value: sv, Unit: "calls/s",
+		Baseline: kv, BaseName: base, Note: strings.Join(slices.DeleteFunc([]string{sn, kn}, func(x string) bool { return x == "" }), "; ")})
 	// CPU and RSS at the highest rate both sustained.
 	if b := sbc.lastSustained(); b != nil {
 		r := b.Offered

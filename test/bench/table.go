@@ -109,7 +109,9 @@ func printRateSteps(w io.Writer, cr *CallRate) {
 	for _, r := range rates {
 		s, k := by["edge-sbc"][r], by["kamailio"][r]
 		var rc, rcpu, rrss string
-		if s != nil && k != nil {
+		// Ratios only where neither system failed a call: a failed step's
+		// CPU per successful call and achieved rate compare nothing.
+		if s != nil && k != nil && (s.Sustained || s.Behind) && (k.Sustained || k.Behind) {
 			rc, rcpu, rrss = ratio(s.Achieved, k.Achieved), ratio(s.CPUms, k.CPUms), ratio(s.RSSMiB, k.RSSMiB)
 		}
 		other := func(st *RateStep) string {
@@ -121,7 +123,10 @@ func printRateSteps(w io.Writer, cr *CallRate) {
 		fmt.Fprintf(w, "%7d%s | %s | %s | %6s %6s %6s | %s / %s\n", r, ifs(retried[r], "*", " "), cell(s), cell(k), rc, rcpu, rrss, other(s), other(k))
 	}
 	for _, st := range cr.Steps {
-		if !st.Sustained {
+		switch {
+		case st.Behind:
+			fmt.Fprintf(w, "%8d   %s not sustained, 0 failed (the ramp goes on): %s\n", st.Offered, st.System, st.Why)
+		case !st.Sustained:
 			fmt.Fprintf(w, "%8d   %s failed%s: %s\n", st.Offered, st.System, ifs(st.Retried, " (run again)", ""), st.Why)
 		}
 	}
