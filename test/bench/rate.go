@@ -203,14 +203,14 @@ func runCallRate(ctx context.Context, e *env, rep *report) error {
 				}
 				cr.Steps = append(cr.Steps, st)
 				time.Sleep(time.Second) // TIME_WAIT, sipp teardown
-				if !st.Sustained && !st.Behind && attempt < e.o.retries && ctx.Err() == nil {
+				if st.failed() && attempt < e.o.retries && ctx.Err() == nil {
 					st.Retried = true
 					logf("    %s: %d cps once more (-retries %d)", s.label, rate, e.o.retries)
 					time.Sleep(2 * time.Second)
 					continue
 				}
 				s.steps = append(s.steps, st)
-				s.done = !st.Sustained && !st.Behind
+				s.done = st.failed()
 				break
 			}
 			ran = true
@@ -425,15 +425,19 @@ func (e *env) rateStep(ctx context.Context, tool loadTool, caller *tlsFiles, s *
 	return st, nil
 }
 
-// judge says whether a step was sustained: every call successful at both
-// ends, sipp exited 0 and kept the rate (finished within the schedule plus
-// slack).
+// failed reports whether a call of the step failed: neither sustained
+// nor only behind its schedule.
+func (st *RateStep) failed() bool { return !st.Sustained && !st.Behind }
+
 // completed reports whether every call of a step succeeded at both ends
 // (whatever the time it took).
 func completed(res uacResult, n, calleeFail int) bool {
 	return res.why == "" && res.fail == 0 && res.succ == n && calleeFail == 0 && res.exit == 0
 }
 
+// judge says whether a step was sustained: every call successful at both
+// ends, sipp exited 0 and kept the rate (finished within the schedule plus
+// slack).
 func judge(res uacResult, n, calleeFail int, dur, pause time.Duration) (bool, string) {
 	slack := dur/5 + 2*time.Second
 	switch {
@@ -534,7 +538,7 @@ func (s *sut) lastSustained() *RateStep {
 // fell behind is not one).
 func (s *sut) firstFailed() *RateStep {
 	for _, st := range s.steps {
-		if !st.Sustained && !st.Behind {
+		if st.failed() {
 			return st
 		}
 	}
@@ -546,7 +550,7 @@ func (s *sut) firstFailed() *RateStep {
 func (s *sut) lastNoFailure() *RateStep {
 	var best *RateStep
 	for _, st := range s.steps {
-		if !st.Sustained && !st.Behind {
+		if st.failed() {
 			break
 		}
 		best = st

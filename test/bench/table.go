@@ -111,7 +111,7 @@ func printRateSteps(w io.Writer, cr *CallRate) {
 		var rc, rcpu, rrss string
 		// Ratios only where neither system failed a call: a failed step's
 		// CPU per successful call and achieved rate compare nothing.
-		if s != nil && k != nil && (s.Sustained || s.Behind) && (k.Sustained || k.Behind) {
+		if s != nil && k != nil && !s.failed() && !k.failed() {
 			rc, rcpu, rrss = ratio(s.Achieved, k.Achieved), ratio(s.CPUms, k.CPUms), ratio(s.RSSMiB, k.RSSMiB)
 		}
 		other := func(st *RateStep) string {
