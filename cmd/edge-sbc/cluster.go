@@ -146,8 +146,8 @@ func hasAddress(addr netip.Addr) (bool, error) {
 // on its interfaces (watchAddress).
 const addressPoll = 200 * time.Millisecond
 
-// watchAddress looks for addr on this host's interfaces every poll, in a
-// goroutine that ends when ctx does (stop cancels and waits for it), and
+// watchAddress looks for addr on this host's interfaces every poll, on a
+// goroutine that stop ends (and waits for: every), and
 // sends on the returned channel (one slot: a trigger not yet handled is
 // not doubled) each time addr appears: absent at one look, present at
 // the next. Present at the first look is no trigger: the node may be the
@@ -155,8 +155,6 @@ const addressPoll = 200 * time.Millisecond
 // failing look counts as absent and is logged once per outage.
 func watchAddress(addr netip.Addr, poll time.Duration, has func(netip.Addr) (bool, error), log zerolog.Logger) (appeared <-chan struct{}, stop func()) {
 	ch := make(chan struct{}, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
 	present := func(failing *bool) bool {
 		ok, err := has(addr)
 		if err != nil {
@@ -171,27 +169,17 @@ func watchAddress(addr netip.Addr, poll time.Duration, has func(netip.Addr) (boo
 	}
 	failing := false
 	was := present(&failing)
-	go func() {
-		defer close(done)
-		t := time.NewTicker(poll)
-		defer t.Stop()
-		for {
+	stop = every(poll, func(time.Time) {
+		now := present(&failing)
+		if now && !was {
 			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
+			case ch <- struct{}{}:
+			default:
 			}
-			now := present(&failing)
-			if now && !was {
-				select {
-				case ch <- struct{}{}:
-				default:
-				}
-			}
-			was = now
 		}
-	}()
-	return ch, func() { cancel(); <-done }
+		was = now
+	})
+	return ch, stop
 }
 
 // handoffCheckTimeout bounds the look for another live node at shutdown;

@@ -29,6 +29,29 @@ func subscribeSignals() (sigs <-chan os.Signal, stop func()) {
 	return ch, func() { signal.Stop(ch) }
 }
 
+// every calls tick on its own goroutine each period (a time.Ticker's
+// ticks) until stop, which ends the goroutine and waits for it: the
+// background watches of the service (idle memory release, processor
+// governor, service address) run on it.
+func every(period time.Duration, tick func(now time.Time)) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				tick(now)
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
 // isStop reports whether s asks the SBC to stop (SIGTERM, SIGINT).
 func isStop(s os.Signal) bool {
 	return s == syscall.SIGTERM || s == syscall.SIGINT

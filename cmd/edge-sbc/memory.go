@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -22,32 +21,19 @@ const (
 // the goroutine). active reports the calls in progress (B2BUA.ActiveCalls);
 // release returns free memory to the system (debug.FreeOSMemory).
 func releaseWhenIdle(active func() int, release func(), tick, idle time.Duration, log zerolog.Logger) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(tick)
-		defer t.Stop()
-		busy := false
-		var idleSince time.Time
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-t.C:
-				switch {
-				case active() > 0:
-					busy, idleSince = true, time.Time{}
-				case !busy:
-				case idleSince.IsZero():
-					idleSince = now
-				case now.Sub(idleSince) >= idle:
-					release()
-					busy = false
-					log.Debug().Msg("no call for a while: free memory returned to the system")
-				}
-			}
+	busy := false
+	var idleSince time.Time
+	return every(tick, func(now time.Time) {
+		switch {
+		case active() > 0:
+			busy, idleSince = true, time.Time{}
+		case !busy:
+		case idleSince.IsZero():
+			idleSince = now
+		case now.Sub(idleSince) >= idle:
+			release()
+			busy = false
+			log.Debug().Msg("no call for a while: free memory returned to the system")
 		}
-	}()
-	return func() { cancel(); <-done }
+	})
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"math"
 	"runtime"
 	"runtime/metrics"
@@ -97,38 +96,25 @@ func governProcs(env string, log zerolog.Logger) (stop func()) {
 	g := &procsGovernor{max: full, cur: 1}
 	runtime.GOMAXPROCS(1)
 	log.Debug().Int("max", full).Msg("scheduler processors follow the load (GOMAXPROCS unset)")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		t := time.NewTicker(procsTick)
-		defer t.Stop()
-		sample := []metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
-		lastCPU, lastAt := processCPU(), time.Now()
-		for {
-			select {
-			case <-ctx.Done():
-				runtime.GOMAXPROCS(full)
-				return
-			case now := <-t.C:
-				cpu := processCPU()
-				cores := float64(cpu-lastCPU) / float64(now.Sub(lastAt))
-				lastCPU, lastAt = cpu, now
-				metrics.Read(sample)
-				var runnable uint64
-				if sample[0].Value.Kind() == metrics.KindUint64 {
-					runnable = sample[0].Value.Uint64()
-				}
-				was := g.cur
-				if n := g.next(cores, runnable); n != was {
-					runtime.GOMAXPROCS(n)
-					log.Debug().Int("from", was).Int("to", n).Float64("cores", math.Round(cores*100)/100).
-						Uint64("runnable", runnable).Msg("scheduler processors changed")
-				}
-			}
+	sample := []metrics.Sample{{Name: "/sched/goroutines/runnable:goroutines"}}
+	lastCPU, lastAt := processCPU(), time.Now()
+	stopTicks := every(procsTick, func(now time.Time) {
+		cpu := processCPU()
+		cores := float64(cpu-lastCPU) / float64(now.Sub(lastAt))
+		lastCPU, lastAt = cpu, now
+		metrics.Read(sample)
+		var runnable uint64
+		if sample[0].Value.Kind() == metrics.KindUint64 {
+			runnable = sample[0].Value.Uint64()
 		}
-	}()
-	return func() { cancel(); <-done }
+		was := g.cur
+		if n := g.next(cores, runnable); n != was {
+			runtime.GOMAXPROCS(n)
+			log.Debug().Int("from", was).Int("to", n).Float64("cores", math.Round(cores*100)/100).
+				Uint64("runnable", runnable).Msg("scheduler processors changed")
+		}
+	})
+	return func() { stopTicks(); runtime.GOMAXPROCS(full) }
 }
 
 // processCPU is the CPU time (user and system) the process has used.
