@@ -384,11 +384,7 @@ func (c *conn) write(p []byte) error {
 	if limit := c.queueLimit(); c.flushing && len(c.out)+len(p) > limit {
 		queued := len(c.out)
 		c.omu.Unlock()
-		ev := c.t.log.Info()
-		if c.trunk {
-			ev = c.t.log.Warn() // a trunk's calls end with it
-		}
-		ev.Str("remote", c.remote).Bool("trunk", c.trunk).Int("queued", queued).
+		c.dropEvent().Int("queued", queued).
 			Msg("write queue full (peer not reading?): connection closed")
 		c.close()
 		return fmt.Errorf("%w: %s: write queue full (%d bytes)", ErrConnClosed, c.remote, queued)
@@ -436,15 +432,21 @@ func (c *conn) flush(buf []byte) error {
 		_ = c.nc.SetWriteDeadline(time.Time{})
 	}
 	if _, err := c.nc.Write(buf); err != nil {
-		ev := c.t.log.Info()
-		if c.trunk {
-			ev = c.t.log.Warn() // a trunk's calls end with it
-		}
-		ev.Err(err).Str("remote", c.remote).Bool("trunk", c.trunk).Msg("write failed (peer not reading?): connection closed")
+		c.dropEvent().Err(err).Msg("write failed (peer not reading?): connection closed")
 		c.close()
 		return fmt.Errorf("%w: %s: %w", ErrConnClosed, c.remote, err)
 	}
 	return nil
+}
+
+// dropEvent is the log line of a connection closed because its peer does
+// not read: a warning for a trunk (its calls end with it), else info.
+func (c *conn) dropEvent() *zerolog.Event {
+	ev := c.t.log.Info()
+	if c.trunk {
+		ev = c.t.log.Warn()
+	}
+	return ev.Str("remote", c.remote).Bool("trunk", c.trunk)
 }
 
 // queueLimit is what may wait for the flusher on this connection.
