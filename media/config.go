@@ -66,8 +66,8 @@ type Config struct {
 	// stream, through the quarantine, for later streams (see portPool).
 	// Kept sockets and those in use together leave an eighth of the file
 	// descriptor limit (at least 512) to the rest of the process, and kept
-	// ones are closed first when descriptors run out. 0 means the default, DefaultSocketCache; a negative value
-	// disables it.
+	// ones are closed first when descriptors run out. 0 means the default,
+	// DefaultSocketCache; a negative value disables it.
 	SocketCache int
 }
 
