@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,31 +16,14 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/edge-sbc/edge-sbc/media/fastpath/nstest"
+	"github.com/edge-sbc/edge-sbc/test/syncbuf"
 )
 
 // The kernel fast path tests run in network namespaces of their own (see
 // nstest): side A at 10.77.1.2, side B at 10.77.2.2, the SBC between them
 // bound to 0.0.0.0. They skip when not root or when eBPF cannot load.
 
-// syncBuf is a log sink safe for concurrent writes.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func kernelEngine(t *testing.T, logs *syncBuf, timeout time.Duration) *Engine {
+func kernelEngine(t *testing.T, logs *syncbuf.Buffer, timeout time.Duration) *Engine {
 	t.Helper()
 	e, err := NewEngine(Config{
 		PortMin: 40000, PortMax: 40099, BindAddr: netip.IPv4Unspecified(), Quarantine: -1,
@@ -193,7 +175,7 @@ func TestKernelRelay(t *testing.T) {
 		nstest.Run(t)
 		return
 	}
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	const timeout = 2 * time.Second
 	e := kernelEngine(t, &logs, timeout)
 	if e.FastpathInterfaces() == nil {
@@ -342,7 +324,7 @@ func TestKernelFallback(t *testing.T) {
 		nstest.RunWith(t, "setpriv", "--bounding-set=-bpf,-net_admin,-sys_admin,-perfmon", "--")
 		return
 	}
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	e := kernelEngine(t, &logs, time.Minute)
 	if e.FastpathInterfaces() != nil {
 		t.Skip("the fast path loaded without the capabilities")

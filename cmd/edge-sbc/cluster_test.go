@@ -20,6 +20,7 @@ import (
 	"github.com/edge-sbc/edge-sbc/sip"
 	"github.com/edge-sbc/edge-sbc/sip/cluster"
 	"github.com/edge-sbc/edge-sbc/sip/siptest"
+	"github.com/edge-sbc/edge-sbc/test/syncbuf"
 )
 
 // gauge is the value of a gauge without labels in reg (-1: absent).
@@ -52,7 +53,7 @@ func TestServeCluster(t *testing.T) {
 	path := startConfigWith(t, freeTCP(t), freeTCP(t), freeTCP(t), extra)
 
 	base := runtime.NumGoroutine()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s, err := build(path, "", &logs)
 	if err != nil {
 		t.Fatal(err)
@@ -226,9 +227,9 @@ func TestHandoffFallsBackToDrain(t *testing.T) {
 	if err := os.WriteFile(key, []byte(strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	node := func(id string) (*sbc, *syncBuffer) {
+	node := func(id string) (*sbc, *syncbuf.Buffer) {
 		extra := fmt.Sprintf("cluster: {node_id: %s, state_key_file: %q, redis: {addrs: [%q]}}\nshutdown: {handoff: true}", id, key, r.Addr())
-		var logs syncBuffer
+		var logs syncbuf.Buffer
 		s, err := build(startConfigWith(t, freeTCP(t), freeTCP(t), freeTCP(t), extra), "", &logs)
 		if err != nil {
 			t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -18,26 +16,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/edge-sbc/edge-sbc/config"
+	"github.com/edge-sbc/edge-sbc/test/syncbuf"
 	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
-
-// syncBuffer is a log sink safe for concurrent writes and reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // fakeB2BUA stands in for *sip.B2BUA in reload and drain.
 type fakeB2BUA struct {
@@ -154,7 +135,7 @@ func TestReloadRefusesStartOnlyKeys(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f.write(t, tc.extra)
-			var logs syncBuffer
+			var logs syncbuf.Buffer
 			before := len(b2b.reloaded)
 			got := reload(f.path, store, b2b, zerolog.New(&logs))
 			if got != tc.applied {
@@ -208,7 +189,7 @@ func notifySocket(t *testing.T) <-chan string {
 // socket only while the liveness check passes; an outage is logged once.
 func TestWatchdogPingsOnlyWhenAlive(t *testing.T) {
 	got := notifySocket(t)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	var down atomic.Bool
 	wd := newWatchdog(zerolog.New(&logs), func() error {
 		if down.Load() {
@@ -328,7 +309,7 @@ func TestAliveOf(t *testing.T) {
 func TestDrainCallsSecondSignal(t *testing.T) {
 	calls := newFakeB2BUA(2)
 	sigs := make(chan os.Signal, 2)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	done := make(chan time.Duration, 1)
 	start := time.Now()
 	go func() {
@@ -374,7 +355,7 @@ func TestDrainCallsSecondSignal(t *testing.T) {
 // the drain (the caller then ends them); the watchdog is pinged meanwhile.
 func TestDrainCallsTimeout(t *testing.T) {
 	calls := newFakeB2BUA(3)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	tick := make(chan time.Time, 1)
 	tick <- time.Now()
 	pinged := 0

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edge-sbc/edge-sbc/config"
+	"github.com/edge-sbc/edge-sbc/test/syncbuf"
 	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
@@ -98,7 +99,7 @@ func TestStartUnwindsWhenTheSecondListenerFails(t *testing.T) {
 	path := startConfig(t, first, second, metrics)
 
 	base := runtime.NumGoroutine()
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s, err := build(path, "", &logs)
 	if err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edge-sbc/edge-sbc/test/syncbuf"
 )
 
 const (
@@ -20,7 +22,7 @@ const (
 func TestRedisDown(t *testing.T) {
 	t.Parallel()
 	r := startRedis(t)
-	log := &lockedBuffer{}
+	log := &syncbuf.Buffer{}
 	n := node(t, r, "n1", log, nil)
 	a, s := n.Admitter(), n.StateStore()
 	ctx := context.Background()
@@ -72,7 +74,7 @@ func TestRedisDown(t *testing.T) {
 		t.Fatalf("load: %v", err)
 	}
 	time.Sleep(2 * time.Second) // several probes fail
-	if c := log.count(logDown); c != 1 {
+	if c := log.Count(logDown); c != 1 {
 		t.Fatalf("the outage is logged %d times, want once:\n%s", c, log)
 	}
 
@@ -80,8 +82,8 @@ func TestRedisDown(t *testing.T) {
 	start := time.Now()
 	eventually(t, 5*time.Second, "Up after Redis is back", n.Up)
 	t.Logf("Up again %s after Redis restarted", time.Since(start).Round(10*time.Millisecond))
-	eventually(t, time.Second, "logged back", func() bool { return log.count(logBack) == 1 })
-	if c := log.count(logDown); c != 1 {
+	eventually(t, time.Second, "logged back", func() bool { return log.Count(logBack) == 1 })
+	if c := log.Count(logDown); c != 1 {
 		t.Fatalf("the outage is logged %d times, want once:\n%s", c, log)
 	}
 	if strings.Contains(log.String(), string(testKey)) {
@@ -117,7 +119,7 @@ func TestStartWithoutRedis(t *testing.T) {
 	t.Parallel()
 	r := startRedis(t)
 	r.Kill()
-	log := &lockedBuffer{}
+	log := &syncbuf.Buffer{}
 	start := time.Now()
 	n := node(t, r, "n1", log, nil)
 	if d := time.Since(start); d > time.Second {
@@ -131,7 +133,7 @@ func TestStartWithoutRedis(t *testing.T) {
 	}
 	r.Restart()
 	eventually(t, 5*time.Second, "Up once Redis is there", n.Up)
-	if log.count(logDown) != 1 || log.count(logBack) != 1 {
+	if log.Count(logDown) != 1 || log.Count(logBack) != 1 {
 		t.Fatalf("log:\n%s", log)
 	}
 }
@@ -141,7 +143,7 @@ func TestStartWithoutRedis(t *testing.T) {
 func TestPassword(t *testing.T) {
 	const pw = "pw-9f8e7d6c5b4a"
 	r := startRedis(t, "--requirepass", pw)
-	log := &lockedBuffer{}
+	log := &syncbuf.Buffer{}
 	good := node(t, r, "n1", log, func(o *Options) { o.Redis.Password = pw })
 	if !good.Up() {
 		t.Fatalf("Up is false with the right password:\n%s", log)
@@ -150,7 +152,7 @@ func TestPassword(t *testing.T) {
 	if bad.Up() {
 		t.Fatal("Up with a wrong password")
 	}
-	if log.count("WRONGPASS") != 1 || strings.Contains(log.String(), pw) {
+	if log.Count("WRONGPASS") != 1 || strings.Contains(log.String(), pw) {
 		t.Fatalf("log:\n%s", log)
 	}
 	o := good.o
@@ -169,7 +171,7 @@ func TestPassword(t *testing.T) {
 func TestRedisStalls(t *testing.T) {
 	t.Parallel()
 	r := startRedis(t)
-	log := &lockedBuffer{}
+	log := &syncbuf.Buffer{}
 	n := node(t, r, "n1", log, nil)
 	a := n.Admitter()
 	ctx := context.Background()
@@ -201,7 +203,7 @@ func TestRedisStalls(t *testing.T) {
 	if got := raw(t, r, "").HKeys(ctx, "edge-sbc:node:n1:calls").Val(); len(got) != 1 || got[0] != "z" {
 		t.Fatalf("n1's calls in Redis: %v, want [z]", got)
 	}
-	if log.count(logDown) != 1 || log.count(logBack) != 1 {
+	if log.Count(logDown) != 1 || log.Count(logBack) != 1 {
 		t.Fatalf("log:\n%s", log)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/edge-sbc/edge-sbc/config"
 
 	"github.com/edge-sbc/edge-sbc/sip/cluster/redistest"
+	"github.com/edge-sbc/edge-sbc/test/syncbuf"
 )
 
 func writeFile(t *testing.T, dir, name string, b []byte) string {
@@ -108,7 +109,7 @@ func TestFromConfigTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &lockedBuffer{}
+	log := &syncbuf.Buffer{}
 	o.Log = zerolog.New(log)
 	o.Timeout = 2 * time.Second
 	c2, err := Open(o)
@@ -175,7 +176,7 @@ func TestSentinel(t *testing.T) {
 }
 
 func TestRedisLog(t *testing.T) {
-	var b lockedBuffer
+	var b syncbuf.Buffer
 	RedisLog{Log: zerolog.New(&b)}.Printf(context.Background(), "dial %s: %v", "127.0.0.1:1", "refused")
 	if !strings.Contains(b.String(), `"level":"debug","component":"go-redis","message":"dial 127.0.0.1:1: refused"`) {
 		t.Fatalf("logged %s", b.String())

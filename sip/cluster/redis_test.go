@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,35 +27,6 @@ func raw(t *testing.T, r *redistest.Server, password string) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: r.Addr(), Password: password, Protocol: 2, DisableIdentity: true})
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// lockedBuffer is an io.Writer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// count is how many lines hold s.
-func (l *lockedBuffer) count(s string) int {
-	n := 0
-	for _, line := range strings.Split(l.String(), "\n") {
-		if strings.Contains(line, s) {
-			n++
-		}
-	}
-	return n
 }
 
 var testKey = bytes.Repeat([]byte{0x42}, KeySize)

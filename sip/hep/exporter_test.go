@@ -11,25 +11,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/edge-sbc/edge-sbc/test/syncbuf"
 )
-
-// logBuf is a zerolog destination the test reads while the exporter writes.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func msg(i int) Packet {
 	p := samplePacket()
@@ -38,9 +22,9 @@ func msg(i int) Packet {
 	return p
 }
 
-func newExporter(t *testing.T, cfg ExporterConfig) (*Exporter, *logBuf) {
+func newExporter(t *testing.T, cfg ExporterConfig) (*Exporter, *syncbuf.Buffer) {
 	t.Helper()
-	lb := &logBuf{}
+	lb := &syncbuf.Buffer{}
 	cfg.Log = zerolog.New(lb)
 	e, err := NewExporter(cfg)
 	if err != nil {
@@ -338,4 +322,4 @@ func TestExporterLimits(t *testing.T) {
 	}
 }
 
-var _ io.Writer = (*logBuf)(nil)
+var _ io.Writer = (*syncbuf.Buffer)(nil)

@@ -34,6 +34,7 @@ import (
 	"github.com/edge-sbc/edge-sbc/media"
 	edgesip "github.com/edge-sbc/edge-sbc/sip"
 	"github.com/edge-sbc/edge-sbc/sip/cluster"
+	"github.com/edge-sbc/edge-sbc/test/syncbuf"
 	"github.com/edge-sbc/edge-sbc/tlsconf"
 )
 
@@ -98,7 +99,7 @@ type SBC struct {
 	// without a certificate are the "public" trunk); MTLS of the one with
 	// client_auth required.
 	TLS, MTLS string
-	Log       *SyncBuffer
+	Log       *syncbuf.Buffer
 	// Cluster is the SBC's cluster membership (SBCOptions.Cluster), or nil.
 	Cluster *cluster.Cluster
 }
@@ -225,7 +226,7 @@ log: { level: debug }
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &SyncBuffer{}
+	logs := &syncbuf.Buffer{}
 	log := zerolog.New(logs).With().Timestamp().Logger().Level(zerolog.DebugLevel)
 	if o.LogLevel == "off" {
 		log = zerolog.Nop()
@@ -387,24 +388,6 @@ func (s *SBC) WaitLog(t testing.TB, text string) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// SyncBuffer is a bytes.Buffer safe for concurrent writes (the SBC's log).
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // Peer is a scripted SIP endpoint on one TLS connection.

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edge-sbc/edge-sbc/test/syncbuf"
 )
 
 // RepoRoot is the repository root (found from this source file).
@@ -76,8 +77,7 @@ type SBC struct {
 
 	t    testing.TB
 	cmd  *exec.Cmd
-	mu   sync.Mutex
-	logs bytes.Buffer
+	logs syncbuf.Buffer
 	done chan struct{}
 	err  error
 	// killed: Kill ended the process (Stop then reports no error).
@@ -122,9 +122,7 @@ func StartSBCWith(t testing.TB, config string, wrap ...string) *SBC {
 		once := sync.Once{}
 		for sc.Scan() {
 			line := sc.Text()
-			s.mu.Lock()
-			s.logs.WriteString(line + "\n")
-			s.mu.Unlock()
+			_, _ = s.logs.Write([]byte(line + "\n"))
 			if strings.Contains(line, "edge-sbc ready") {
 				once.Do(func() { close(ready) })
 			}
@@ -189,11 +187,7 @@ func (s *SBC) Signal(sig os.Signal) error { return s.cmd.Process.Signal(sig) }
 func (s *SBC) Done() <-chan struct{} { return s.done }
 
 // Logs returns everything the SBC printed so far.
-func (s *SBC) Logs() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.logs.String()
-}
+func (s *SBC) Logs() string { return s.logs.String() }
 
 // WaitLog waits until the log contains substr.
 func (s *SBC) WaitLog(substr string, timeout time.Duration) bool {

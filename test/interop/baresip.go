@@ -1,7 +1,6 @@
 package interop
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -10,10 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edge-sbc/edge-sbc/test/syncbuf"
 )
 
 // BaresipInstallHint is the fatal message when baresip is missing.
@@ -48,25 +48,16 @@ type Baresip struct {
 	SIPPort, TLSPort int
 
 	cmd  *exec.Cmd
-	mu   sync.Mutex
-	out  bytes.Buffer
+	out  syncbuf.Buffer
 	done chan struct{}
 	err  error
 }
 
-func (b *Baresip) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.out.Write(p)
-}
+func (b *Baresip) Write(p []byte) (int, error) { return b.out.Write(p) }
 
 // Output returns what baresip printed so far (its log and, with the SIP
 // trace on, every SIP message it sent and received).
-func (b *Baresip) Output() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.out.String()
-}
+func (b *Baresip) Output() string { return b.out.String() }
 
 // WaitOutput waits until the output contains substr.
 func (b *Baresip) WaitOutput(substr string, timeout time.Duration) bool {

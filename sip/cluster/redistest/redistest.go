@@ -5,16 +5,16 @@
 package redistest
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/edge-sbc/edge-sbc/test/syncbuf"
 )
 
 // Options says how to start a server. The zero value is a plain server
@@ -34,7 +34,7 @@ type Server struct {
 	master *Server // set: a Sentinel watching master as "m"
 	Port   int
 	cmd    *exec.Cmd
-	out    *buffer
+	out    *syncbuf.Buffer
 	exit   chan struct{}
 }
 
@@ -116,7 +116,7 @@ func (r *Server) start() error {
 		}
 		args = []string{conf, "--sentinel", "--logfile", "", "--loglevel", "warning"}
 	}
-	r.out = &buffer{}
+	r.out = &syncbuf.Buffer{}
 	r.cmd = exec.Command(r.bin, args...)
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	if err := r.cmd.Start(); err != nil {
@@ -157,22 +157,4 @@ func (r *Server) Restart() {
 	if err := r.start(); err != nil {
 		r.t.Fatalf("redis-server restart: %v\n%s", err, r.out)
 	}
-}
-
-// buffer is an io.Writer safe for concurrent use (the server's output).
-type buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *buffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *buffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
