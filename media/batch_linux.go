@@ -150,7 +150,7 @@ func (b *batchIO) recv() (int, error) {
 func (b *batchIO) doRecv(fd uintptr) bool {
 	b.borrow()
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd,
+		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd,
 			uintptr(unsafe.Pointer(&b.rhs[0])), uintptr(b.slots), 0, 0, 0)
 		switch e {
 		case unix.EINTR:
@@ -219,7 +219,7 @@ func (b *batchIO) flush() (failed int) {
 
 func (b *batchIO) doSend(fd uintptr) bool {
 	for {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd,
+		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd,
 			uintptr(unsafe.Pointer(&b.shs[b.off])), uintptr(b.nsend-b.off), 0, 0, 0)
 		switch e {
 		case unix.EINTR:

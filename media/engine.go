@@ -10,8 +10,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sys/unix"
 
 	"github.com/edge-sbc/edge-sbc/media/fastpath"
 )
@@ -336,8 +338,9 @@ func discardQueued(c *net.UDPConn) error {
 	var buf [1]byte // datagrams are truncated: only their removal matters
 	return rc.Read(func(fd uintptr) bool {
 		for {
-			_, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_DONTWAIT)
-			if err != nil && err != syscall.EINTR {
+			// A raw call, as in batchIO: the socket is non-blocking.
+			_, _, e := unix.RawSyscall6(unix.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&buf[0])), 1, unix.MSG_DONTWAIT, 0, 0)
+			if e != 0 && e != unix.EINTR {
 				return true
 			}
 		}

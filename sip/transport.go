@@ -179,7 +179,7 @@ func (l *listener) handshake(ctx context.Context, raw net.Conn, ip netip.Addr) {
 	if t.dscp > 0 {
 		_ = media.SetDSCP(raw, t.dscp)
 	}
-	tc := tls.Server(raw, tlsconf.NewServerConfig(t.store, l.mode, t.minTLS))
+	tc := tls.Server(tlsconf.DirectIO(raw), tlsconf.NewServerConfig(t.store, l.mode, t.minTLS))
 	hctx, cancel := context.WithTimeout(ctx, t.hsTimeout)
 	defer cancel()
 	if err := tc.HandshakeContext(hctx); err != nil {

@@ -89,6 +89,7 @@ func Dial(ctx context.Context, o DialOptions) (conn *tls.Conn, raw net.Conn, err
 		peer = cs.PeerCertificates
 		return verify(cs)
 	}
+	raw = DirectIO(raw)
 	conn = tls.Client(raw, cfg)
 	if err := conn.HandshakeContext(ctx); err != nil {
 		_ = raw.Close()
