@@ -30,6 +30,11 @@ type mmsghdr struct {
 // syscall.RawConn, and decode the source into a netip.AddrPort, so the
 // steady state allocates nothing.
 //
+// recvmmsg and sendmmsg are issued with unix.RawSyscall6: the sockets are
+// non-blocking, so the calls never block, and skipping the runtime's
+// blocking-call bookkeeping spares the wake-up of its monitor thread that
+// the first system call after an idle spell costs (see tlsconf.DirectIO).
+//
 // A batchIO is owned by one goroutine and is not safe for concurrent use.
 type batchIO struct {
 	rc    syscall.RawConn // own socket: recvmmsg
