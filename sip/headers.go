@@ -120,7 +120,57 @@ func sanitizeReason(v string) string {
 // hasCTL reports control characters (other than HTAB) in a header value: a
 // bare CR or LF there would smuggle a header line to the other leg.
 func hasCTL(s string) bool {
-	return strings.ContainsFunc(s, func(r rune) bool { return (r < 0x20 && r != '\t') || r == 0x7f })
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// headerHasCTL is hasCTL(h.Value()) without serialising the header: a
+// parsed header's value is its fields joined by separators that are not
+// control characters, so its fields are checked one by one (the headers
+// of every request are checked, and Value() of a parsed From, To, Via or
+// Contact builds a new string).
+func headerHasCTL(h sip.Header) bool {
+	switch v := h.(type) {
+	case *sip.FromHeader:
+		return hasCTL(v.DisplayName) || uriHasCTL(&v.Address) || paramsHaveCTL(v.Params)
+	case *sip.ToHeader:
+		return hasCTL(v.DisplayName) || uriHasCTL(&v.Address) || paramsHaveCTL(v.Params)
+	case *sip.ContactHeader:
+		return hasCTL(v.DisplayName) || uriHasCTL(&v.Address) || paramsHaveCTL(v.Params)
+	case *sip.ViaHeader:
+		return hasCTL(v.ProtocolName) || hasCTL(v.ProtocolVersion) || hasCTL(v.Transport) ||
+			hasCTL(v.Host) || paramsHaveCTL(v.Params)
+	case *sip.RouteHeader:
+		return uriHasCTL(&v.Address)
+	case *sip.RecordRouteHeader:
+		return uriHasCTL(&v.Address)
+	case *sip.CSeqHeader:
+		return hasCTL(string(v.MethodName))
+	case *sip.CallIDHeader:
+		return hasCTL(string(*v))
+	case *sip.MaxForwardsHeader, *sip.ContentLengthHeader, *sip.ExpiresHeader:
+		return false
+	}
+	return hasCTL(h.Value())
+}
+
+// uriHasCTL is hasCTL(u.String()) without serialising u.
+func uriHasCTL(u *sip.Uri) bool {
+	return hasCTL(u.Scheme) || hasCTL(u.Raw()) || hasCTL(u.User) || hasCTL(u.Password) ||
+		hasCTL(u.Host) || paramsHaveCTL(u.UriParams) || paramsHaveCTL(u.Headers)
+}
+
+func paramsHaveCTL(ps sip.HeaderParams) bool {
+	for _, p := range ps {
+		if hasCTL(p.K) || hasCTL(p.V) {
+			return true
+		}
+	}
+	return false
 }
 
 // hideHost replaces an IP-literal host (a private address, say) with ours.

@@ -29,11 +29,11 @@ func checkRequest(req *sip.Request) *refusal {
 	if req.CSeq().MethodName != req.Method {
 		return malformed("CSeq method does not match")
 	}
-	if hasCTL(req.Recipient.String()) {
+	if uriHasCTL(&req.Recipient) {
 		return malformed("control character in the Request-URI")
 	}
 	for _, h := range req.Headers() {
-		if hasCTL(h.Value()) {
+		if headerHasCTL(h) {
 			return malformed("control character in " + h.Name())
 		}
 	}
