@@ -75,22 +75,37 @@ type headerSource interface {
 // copyAllowed copies the allow-listed headers of src into dst. Identity
 // headers are copied only when trusted.
 func copyAllowed(src headerSource, dst sip.Message, allow map[string]bool, trusted bool) {
+	var lower [64]byte
 	for _, h := range src.Headers() {
-		name := strings.ToLower(h.Name())
-		if builtHeaders[name] || !allow[name] || hasCTL(h.Value()) {
+		// The lower-cased name stays on the stack: indexing a map with
+		// string(bytes) does not allocate.
+		name := lowerASCII(lower[:0], h.Name())
+		if builtHeaders[string(name)] || !allow[string(name)] || headerHasCTL(h) {
 			continue
 		}
-		if identityHeaders[name] && !trusted {
+		if identityHeaders[string(name)] && !trusted {
 			continue
 		}
 		v := h.Value()
-		if name == "reason" {
+		if string(name) == "reason" {
 			if v = sanitizeReason(v); v == "" {
 				continue
 			}
 		}
 		dst.AppendHeader(sip.NewHeader(h.Name(), v))
 	}
+}
+
+// lowerASCII appends s to b with ASCII letters lower-cased.
+func lowerASCII(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
 }
 
 // sanitizeReason keeps the protocol and cause of an RFC 3326 Reason header
