@@ -95,8 +95,9 @@ func TestDirectIOErrors(t *testing.T) {
 
 	// A write the peer does not read waits, then times out with the
 	// bytes written so far.
-	_ = d.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-	n, err := d.Write(make([]byte, 64<<20))
+	big := make([]byte, 64<<20) // before the deadline: under -race this takes a while
+	_ = d.SetWriteDeadline(time.Now().Add(300 * time.Millisecond))
+	n, err := d.Write(big)
 	if !errors.Is(err, os.ErrDeadlineExceeded) || n <= 0 || n >= 64<<20 {
 		t.Fatalf("blocked write: %d, %v", n, err)
 	}
