@@ -376,7 +376,7 @@ func (e *env) rateStep(ctx context.Context, tool loadTool, caller *tlsFiles, s *
 		CalleeFail: uas1.Failed - uas0.Failed, RSSMiB: g1.rss / (1 << 20), PSSMiB: g1.pss / (1 << 20), Procs: g1.procs,
 		WallS: res.elapsed.Seconds(), LoadCPU: map[string]float64{}}
 	st.Sustained, st.Why = judge(res, r.calls, st.CalleeFail, dur, callHold)
-	st.Behind = !st.Sustained && completed(res, r.calls, st.CalleeFail)
+	st.Behind = !st.Sustained && callFailure(res, r.calls, st.CalleeFail) == ""
 	if !st.Sustained {
 		if res.errs != "" {
 			st.Why += "; caller: " + res.errs
@@ -429,27 +429,29 @@ func (e *env) rateStep(ctx context.Context, tool loadTool, caller *tlsFiles, s *
 // nor only behind its schedule.
 func (st *RateStep) failed() bool { return !st.Sustained && !st.Behind }
 
-// completed reports whether every call of a step succeeded at both ends
-// (whatever the time it took).
-func completed(res uacResult, n, calleeFail int) bool {
-	return res.why == "" && res.fail == 0 && res.succ == n && calleeFail == 0 && res.exit == 0
-}
-
-// judge says whether a step was sustained: every call successful at both
-// ends, sipp exited 0 and kept the rate (finished within the schedule plus
-// slack).
-func judge(res uacResult, n, calleeFail int, dur, pause time.Duration) (bool, string) {
-	slack := dur/5 + 2*time.Second
+// callFailure says why a step had a failed call, or "" when every call
+// succeeded at both ends and sipp exited 0 (whatever the time it took).
+func callFailure(res uacResult, n, calleeFail int) string {
 	switch {
 	case res.why != "":
-		return false, res.why
+		return res.why
 	case res.fail > 0 || res.succ != n:
-		return false, fmt.Sprintf("%d/%d successful, %d failed", res.succ, n, res.fail)
+		return fmt.Sprintf("%d/%d successful, %d failed", res.succ, n, res.fail)
 	case calleeFail > 0:
-		return false, fmt.Sprintf("%d failed calls at the callee", calleeFail)
+		return fmt.Sprintf("%d failed calls at the callee", calleeFail)
 	case res.exit != 0:
-		return false, fmt.Sprintf("sipp exit %d", res.exit)
-	case res.elapsed > dur+pause+slack:
+		return fmt.Sprintf("sipp exit %d", res.exit)
+	}
+	return ""
+}
+
+// judge says whether a step was sustained: no failed call (callFailure)
+// and sipp kept the rate (finished within the schedule plus slack).
+func judge(res uacResult, n, calleeFail int, dur, pause time.Duration) (bool, string) {
+	if why := callFailure(res, n, calleeFail); why != "" {
+		return false, why
+	}
+	if slack := dur/5 + 2*time.Second; res.elapsed > dur+pause+slack {
 		return false, fmt.Sprintf("sipp fell behind: %.1fs for a %.0fs schedule", res.elapsed.Seconds(), dur.Seconds())
 	}
 	return true, ""
