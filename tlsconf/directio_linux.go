@@ -47,9 +47,9 @@ func DirectIO(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	d := &directConn{TCPConn: tc, rc: rc}
-	d.rd.f = d.rd.read
-	d.wr.f = d.wr.write
+	d := &directConn{TCPConn: tc}
+	d.rd.f, d.rd.wait = d.rd.read, rc.Read
+	d.wr.f, d.wr.wait = d.wr.write, rc.Write
 	return d
 }
 
@@ -57,18 +57,29 @@ func DirectIO(c net.Conn) net.Conn {
 // (DirectIO). Every other method is the TCPConn's.
 type directConn struct {
 	*net.TCPConn
-	rc syscall.RawConn
 	rd directOp // owned by the one Read in progress
 	wr directOp // owned by the one Write in progress
 }
 
 // directOp is the state of one raw read or write: the buffer, the bytes
-// done and the errno, set inside the RawConn callback f.
+// done and the errno, set inside the RawConn callback f; wait is the
+// socket's RawConn.Read or RawConn.Write, which calls f until it is done.
 type directOp struct {
 	b     []byte
 	n     int
 	errno syscall.Errno
 	f     func(fd uintptr) bool
+	wait  func(func(fd uintptr) bool) error
+}
+
+// run performs the operation on b: the bytes done, the errno of the
+// system call and the error of the wait (deadline, closed).
+func (o *directOp) run(b []byte) (int, syscall.Errno, error) {
+	o.b, o.n, o.errno = b, 0, 0
+	err := o.wait(o.f)
+	n, errno := o.n, o.errno
+	o.b = nil
+	return n, errno, err
 }
 
 func (o *directOp) read(fd uintptr) bool {
@@ -106,11 +117,7 @@ func (c *directConn) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	o := &c.rd
-	o.b, o.n, o.errno = b, 0, 0
-	err := c.rc.Read(o.f)
-	n, errno := o.n, o.errno
-	o.b = nil
+	n, errno, err := c.rd.run(b)
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -126,11 +133,7 @@ func (c *directConn) Write(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	o := &c.wr
-	o.b, o.n, o.errno = b, 0, 0
-	err := c.rc.Write(o.f)
-	n, errno := o.n, o.errno
-	o.b = nil
+	n, errno, err := c.wr.run(b)
 	switch {
 	case err != nil:
 		return n, c.opError("write", err)
